@@ -1,0 +1,23 @@
+# `make test` and `make demo` set everything up on a fresh machine: a virtual
+# environment with the package installed editable, and Graphviz's `dot`.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+
+.PHONY: test dot
+test: $(VENV)/.installed dot
+	$(PY) -m pytest -q
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Graphviz is a system program, not a Python package: install it when we can, say what to do when we can't.
+dot:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q graphviz; \
+	  else \
+	    echo "Graphviz's 'dot' program is missing: install the 'graphviz' system package (e.g. sudo apt-get install graphviz)" >&2; exit 1; \
+	  fi; }

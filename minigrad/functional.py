@@ -1,0 +1,70 @@
+"""Ops built from the primitives: each a line or two, with no backward of its own."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ShapeError
+from .tensor import Tensor, _coerce, concatenate, exp, getitem, log, max, reshape, sum
+
+
+def _axis_size(x, axis):
+    return int(np.prod([x.shape[a] for a in np.atleast_1d(axis)])) if axis is not None else x.size
+
+
+def mean(x, axis=None, keepdims=False):
+    return sum(x, axis=axis, keepdims=keepdims) * (1.0 / _axis_size(x, axis))
+
+
+def stack(tensors, axis=0):
+    tensors = _coerce(list(tensors), "stack")
+    if len({t.shape for t in tensors}) > 1:
+        raise ShapeError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
+    ax = axis % (tensors[0].ndim + 1)
+    return concatenate([reshape(t, shape=t.shape[:ax] + (1,) + t.shape[ax:]) for t in tensors], axis=ax)
+
+
+def split(x, sections, axis=-1):
+    """Like np.split: `sections` equal parts, or the cut indices."""
+    n = x.shape[axis]
+    if isinstance(sections, int):
+        if sections <= 0 or n % sections:
+            raise ShapeError(f"split: axis {axis} of shape {x.shape} does not split into {sections} equal parts")
+        sections = [n // sections * k for k in range(1, sections)]
+    bounds = [0, *sections, n]
+    lead = (slice(None),) * (axis % x.ndim)
+    return [getitem(x, index=lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    m = max(x, axis=axis, keepdims=True).detach()  # shift for stability; its gradient cancels exactly
+    out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else reshape(out, shape=np.squeeze(out.data, axis=axis).shape)
+
+
+def log_softmax(x, axis=-1):
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    return exp(log_softmax(x, axis=axis))
+
+
+def cross_entropy(logits, targets):
+    """Mean negative log-likelihood of integer `targets` (N,) under `logits` (N, C)."""
+    targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ShapeError(f"cross_entropy: logits must be (N, C) and targets (N,), got logits {logits.shape} "
+                         f"and targets {targets.shape}")
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, got {targets.dtype}")
+    if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[1]):
+        raise ValueError(f"cross_entropy: targets must lie in [0, {logits.shape[1]}), "
+                         f"got values in [{targets.min()}, {targets.max()}]")
+    return -mean(log_softmax(logits, axis=1)[np.arange(len(targets)), targets])
+
+
+def mse_loss(pred, target):
+    pred, target = _coerce([pred, target], "mse_loss")
+    if pred.shape != target.shape:
+        raise ShapeError(f"mse_loss: pred has shape {pred.shape}, target has shape {target.shape}")
+    return mean((pred - target) ** 2)

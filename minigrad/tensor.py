@@ -1,0 +1,404 @@
+"""The Tensor and its primitive ops.
+
+Every primitive is a NumPy forward and its vector-Jacobian product, written
+side by side.  The decorator records the op (name, parents, attributes) on the
+output so that `backward()` can walk the graph and `trace()` can read it back
+as plain data.  Everything else in the engine is built from these primitives.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .errors import ShapeError
+
+PRIMITIVES: dict = {}  # op name -> the recorded function, so a traced graph can be evaluated again
+
+_FLOATS = (np.float32, np.float64)
+
+
+class _GradMode:
+    enabled = True
+
+
+class no_grad:
+    """Context manager (and decorator) in which ops record nothing."""
+
+    def __enter__(self):
+        self._prev, _GradMode.enabled = _GradMode.enabled, False
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self._prev
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*a, **k):
+            with no_grad():
+                return fn(*a, **k)
+        return wrapped
+
+
+def is_grad_enabled() -> bool:
+    return _GradMode.enabled
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` back down to `shape`, undoing NumPy broadcasting."""
+    if grad.shape == tuple(shape):
+        return grad
+    grad = grad.sum(axis=tuple(range(grad.ndim - len(shape)))) if grad.ndim > len(shape) else grad
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
+def _as_array(data, dtype=None, what="Tensor"):
+    if isinstance(data, Tensor):
+        data = data.data
+    try:
+        arr = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what}: cannot convert {type(data).__name__} to a numeric array ({e})") from None
+    if arr.dtype.kind in "fc" and arr.dtype not in _FLOATS:
+        arr = arr.astype(np.float64)  # float16 / longdouble: compute in float64
+    elif arr.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: cannot make a tensor from {type(data).__name__} "
+                        f"with dtype {arr.dtype}; give numbers")
+    return arr
+
+
+class Tensor:
+    """An n-d array that remembers the ops that made it.
+
+    Tensor(data, requires_grad=False, name=None, dtype=None): floats become
+    float64 unless they are float32 already; integers stay integers (indices,
+    targets) and cannot require grad.
+    """
+
+    __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, name=None, dtype=None):
+        self.data = _as_array(data, dtype)
+        if self.data.dtype.kind != "f" and requires_grad:
+            raise TypeError(f"Tensor: only floating-point tensors can require grad, got {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self.grad = None
+        self.op = None          # name of the primitive that made this tensor; None for a leaf
+        self.attrs = {}         # that primitive's non-tensor arguments
+        self._parents = ()
+        self._vjp = None
+        self._retain = False
+
+    # --- plain attributes -------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self.op is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        extra = f", name={self.name!r}" if self.name else ""
+        extra += ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{extra})"
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: tensor of shape {self.shape} has {self.data.size} elements, not 1")
+        return self.data.item()
+
+    def numpy(self):
+        return self.data
+
+    def detach(self):
+        """The same values, cut from the graph (gradients stop here)."""
+        return Tensor(self.data, name=self.name)
+
+    def retain_grad(self):
+        """Keep `.grad` on this intermediate tensor after backward()."""
+        self._retain = True
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    # --- backward ------------------------------------------------------------
+    def backward(self, grad=None):
+        """Reverse-mode sweep over the recorded graph; leaf gradients accumulate in `.grad`."""
+        if not self.requires_grad:
+            raise RuntimeError(f"backward: tensor of shape {self.shape} does not require grad "
+                               "(no input that requires grad took part in computing it)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: tensor of shape {self.shape} is not a scalar; "
+                                   "pass grad= an array of that shape")
+            grad = np.ones_like(self.data)
+        else:
+            grad = _as_array(grad, self.dtype, "backward")
+            if grad.shape != self.shape:
+                raise ShapeError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
+        grads = {id(self): grad}
+        for node in reversed(toposort(self)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._vjp is None or node._retain:
+                node.grad = g.copy() if node.grad is None else node.grad + g
+            if node._vjp is None:
+                continue
+            for parent, pg in zip(node._parents, node._vjp(g)):
+                if parent.requires_grad and pg is not None:
+                    pg = unbroadcast(np.asarray(pg, dtype=parent.dtype), parent.shape)
+                    prev = grads.get(id(parent))
+                    grads[id(parent)] = pg if prev is None else prev + pg
+
+    # --- operators (one-liners over the primitives) --------------------------
+    def __add__(self, o): return add(self, o)
+    def __radd__(self, o): return add(o, self)
+    def __sub__(self, o): return add(self, neg(o))
+    def __rsub__(self, o): return add(o, neg(self))
+    def __mul__(self, o): return mul(self, o)
+    def __rmul__(self, o): return mul(o, self)
+    def __truediv__(self, o): return mul(self, power(o, -1.0))
+    def __rtruediv__(self, o): return mul(o, power(self, -1.0))
+    def __neg__(self): return neg(self)
+    def __matmul__(self, o): return matmul(self, o)
+    def __rmatmul__(self, o): return matmul(o, self)
+    def __getitem__(self, index):
+        unwrap = lambda i: i.data if isinstance(i, Tensor) else i
+        index = tuple(map(unwrap, index)) if isinstance(index, tuple) else unwrap(index)
+        return getitem(self, index=index)
+
+    def __pow__(self, o):
+        if isinstance(o, Tensor):
+            return exp(mul(o, log(self)))
+        return power(self, float(o))
+
+    def __rpow__(self, o):
+        return exp(mul(self, np.log(_as_array(o, what="pow"))))
+
+    def exp(self): return exp(self)
+    def log(self): return log(self)
+    def tanh(self): return tanh(self)
+    def sigmoid(self): return sigmoid(self)
+    def relu(self): return relu(self)
+    def sum(self, axis=None, keepdims=False): return sum(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return max(self, axis=axis, keepdims=keepdims)
+    def reshape(self, *shape): return reshape(self, shape=shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+    def transpose(self, *axes): return transpose(self, axes=(axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes) or None)
+    def astype(self, dtype): return astype(self, dtype=np.dtype(dtype).name)
+    T = property(lambda self: transpose(self))
+
+    def mean(self, axis=None, keepdims=False):
+        from .functional import mean
+        return mean(self, axis=axis, keepdims=keepdims)
+
+    def softmax(self, axis=-1):
+        from .functional import softmax
+        return softmax(self, axis=axis)
+
+    def log_softmax(self, axis=-1):
+        from .functional import log_softmax
+        return log_softmax(self, axis=axis)
+
+
+def toposort(*roots):
+    """Tensors reachable from `roots`, parents before children.
+
+    Iterative depth-first search: an unrolled RNN is far deeper than Python's
+    recursion limit.
+    """
+    order, seen, stack = [], set(), [(r, False) for r in reversed(roots)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((p, False) for p in reversed(node._parents) if id(p) not in seen)
+    return order
+
+
+# --- the primitive machinery -------------------------------------------------
+
+def _coerce(args, op):
+    """Tensors from op arguments; bare Python numbers take the dtype of the tensors beside them."""
+    like = next((a.dtype for a in args if isinstance(a, Tensor) and a.dtype.kind == "f"), None)
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            out.append(a)
+        elif isinstance(a, (int, float, bool, np.number)) and like is not None:
+            out.append(Tensor(np.asarray(a, dtype=like)))
+        else:
+            out.append(Tensor(_as_array(a, what=op)))
+    return out
+
+
+def _describe(tensors, attrs):
+    shapes = ", ".join(str(t.shape) for t in tensors)
+    extra = "".join(f", {k}={v!r}" for k, v in attrs.items() if k != "index")
+    return f"shapes {shapes}{extra}"
+
+
+def primitive(name, float_only=False, variadic=False):
+    """Register `fn(*arrays, **attrs) -> (out, vjp)` as a recorded engine op.
+
+    vjp(g) returns one gradient per input (None where there is none); the
+    shared `unbroadcast` in backward() undoes broadcasting for every rule.
+    """
+    def deco(fn):
+        @functools.wraps(fn)
+        def op(*args, **attrs):
+            tensors = _coerce(args[0] if variadic else args, name)
+            if not tensors:
+                raise ValueError(f"{name}: needs at least one tensor")
+            if float_only:
+                for i, t in enumerate(tensors):
+                    if t.dtype.kind != "f":
+                        raise TypeError(f"{name}: argument {i} is a {t.dtype} tensor of shape {t.shape}; "
+                                        f"{name} needs floating point (use .astype('float64'))")
+            try:
+                with np.errstate(over="ignore", under="ignore"):
+                    data, vjp = fn(*[t.data for t in tensors], **attrs)
+            except (ValueError, IndexError) as e:
+                raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
+            out = Tensor(data)
+            if _GradMode.enabled and any(t.requires_grad for t in tensors):
+                out.requires_grad = True
+                out.op, out.attrs, out._parents, out._vjp = name, attrs, tuple(tensors), vjp
+            return out
+        PRIMITIVES[name] = op
+        return op
+    return deco
+
+
+# --- primitives -----------------------------------------------------------------
+
+@primitive("add")
+def add(a, b):
+    np.broadcast_shapes(a.shape, b.shape)
+    return a + b, lambda g: (g, g)
+
+
+@primitive("mul")
+def mul(a, b):
+    return a * b, lambda g: (g * b, g * a)
+
+
+@primitive("neg")
+def neg(a):
+    return -a, lambda g: (-g,)
+
+
+@primitive("power", float_only=True)
+def power(a, exponent):
+    out = a ** np.asarray(exponent, dtype=a.dtype)
+    return out, lambda g: (g * exponent * a ** np.asarray(exponent - 1, dtype=a.dtype),)
+
+
+@primitive("exp", float_only=True)
+def exp(a):
+    out = np.exp(a)
+    return out, lambda g: (g * out,)
+
+
+@primitive("log", float_only=True)
+def log(a):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(a)
+    return out, lambda g: (g / a,)
+
+
+@primitive("tanh", float_only=True)
+def tanh(a):
+    out = np.tanh(a)
+    return out, lambda g: (g * (1 - out * out),)
+
+
+@primitive("sigmoid", float_only=True)
+def sigmoid(a):
+    e = np.exp(-np.abs(a))  # never overflows
+    out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+    return out, lambda g: (g * out * (1 - out),)
+
+
+@primitive("relu")
+def relu(a):
+    return np.maximum(a, 0), lambda g: (g * (a > 0),)
+
+
+def _expand(g, shape, axis, keepdims):
+    """Put the reduced axes back so `g` broadcasts against the input."""
+    if axis is not None and not keepdims:
+        g = np.expand_dims(g, tuple(ax % len(shape) for ax in np.atleast_1d(axis)))
+    return np.broadcast_to(g.reshape(g.shape if axis is not None or keepdims else (1,) * len(shape)), shape)
+
+
+@primitive("sum")
+def sum(a, axis=None, keepdims=False):
+    return a.sum(axis=axis, keepdims=keepdims), lambda g: (_expand(g, a.shape, axis, keepdims),)
+
+
+@primitive("max")
+def max(a, axis=None, keepdims=False):
+    out = a.max(axis=axis, keepdims=keepdims)
+    mask = a == _expand(out, a.shape, axis, keepdims)
+    share = mask / mask.sum(axis=axis, keepdims=True)  # ties split the gradient evenly
+    return out, lambda g: (_expand(g, a.shape, axis, keepdims) * share,)
+
+
+@primitive("reshape")
+def reshape(a, shape):
+    return a.reshape(shape), lambda g: (g.reshape(a.shape),)
+
+
+@primitive("transpose")
+def transpose(a, axes=None):
+    inverse = None if axes is None else np.argsort(axes)
+    return a.transpose(axes), lambda g: (g.transpose(inverse),)
+
+
+@primitive("getitem")
+def getitem(a, index):
+    def vjp(g):
+        full = np.zeros_like(a)
+        np.add.at(full, index, g)  # repeated integer indices accumulate
+        return (full,)
+    return a[index], vjp
+
+
+@primitive("concatenate", variadic=True)
+def concatenate(*arrays, axis=0):
+    cuts = np.cumsum([x.shape[axis] for x in arrays])[:-1]
+    return np.concatenate(arrays, axis=axis), lambda g: tuple(np.split(g, cuts, axis=axis))
+
+
+@primitive("astype")
+def astype(a, dtype):
+    return a.astype(dtype), lambda g: (g.astype(a.dtype),)
+
+
+@primitive("matmul")
+def matmul(a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul needs at least 1-d operands; use * for scalars")
+    out = np.matmul(a, b)
+
+    def vjp(g):
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g.reshape(g.shape[:-1] + (1,) + g.shape[-1:]) if a.ndim == 1 else g
+        g2 = g2[..., None] if b.ndim == 1 else g2
+        ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+        gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+        ga = ga[..., 0, :] if a.ndim == 1 else ga
+        gb = gb[..., 0] if b.ndim == 1 else gb
+        return ga, gb
+    return out, vjp
