@@ -12,7 +12,7 @@ from .errors import ShapeError
 from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, softmax, split, stack
 from .gradcheck import GradcheckError, gradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
-from .tensor import (Tensor, add, astype, concatenate, exp, getitem, is_grad_enabled, log, matmul, max, mul,
+from .tensor import (Tensor, add, astype, concatenate, enable_grad, exp, getitem, is_grad_enabled, log, matmul, max, mul,
                      neg, no_grad, power, relu, reshape, sigmoid, sum, tanh, transpose, unbroadcast)
 
 

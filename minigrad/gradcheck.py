@@ -48,8 +48,12 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tru
     if any(t.dtype == np.float32 for t in inputs):
         warnings.warn("gradcheck: float32 inputs are checked through float64 copies; "
                       "float32 itself is too coarse for central differences", stacklevel=2)
+    # float64 tensors are perturbed in place, so `fn` may also reach them another way (a module's parameters)
     inputs = [Tensor(t.data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
-              if t.dtype.kind == "f" else t for t in inputs]
+              if t.dtype == np.float32 else t for t in inputs]
+    saved_grads = [t.grad for t in inputs]
+    for t in inputs:
+        t.grad = None
     checked = [i for i, t in enumerate(inputs) if t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
@@ -65,6 +69,8 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tru
         raise ValueError("gradcheck: the output does not depend on any input that requires grad")
     total.backward()
     analytic = [inputs[i].grad if inputs[i].grad is not None else np.zeros(inputs[i].shape) for i in checked]
+    for t, g in zip(inputs, saved_grads):
+        t.grad = g  # leave the caller's accumulated gradients as they were
 
     result = GradcheckResult(True)
     with no_grad():

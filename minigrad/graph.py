@@ -55,6 +55,7 @@ class Graph:
         self.nodes = {n.id: n for n in nodes}
         self.edges = list(edges)
         self.tensors = {}   # node id -> the live Tensor, for graphs traced from the engine
+        self.meta = {}      # what the builder knows about the graph (the rnn package: step input, state pairs, T)
 
     def __repr__(self):
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges)"
@@ -62,10 +63,15 @@ class Graph:
     def by_role(self, role):
         return [n for n in self.nodes.values() if n.role == role]
 
+    def arguments(self):
+        """node id -> ids of its arguments in argument order (data edges only)."""
+        args = {nid: [] for nid in self.nodes}
+        for e in sorted((e for e in self.edges if e.kind == "data"), key=lambda e: e.slot):
+            args[e.dst].append(e.src)
+        return args
+
     def inputs_of(self, node_id):
-        """Ids of `node_id`'s arguments, in argument order (data edges only)."""
-        return [e.src for e in sorted((e for e in self.edges if e.dst == node_id and e.kind == "data"),
-                                      key=lambda e: e.slot)]
+        return self.arguments()[node_id]
 
     def _children(self, kinds):
         children = {nid: [] for nid in self.nodes}
@@ -128,7 +134,7 @@ class Graph:
         feeds: node id -> Tensor for every leaf that is not a constant.
         Returns node id -> Tensor for every node.
         """
-        values = {}
+        values, arguments = {}, self.arguments()
         for nid in self.topological_order():
             node = self.nodes[nid]
             if node.op == "leaf":
@@ -139,7 +145,7 @@ class Graph:
                 else:
                     raise KeyError(f"evaluate: no value fed for {node.role} node {nid} ({node.label}, shape {node.shape})")
                 continue
-            args = [values[p] for p in self.inputs_of(nid)]
+            args = [values[p] for p in arguments[nid]]
             fn = PRIMITIVES[node.op]
             values[nid] = fn(args, **node.attrs) if node.op in VARIADIC else fn(*args, **node.attrs)
         return values

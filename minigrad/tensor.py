@@ -34,9 +34,16 @@ class no_grad:
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapped(*a, **k):
-            with no_grad():
+            with type(self)():
                 return fn(*a, **k)
         return wrapped
+
+
+class enable_grad(no_grad):
+    """Record ops even inside no_grad (the rnn package traces a step this way)."""
+
+    def __enter__(self):
+        self._prev, _GradMode.enabled = _GradMode.enabled, True
 
 
 def is_grad_enabled() -> bool:

@@ -1,0 +1,5 @@
+"""Recurrent nets on the minigrad engine: cells, the rolled graph, its unfolding, BPTT."""
+from .cell import Cell, ElmanCell, GRUCell, LSTMCell
+from .rolled import rolled
+from .run import RunResult, run
+from .unfold import unfold

@@ -1,0 +1,131 @@
+"""Recurrent cells: a step function written with engine ops, plus its parameters.
+
+A cell computes one step, ``step :: (x, state) -> state``, where ``x`` is
+(B, input_size) and ``state`` is a tensor or a tuple of tensors that keeps its
+shape from step to step.  Write a custom cell by subclassing `Cell` and
+defining `step` (and, if the state is not one (B, hidden_size) tensor per name
+in `state_names`, `initial_state`).
+
+The built-in cells use PyTorch's parameter names, layouts and gate orders, so
+weights move between the two with `load_state_dict` and plain arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import minigrad as mg
+from minigrad.nn import Module, Parameter
+
+
+class Cell(Module):
+    state_names = ("h",)
+
+    def __init__(self, input_size, hidden_size, dtype=np.float64):
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        if self.input_size < 1 or self.hidden_size < 1:
+            raise ValueError(f"{type(self).__name__}: input_size and hidden_size must be positive, "
+                             f"got {input_size} and {hidden_size}")
+        self._dtype = np.dtype(dtype)
+
+    @property
+    def dtype(self):
+        params = self.parameters()
+        return params[0].dtype if params else self._dtype
+
+    def step(self, x, state):
+        raise NotImplementedError(f"{type(self).__name__} must define step(x, state) -> state")
+
+    def forward(self, x, state):
+        return self.step(x, state)
+
+    def initial_state(self, batch):
+        zeros = tuple(mg.zeros(batch, self.hidden_size, dtype=self.dtype) for _ in self.state_names)
+        return zeros[0] if len(zeros) == 1 else zeros
+
+    def output(self, state):
+        """What the cell emits at each step: the hidden state (the first state tensor) by default."""
+        return state[0] if isinstance(state, tuple) else state
+
+    def rolled(self, batch=1):
+        """This cell's step as a graph, its loop closed by delay edges (see rnn.rolled)."""
+        from .rolled import rolled
+        return rolled(self, batch)
+
+    def _init(self, rng, *shapes):
+        rng = rng if rng is not None else np.random.default_rng()
+        bound = 1 / np.sqrt(self.hidden_size)  # PyTorch's U(-1/sqrt(H), 1/sqrt(H))
+        return [Parameter(rng.uniform(-bound, bound, s).astype(self._dtype)) for s in shapes]
+
+    def _gate_params(self, gates, rng):
+        H, I = self.hidden_size, self.input_size
+        self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh = self._init(
+            rng, (gates * H, I), (gates * H, H), (gates * H,), (gates * H,))
+
+    def _affine(self, x, h):
+        """x W_ih^T + b_ih and h W_hh^T + b_hh, the two pre-activations every built-in cell starts from."""
+        return x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh
+
+    def __repr__(self):
+        return f"{type(self).__name__}(input_size={self.input_size}, hidden_size={self.hidden_size})"
+
+
+class ElmanCell(Cell):
+    """h(t) = tanh(b + W h(t-1) + U x(t))  (Goodfellow et al., Deep Learning, eq. 10.6).
+
+    U is `weight_ih`, W is `weight_hh`, and b = bias_ih + bias_hh, as in torch.nn.RNNCell.
+    """
+
+    def __init__(self, input_size, hidden_size, nonlinearity="tanh", rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"ElmanCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self._gate_params(1, rng)
+
+    def step(self, x, h):
+        a, b = self._affine(x, h)
+        return (a + b).tanh() if self.nonlinearity == "tanh" else (a + b).relu()
+
+
+class LSTMCell(Cell):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997), in torch.nn.LSTMCell's layout.
+
+    Gates in the order i, f, g, o:  c' = f*c + i*g,  h' = o*tanh(c').
+    The forget gate's bias starts at 1 (bias_ih's f block; bias_hh's is 0), so
+    the cell remembers by default (Gers et al. 2000; Goodfellow et al. §10.10.1).
+    """
+    state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        self._gate_params(4, rng)
+        H = hidden_size
+        self.bias_ih.data[H:2 * H] = 1.0
+        self.bias_hh.data[H:2 * H] = 0.0
+
+    def step(self, x, state):
+        h, c = state
+        a, b = self._affine(x, h)
+        i, f, g, o = mg.split(a + b, 4, axis=-1)
+        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        return o.sigmoid() * c.tanh(), c
+
+
+class GRUCell(Cell):
+    """Gated recurrent unit (Cho et al. 2014), in torch.nn.GRUCell's layout.
+
+    Gates r, z, n with the reset gate applied after the recurrent product:
+    n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),  h' = (1-z)*n + z*h.
+    """
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        self._gate_params(3, rng)
+
+    def step(self, x, h):
+        a, b = self._affine(x, h)
+        ar, az, an = mg.split(a, 3, axis=-1)
+        br, bz, bn = mg.split(b, 3, axis=-1)
+        r, z = (ar + br).sigmoid(), (az + bz).sigmoid()
+        n = (an + r * bn).tanh()
+        return (1 - z) * n + z * h

@@ -1,0 +1,91 @@
+"""The rolled graph: one traced step whose state outputs feed its state inputs through a delay.
+
+This is the textbook's picture of a recurrent net (Goodfellow et al., Fig.
+10.2, left): a finite graph with a cycle, where every cycle passes through a
+one-step delay.  Its nodes are the engine's own (`minigrad.graph.Node`), with
+the attributes needed to evaluate them again, so the same graph is drawn by
+`viz`, unfolded by `rnn.unfold` and compiled by the kernel generator.
+
+Roles in a rolled graph: the step input ``x`` ("input"), the carried state
+coming in ("state", named after `cell.state_names`), the new state going out
+("output", same names), parameters (named as in `cell.named_parameters()`),
+constants and ops.  `graph.meta` records::
+
+    cell     the cell's class name
+    x        id of the step-input node
+    states   [(name, id of state input, id of state output), ...]
+    params   {node id: dotted parameter name}
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minigrad import Tensor, enable_grad
+from minigrad.graph import CycleError, Edge, trace
+
+
+def as_tuple(state):
+    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
+
+
+def check_state(cell, what, state, expected):
+    """The carried state must keep its structure and shapes from step to step."""
+    name = type(cell).__name__
+    got, want = as_tuple(state), as_tuple(expected)
+    if len(got) != len(want):
+        raise ValueError(f"{name}: {what} has {len(got)} tensor(s), the cell carries {len(want)} "
+                         f"(shapes {[tuple(w.shape) for w in want]})")
+    for i, (g, w) in enumerate(zip(got, want)):
+        if not isinstance(g, Tensor):
+            raise TypeError(f"{name}: {what}[{i}] is a {type(g).__name__}, expected a Tensor of shape {w.shape}")
+        if g.shape != w.shape:
+            label = cell.state_names[i] if i < len(cell.state_names) else i
+            raise ValueError(f"{name}: {what} {label!s} has shape {g.shape}, expected {w.shape} "
+                             "(the carried state keeps its shape from step to step)")
+
+
+def state_names(cell, n):
+    names = tuple(cell.state_names)
+    return names if len(names) == n else tuple(f"s{i}" for i in range(n))
+
+
+def rolled(cell, batch=1):
+    """Trace `cell.step` once and close its loop with delay edges.
+
+    The trace runs on random placeholder values of batch `batch`; shapes in the
+    graph are those of that batch.
+    """
+    rng = np.random.default_rng(0)
+    template = as_tuple(cell.initial_state(batch))
+    x = Tensor(rng.uniform(-1, 1, (batch, cell.input_size)).astype(cell.dtype), requires_grad=True)
+    states = tuple(Tensor(rng.uniform(-1, 1, s.shape).astype(s.dtype), requires_grad=True) for s in template)
+    with enable_grad():  # a trace must record even when called under no_grad
+        new = as_tuple(cell.step(x, states[0] if len(states) == 1 else states))
+    check_state(cell, "step's returned state", new, states)
+    names = state_names(cell, len(states))
+
+    roles = {id(p): ("parameter", n) for n, p in cell.named_parameters()}
+    roles[id(x)] = ("input", "x")
+    for name, s_in, s_out in zip(names, states, new):
+        if s_out is s_in or s_out is x or not s_out.requires_grad:
+            raise ValueError(f"{type(cell).__name__}.step: the new state {name} must be computed by ops "
+                             "from the step's inputs, not passed through or made from constants only")
+        roles[id(s_in)] = ("state", name)
+        roles[id(s_out)] = ("output", name)
+    graph = trace(*new, x, *states, roles=roles)
+    node_of = {id(t): nid for nid, t in graph.tensors.items()}
+    pairs = [(name, node_of[id(s_in)], node_of[id(s_out)]) for name, s_in, s_out in zip(names, states, new)]
+    graph.edges.extend(Edge(out_id, in_id, kind="delay") for _, in_id, out_id in pairs)
+    graph.meta = {"cell": type(cell).__name__, "x": node_of[id(x)], "states": pairs, "batch": batch,
+                  "params": {node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of}}
+    check_delays(graph)
+    return graph
+
+
+def check_delays(graph):
+    """Every cycle of a rolled graph must pass through a delay edge."""
+    try:
+        graph.topological_order()
+    except CycleError as e:
+        raise CycleError(f"rolled graph: {e}") from None
+    return graph
