@@ -165,11 +165,12 @@ class Tensor:
     # --- operators (one-liners over the primitives) --------------------------
     def __add__(self, o): return add(self, o)
     def __radd__(self, o): return add(o, self)
-    def __sub__(self, o): return add(self, neg(o))
+    # A bare scalar is coerced beside self first: alone, neg/power would make it float64 (or int).
+    def __sub__(self, o): return add(self, neg(_coerce([self, o], "sub")[1]))
     def __rsub__(self, o): return add(o, neg(self))
     def __mul__(self, o): return mul(self, o)
     def __rmul__(self, o): return mul(o, self)
-    def __truediv__(self, o): return mul(self, power(o, -1.0))
+    def __truediv__(self, o): return mul(self, power(_coerce([self, o], "div")[1], -1.0))
     def __rtruediv__(self, o): return mul(o, power(self, -1.0))
     def __neg__(self): return neg(self)
     def __matmul__(self, o): return matmul(self, o)
