@@ -369,7 +369,7 @@ def reshape(a, shape):
 
 @primitive("transpose")
 def transpose(a, axes=None):
-    inverse = None if axes is None else np.argsort(axes)
+    inverse = None if axes is None else np.argsort([ax % a.ndim for ax in axes])  # axes may be negative
     return a.transpose(axes), lambda g: (g.transpose(inverse),)
 
 
