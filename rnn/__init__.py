@@ -2,4 +2,7 @@
 from .cell import Cell, ElmanCell, GRUCell, LSTMCell
 from .rolled import rolled
 from .run import RunResult, run
+from .stateful import Stateful
+from .tbptt import Window, tbptt, tbptt_loss
+from .teacher import Generated, OutputRecurrentCell
 from .unfold import unfold
