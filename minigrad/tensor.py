@@ -66,11 +66,11 @@ def _as_array(data, dtype=None, what="Tensor"):
         arr = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what}: cannot convert {type(data).__name__} to a numeric array ({e})") from None
-    if arr.dtype.kind in "fc" and arr.dtype not in _FLOATS:
+    if arr.dtype.kind == "f" and arr.dtype not in _FLOATS:
         arr = arr.astype(np.float64)  # float16 / longdouble: compute in float64
     elif arr.dtype.kind not in "fiub":
         raise TypeError(f"{what}: cannot make a tensor from {type(data).__name__} "
-                        f"with dtype {arr.dtype}; give numbers")
+                        f"with dtype {arr.dtype}; give real numbers")
     return arr
 
 
