@@ -264,6 +264,9 @@ def primitive(name, float_only=False, variadic=False):
     def deco(fn):
         @functools.wraps(fn)
         def op(*args, **attrs):
+            if variadic and len(args) > 1:  # they would be dropped: concatenate([a, b], 1) joined along axis 0
+                raise TypeError(f"{name}: pass the tensors as one list and options by keyword (e.g. axis=1), "
+                                f"not {len(args) - 1} more positional argument(s)")
             tensors = _coerce(args[0] if variadic else args, name)
             if not tensors:
                 raise ValueError(f"{name}: needs at least one tensor")
