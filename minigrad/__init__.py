@@ -8,6 +8,9 @@
 """
 import numpy as _np
 
+from . import nn, optim
+from .checkpoint import CheckpointError, load, save
+from .clip import NonFiniteGradError, clip_grad_norm_, clip_grad_value_
 from .errors import ShapeError
 from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, softmax, split, stack
 from .gradcheck import GradcheckError, gradcheck

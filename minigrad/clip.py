@@ -1,0 +1,103 @@
+"""Gradient clipping, in place on `.grad`, for exploding gradients in recurrent nets.
+
+`params` may be a Module, `module.named_parameters()` pairs, or an iterable of
+Tensors; the names only serve to say which parameter had a bad gradient.
+Parameters whose grad is None are skipped.
+
+A non-finite gradient norm means the step is lost: scaling by max_norm/inf
+would turn the gradients (and then the weights) into NaN or zeros without a
+word.  By default `clip_grad_norm_` raises NonFiniteGradError; with
+`error_if_nonfinite=False` it returns the non-finite norm, leaves the grads
+untouched, and the training loop skips the update::
+
+    norm = clip_grad_norm_(model.parameters(), 5.0, error_if_nonfinite=False)
+    if np.isfinite(norm):
+        opt.step()
+    opt.zero_grad()
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+class NonFiniteGradError(FloatingPointError):
+    """The total gradient norm is inf or NaN; the message names the parameters responsible."""
+
+
+def _named_params(params, who):
+    """[(label, Tensor)] from a Module, (name, Tensor) pairs, or Tensors."""
+    if hasattr(params, "named_parameters"):
+        params = params.named_parameters()
+    elif isinstance(params, Tensor):
+        params = [params]   # a lone tensor, as torch.nn.utils.clip_grad_norm_ accepts
+    out = []
+    for i, item in enumerate(params):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Tensor):
+            out.append((str(item[0]), item[1]))
+        elif isinstance(item, Tensor):
+            out.append((f"#{i}" + (f" ({item.name!r})" if item.name else ""), item))
+        else:
+            raise TypeError(f"{who}: parameters must be Tensors or (name, Tensor) pairs, "
+                            f"item {i} is {type(item).__name__}")
+    return out
+
+
+def _l2(arrays):
+    """Euclidean norm of all elements together, in float64, scaled so huge or tiny values neither overflow nor vanish."""
+    if not arrays:
+        return 0.0
+    amax = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+    if amax == 0.0 or not math.isfinite(amax):
+        return amax if not any(np.isnan(a).any() for a in arrays) else math.nan
+    return amax * math.sqrt(sum(float(np.sum(np.square(a.astype(np.float64) / amax))) for a in arrays))
+
+
+def clip_grad_value_(params, clip_value):
+    """Clip every gradient element into [-clip_value, clip_value], in place (Mikolov 2012).
+
+    NaN elements stay NaN; use clip_grad_norm_ to detect them.
+    """
+    clip_value = float(clip_value)
+    if not clip_value >= 0 or not math.isfinite(clip_value):
+        raise ValueError(f"clip_grad_value_: clip_value must be finite and >= 0, got {clip_value}")
+    for _, p in _named_params(params, "clip_grad_value_"):
+        if p.grad is not None:
+            np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+
+
+def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
+    """Rescale all gradients together so their joint L2 norm is at most max_norm (Pascanu et al. 2013).
+
+    As torch.nn.utils.clip_grad_norm_: every grad is multiplied by
+    min(1, max_norm / (total_norm + 1e-6)).  Returns the total norm before
+    clipping, a Python float.
+
+    If that norm is inf or NaN: with error_if_nonfinite=True (the default)
+    raise NonFiniteGradError naming the parameters whose grads are not finite;
+    with False, return the norm and leave every grad as it was, so the caller
+    can skip the step (see the module docstring).
+    """
+    max_norm = float(max_norm)
+    if not max_norm >= 0 or not math.isfinite(max_norm):
+        raise ValueError(f"clip_grad_norm_: max_norm must be finite and >= 0, got {max_norm}")
+    named = [(label, p) for label, p in _named_params(params, "clip_grad_norm_") if p.grad is not None]
+    grads = [np.asarray(p.grad) for _, p in named]
+    total = _l2(grads)
+    if not math.isfinite(total):
+        if error_if_nonfinite:
+            bad = [f"{label} {p.shape}: {int(np.count_nonzero(~np.isfinite(g)))} of {g.size} non-finite"
+                   for (label, p), g in zip(named, grads) if not np.isfinite(g).all()]
+            raise NonFiniteGradError(
+                f"clip_grad_norm_: total gradient norm is {total}; non-finite gradients in " + "; ".join(bad)
+                + ". Pass error_if_nonfinite=False to get the norm back and skip the step instead.")
+        return total
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for (_, p), g in zip(named, grads):
+            g *= np.asarray(coef, dtype=g.dtype)   # in place, keeping the grad's dtype
+            p.grad = g                             # in case .grad was not an ndarray to begin with
+    return total
