@@ -281,7 +281,8 @@ def primitive(name, float_only=False, variadic=False):
             except (ValueError, IndexError) as e:
                 raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
             out = Tensor(data)
-            if _GradMode.enabled and any(t.requires_grad for t in tensors):
+            # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
+            if _GradMode.enabled and out.dtype.kind == "f" and any(t.requires_grad for t in tensors):
                 out.requires_grad = True
                 out.op, out.attrs, out._parents, out._vjp = name, attrs, tuple(tensors), vjp
             return out
