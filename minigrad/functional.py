@@ -17,6 +17,8 @@ def mean(x, axis=None, keepdims=False):
 
 def stack(tensors, axis=0):
     tensors = _coerce(list(tensors), "stack")
+    if not tensors:  # else tensors[0] below fails with a bare IndexError
+        raise ValueError("stack: needs at least one tensor")
     if len({t.shape for t in tensors}) > 1:
         raise ShapeError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
     ax = axis % (tensors[0].ndim + 1)
