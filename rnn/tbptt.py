@@ -10,8 +10,9 @@ backpropagate through the last k2 steps.
   each window's loss covers its k1 new steps (every step's loss is counted
   exactly once over the whole sequence).
 * k2 — how many steps back gradients flow: a window runs forward from the
-  state k2 steps before its end, detached there, so no gradient crosses that
-  cut.  k2 defaults to k1, the common case of disjoint windows of k steps.
+  state k2 steps before its end (k2 - k1 steps before its first loss step;
+  for a last, shorter window too), detached there, so no gradient crosses
+  that cut.  k2 defaults to k1, the common case of disjoint windows of k steps.
   k2 > k1 gives overlapping windows whose first k2 - k1 steps only carry
   gradient back (they are recomputed, and their losses belong to the window
   before).  k2 < k1 is rejected: part of a window's loss would have nowhere
@@ -23,10 +24,10 @@ Roughly this Python loop::
         T, state = len(xs), {0: state0}                  # state[t]: the state before step t
         for w, stop in enumerate(range(k1, T + k1, k1)):
             stop, first = min(stop, T), stop - k1        # loss on steps [first, stop)
-            start = max(0, stop - k2)                    # run (and backprop) from here
+            start = max(0, first - (k2 - k1))            # run (and backprop) from here
             s = state[start] if start == 0 else detach(state[start])
-            outputs, states = run(cell, xs[start:stop], s)
-            loss = loss_fn(outputs[first - start:], slice(first, stop))
+            result = run(cell, xs[start:stop], s)        # result.states: the state after each step
+            loss = loss_fn(result.outputs[first - start:], slice(first, stop))
             loss.backward()                              # grads accumulate into the parameters
             state[...] = the states at the later windows' starts
             yield Window(w, slice(first, stop), start, loss, result, state after step stop - 1)
@@ -59,7 +60,7 @@ from .run import check_inputs, run
 class Window:
     index: int        # 0, 1, ...
     steps: slice      # the time steps whose loss this window counts, [first, stop)
-    start: int        # the first step run (and backpropagated through): max(0, stop - k2)
+    start: int        # the first step run (and backpropagated through): max(0, steps.start - (k2 - k1))
     loss: Tensor      # the window's loss, already backpropagated
     result: object    # the RunResult of the window's steps [start, stop); outputs time-major or batch-first as xs
     state: object     # the state after step stop - 1, detached: pass it as state0 to continue the sequence
@@ -107,11 +108,12 @@ def tbptt(cell, xs, loss_fn, k1, k2=None, state0=None, *, batch_first=False, bac
     carried = {0: state}   # step t -> the state before step t, for the windows still to start there
     stops = list(range(k1, T, k1)) + [T]
     for w, stop in enumerate(stops):
-        first, start = w * k1, max(0, stop - k2)
+        first = w * k1
+        start = max(0, first - (k2 - k1))
         carried = {t: s for t, s in carried.items() if t >= start}  # earlier cuts are behind every later window
         s0 = carried[start]
         result = run(cell, xs[start:stop], s0, backend=backend)
-        for t in {max(0, nxt - k2) for nxt in stops[w + 1:]}:
+        for t in {max(0, nxt_first - (k2 - k1)) for nxt_first in range(first + k1, T, k1)}:
             if start < t <= stop:
                 carried[t] = _detach(_state_after(cell, result, xs, start, s0, t, backend))
         outputs = result.outputs[first - start:]
