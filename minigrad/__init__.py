@@ -16,7 +16,8 @@ from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, s
 from .gradcheck import GradcheckError, gradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
 from .tensor import (Tensor, add, astype, concatenate, enable_grad, exp, getitem, is_grad_enabled, log, matmul, max, mul,
-                     neg, no_grad, power, relu, reshape, sigmoid, sum, tanh, transpose, unbroadcast)
+                     neg, no_grad, power, relu, reshape, sigmoid, stop_gradient, sum, tanh, transpose,
+                     unbroadcast)
 
 
 def tensor(data, requires_grad=False, name=None, dtype=None):

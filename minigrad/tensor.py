@@ -392,6 +392,12 @@ def concatenate(*arrays, axis=0):
     return np.concatenate(arrays, axis=axis), lambda g: tuple(np.split(g, cuts, axis=axis))
 
 
+@primitive("stop_gradient")
+def stop_gradient(a):
+    # Unlike detach(), a recorded op: a traced step that cuts a gradient can be evaluated again.
+    return a, lambda g: (None,)
+
+
 @primitive("astype")
 def astype(a, dtype):
     return a.astype(dtype), lambda g: (g.astype(a.dtype),)
