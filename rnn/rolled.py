@@ -53,9 +53,24 @@ def rolled(cell, batch=1):
     """Trace `cell.step` once and close its loop with delay edges.
 
     The trace runs on random placeholder values of batch `batch`; shapes in the
-    graph are those of that batch.
+    graph are those of that batch.  A second trace on other values makes sure
+    the graph does not depend on them: a step that leaves the engine (``.data``,
+    ``.numpy()``, ``detach()``; use ``mg.stop_gradient``) or branches on values
+    would otherwise be frozen into constants, silently.
     """
-    rng = np.random.default_rng(0)
+    graph, other = _trace(cell, batch, seed=0), _trace(cell, batch, seed=1)
+    frozen = [n for n in graph.nodes.values() if n.role == "constant"
+              and (n.id not in other.nodes or not np.array_equal(n.value, other.nodes[n.id].value))]
+    if [n.op for n in graph.nodes.values()] != [n.op for n in other.nodes.values()] or frozen:
+        what = f" (node {frozen[0].id}, shape {frozen[0].shape})" if frozen else ""
+        raise ValueError(f"{type(cell).__name__}.step: its graph depends on the values it is given{what}: "
+                         "the step leaves the engine (.data, .numpy(), detach() — use mg.stop_gradient to cut "
+                         "a gradient) or branches on tensor values; write it with engine ops only")
+    return check_delays(graph)
+
+
+def _trace(cell, batch, seed):
+    rng = np.random.default_rng(seed)
     template = as_tuple(cell.initial_state(batch))
     x = Tensor(rng.uniform(-1, 1, (batch, cell.input_size)).astype(cell.dtype), requires_grad=True)
     states = tuple(Tensor(rng.uniform(-1, 1, s.shape).astype(s.dtype), requires_grad=True) for s in template)
@@ -78,7 +93,6 @@ def rolled(cell, batch=1):
     graph.edges.extend(Edge(out_id, in_id, kind="delay") for _, in_id, out_id in pairs)
     graph.meta = {"cell": type(cell).__name__, "x": node_of[id(x)], "states": pairs, "batch": batch,
                   "params": {node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of}}
-    check_delays(graph)
     return graph
 
 
