@@ -1,0 +1,1 @@
+"""The `minigrad` command: demo, train, sample, viz, gradcheck, bench."""

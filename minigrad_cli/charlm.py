@@ -1,0 +1,128 @@
+"""The character-level language model: a cell, a linear read-out, truncated BPTT over K-step windows.
+
+Karpathy's "hello" example generalised: each character is one-hot (or
+embedded), the cell reads one per step, and the read-out predicts the next.
+The text is cut into `batch` parallel streams; training step s reads window
+s mod n of every stream, carrying the state from one window to the next with
+the gradient cut (truncated BPTT, k1 = k2 = seq_len) and resetting it when
+the streams start over — so the data a step sees depends on s alone, and a
+resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import minigrad as mg
+import rnn
+from minigrad.nn import Embedding, Linear, Module
+from rnn.rolled import as_tuple
+
+from .errors import UsageError
+
+CELLS = {"elman": rnn.ElmanCell, "lstm": rnn.LSTMCell, "gru": rnn.GRUCell}
+
+
+class CharModel(Module):
+    def __init__(self, vocab_size, cell="lstm", hidden=64, embed=0, seed=0):
+        rng = np.random.default_rng(seed)
+        self.vocab_size, self.cell_name, self.embed_dim = vocab_size, cell, embed
+        self.embed = Embedding(vocab_size, embed, rng=rng) if embed else None
+        self.cell = CELLS[cell](embed or vocab_size, hidden, rng=rng)
+        self.head = Linear(hidden, vocab_size, rng=rng)
+
+    def inputs(self, ids):
+        """(T, B) character ids -> (T, B, input_size) cell inputs."""
+        if self.embed is not None:
+            return self.embed(ids)
+        return mg.Tensor(np.eye(self.vocab_size)[ids])
+
+    def logits(self, outputs):
+        T, B, H = outputs.shape
+        return self.head(outputs.reshape(T * B, H))
+
+    def forward(self, ids, state=None, backend="auto"):
+        """Logits (T*B, V) for ids (T, B), and the run (its final state and unfolded graph)."""
+        result = rnn.run(self.cell, self.inputs(ids), state, backend=backend)
+        return self.logits(result.outputs), result
+
+
+def streams(ids, batch, seq_len):
+    """Cut the text into `batch` equal streams (fewer when the text is short)."""
+    batch = max(1, min(batch, (len(ids) - 1) // (seq_len + 1)))
+    length = len(ids) // batch
+    return ids[: batch * length].reshape(batch, length)
+
+
+class Trainer:
+    """Truncated BPTT over windows; everything needed to resume lives in `meta()`."""
+
+    def __init__(self, model, optimizer, ids, seq_len, batch, clip=None, backend="auto"):
+        self.model, self.opt, self.seq_len, self.clip, self.backend = model, optimizer, seq_len, clip, backend
+        self.data = streams(ids, batch, seq_len)
+        self.windows = (self.data.shape[1] - 1) // seq_len
+        if self.windows < 1:
+            raise UsageError(f"text too short for --seq-len {seq_len}: need at least {seq_len + 2} characters")
+        self.step, self.losses, self.state, self.skipped = 0, [], None, 0
+
+    def window(self, step):
+        pos = (step % self.windows) * self.seq_len
+        chunk = self.data[:, pos: pos + self.seq_len + 1].T  # (K+1, B)
+        return chunk[:-1], chunk[1:]
+
+    def train_step(self):
+        if self.step % self.windows == 0:
+            self.state = None  # the streams start over: so does the memory
+        inputs, targets = self.window(self.step)
+        logits, result = self.model(inputs, self.state, backend=self.backend)
+        loss = mg.cross_entropy(logits, targets.reshape(-1))
+        self.model.zero_grad()
+        loss.backward()
+        if self.clip_and_check():
+            self.opt.step()
+        self.state = tuple(s.detach() for s in as_tuple(result.state))
+        self.step += 1
+        self.losses.append(loss.item())
+        self.backend_used = result.backend
+        return loss.item()
+
+    def clip_and_check(self):
+        """Clip as asked; False (skip the update) when the gradient is not finite."""
+        params = self.model.parameters()
+        kind, value = self.clip or ("norm", float("inf"))
+        if kind == "value":
+            mg.clip_grad_value_(params, value)
+        norm = mg.clip_grad_norm_(params, value if kind == "norm" else float("inf"), error_if_nonfinite=False)
+        if not np.isfinite(norm):
+            self.skipped += 1
+            return False
+        return True
+
+    def meta(self):
+        return {"step": self.step, "losses": self.losses, "skipped": self.skipped,
+                "carry": None if self.state is None else [s.data.tolist() for s in self.state]}
+
+    def restore(self, meta):
+        self.step, self.losses, self.skipped = meta["step"], list(meta["losses"]), meta.get("skipped", 0)
+        dtype = self.model.cell.dtype
+        self.state = None if meta["carry"] is None else tuple(mg.Tensor(np.array(s, dtype=dtype))
+                                                               for s in meta["carry"])
+
+
+@mg.no_grad()
+def sample(model, vocab, length, temperature=1.0, prime="", seed=0):
+    """`length` characters drawn from the model after reading `prime`."""
+    if temperature <= 0:
+        raise UsageError(f"--temperature must be positive, got {temperature}")
+    rng = np.random.default_rng(seed)
+    cell = model.cell
+    state = cell.initial_state(1)
+    for i in vocab.encode(prime):
+        state = cell.step(model.inputs(np.array([[i]]))[0], state)
+    out = []
+    for _ in range(length):
+        logits = model.head(cell.output(state)).data[0] / temperature
+        p = np.exp(logits - logits.max())
+        i = int(rng.choice(len(p), p=p / p.sum()))
+        out.append(i)
+        state = cell.step(model.inputs(np.array([[i]]))[0], state)
+    return prime + vocab.decode(out)

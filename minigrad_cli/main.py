@@ -1,0 +1,111 @@
+"""Argument parsing and dispatch for the `minigrad` command.
+
+Every bad input the user can give becomes one line on stderr and exit code 2
+(`UsageError`); nothing the user already had is overwritten on the way.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; we promise one line
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _clip(spec):
+    kind, _, value = spec.partition(":")
+    try:
+        v = float(value)
+    except ValueError:
+        v = -1.0
+    if kind not in ("value", "norm") or not v > 0:
+        raise argparse.ArgumentTypeError(f"--clip must be value:V or norm:V with V > 0, got {spec!r}")
+    return kind, v
+
+
+def _positive(kind):
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {s!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {s!r}")
+        return v
+    return parse
+
+
+def build_parser():
+    p = Parser(prog="minigrad", description="Train, draw and check recurrent nets on the minigrad engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    backends = ("auto", "numba", "graph")
+
+    d = sub.add_parser("demo", help="train a character LSTM and an Elman RNN; write pictures and index.html")
+    d.add_argument("--out", default="minigrad-out", help="output folder (default ./minigrad-out)")
+    d.add_argument("--seconds", type=_positive(float), default=30.0, help="training time for both models together")
+    d.add_argument("--backend", choices=backends, default="auto")
+
+    t = sub.add_parser("train", help="train a character-level language model, or a synthetic long-memory task")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="UTF-8 text file to model character by character")
+    src.add_argument("--task", choices=("adding", "copy"), help="a synthetic long-dependency task")
+    t.add_argument("--T", type=_positive(int), default=100, help="sequence length for --task (default 100)")
+    t.add_argument("--cell", choices=("elman", "lstm", "gru"), default="lstm")
+    t.add_argument("--hidden", type=_positive(int), default=64)
+    t.add_argument("--embed", type=int, default=0, help="embedding size; 0 = one-hot characters")
+    t.add_argument("--seq-len", type=_positive(int), default=25, help="truncated-BPTT window K")
+    t.add_argument("--batch", type=_positive(int), default=16)
+    t.add_argument("--steps", type=_positive(int), default=1000, help="total optimizer steps (a resumed run "
+                   "continues up to this count)")
+    t.add_argument("--lr", type=_positive(float), default=None, help="learning rate (default per optimizer)")
+    t.add_argument("--optim", choices=("adagrad", "adam", "sgd"), default="adam")
+    t.add_argument("--clip", type=_clip, default=("norm", 5.0), help="value:V or norm:V (default norm:5)")
+    t.add_argument("--backend", choices=backends, default="auto")
+    t.add_argument("--checkpoint", help="checkpoint file (.npz), saved atomically")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")
+    t.add_argument("--force", action="store_true", help="start over even if --checkpoint exists")
+    t.add_argument("--save-every", type=_positive(int), default=200)
+    t.add_argument("--sample-every", type=_positive(int), default=200)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--length", type=_positive(int), default=200)
+    s.add_argument("--temperature", type=_positive(float), default=1.0)
+    s.add_argument("--prime", default="")
+    s.add_argument("--seed", type=int, default=0)
+
+    v = sub.add_parser("viz", help="draw a cell's rolled and unrolled graphs")
+    v.add_argument("--cell", choices=("elman", "lstm", "gru"), default="lstm")
+    v.add_argument("--steps", type=_positive(int), default=4)
+    v.add_argument("--detail", choices=("block", "ops"), default="block")
+    v.add_argument("--collapse", type=_positive(int), default=None)
+    v.add_argument("--format", choices=("svg", "png", "pdf"), default="svg")
+    v.add_argument("--out", default="minigrad-out")
+    v.add_argument("--input", type=_positive(int), default=3)
+    v.add_argument("--hidden", type=_positive(int), default=4)
+
+    g = sub.add_parser("gradcheck", help="property-based gradient check of a built-in or your own cell")
+    g.add_argument("--cell", default="lstm", help="elman, lstm, gru, or module:Class for your own Cell subclass")
+    g.add_argument("--examples", type=_positive(int), default=20, help="hypothesis examples")
+    g.add_argument("--backend", choices=backends, default="graph")
+    g.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("bench", help="print the benchmark table (numba vs graph vs PyTorch if installed)")
+    b.add_argument("--quick", action="store_true", help="small sizes only")
+    return p
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        from . import commands
+        return getattr(commands, args.command)(args) or 0
+    except UsageError as e:
+        print(f"minigrad: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,70 @@
+"""Synthetic long-dependency tasks from the RNN literature, as data generators.
+
+adding (Hochreiter & Schmidhuber 1997): each step carries a value in [0, 1]
+and a marker; exactly two steps are marked, one in each half.  The target is
+the sum of the two marked values.  Always answering 1 scores MSE = Var = 1/6
+(≈ 0.167): a model must beat that to have carried information across ~T/2 steps.
+
+copy (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016): ten symbols from
+an alphabet of 8, then T-1 blanks and a delimiter, then ten more blanks during
+which the ten symbols must be repeated.  Guessing uniformly after the delimiter
+and blank before it costs 10·ln 8 / (T + 20) nats per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import minigrad as mg
+import rnn
+from minigrad.nn import Linear, Module
+
+from .charlm import CELLS
+
+COPY_LEN, COPY_SYMBOLS = 10, 8
+BLANK, DELIM = COPY_SYMBOLS, COPY_SYMBOLS + 1
+
+
+def adding(T, batch, rng):
+    """xs (T, B, 2) and targets (B, 1)."""
+    values = rng.uniform(0, 1, (T, batch))
+    marks = np.zeros((T, batch))
+    first = rng.integers(0, max(1, T // 2), batch)
+    second = rng.integers(T // 2, T, batch) if T > 1 else first
+    marks[first, np.arange(batch)] = 1
+    marks[second, np.arange(batch)] = 1
+    return np.stack([values, marks], axis=-1), (values * marks).sum(0)[:, None]
+
+
+def copy_memory(T, batch, rng):
+    """xs (T + 20, B, 10) one-hot and integer targets (T + 20, B)."""
+    symbols = rng.integers(0, COPY_SYMBOLS, (COPY_LEN, batch))
+    ids = np.full((T + 2 * COPY_LEN, batch), BLANK)
+    ids[:COPY_LEN] = symbols
+    ids[T + COPY_LEN - 1] = DELIM
+    targets = np.full_like(ids, BLANK)
+    targets[-COPY_LEN:] = symbols
+    return np.eye(COPY_SYMBOLS + 2)[ids], targets
+
+
+BASELINES = {"adding": lambda T: 1 / 6, "copy": lambda T: COPY_LEN * np.log(COPY_SYMBOLS) / (T + 2 * COPY_LEN)}
+
+
+class TaskModel(Module):
+    """A cell and a linear read-out: of the last state (adding) or of every state (copy)."""
+
+    def __init__(self, task, cell="lstm", hidden=64, seed=0):
+        rng = np.random.default_rng(seed)
+        self.task = task
+        n_in, n_out = (2, 1) if task == "adding" else (COPY_SYMBOLS + 2, COPY_SYMBOLS + 2)
+        self.cell = CELLS[cell](n_in, hidden, rng=rng)
+        self.head = Linear(hidden, n_out, rng=rng)
+
+    def loss(self, xs, targets, backend="auto"):
+        result = rnn.run(self.cell, mg.Tensor(xs), backend=backend)
+        if self.task == "adding":
+            return mg.mse_loss(self.head(result.outputs[-1]), targets), result
+        T, B, H = result.outputs.shape
+        return mg.cross_entropy(self.head(result.outputs.reshape(T * B, H)), targets.reshape(-1)), result
+
+
+GENERATORS = {"adding": adding, "copy": copy_memory}
