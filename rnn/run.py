@@ -62,7 +62,12 @@ def check_inputs(cell, xs, state0, batch_first=False):
     if isinstance(xs, (str, bytes, dict, set)) or xs is None:
         raise TypeError(f"run({name}): xs must be a sequence array of shape (T, B, {cell.input_size}), "
                         f"got {type(xs).__name__}")
-    xs = xs if isinstance(xs, Tensor) else Tensor(xs, dtype=cell.dtype if np.ndim(xs) else None)
+    if not isinstance(xs, Tensor):
+        try:
+            xs = Tensor(xs, dtype=cell.dtype if np.ndim(xs) else None)
+        except (TypeError, ValueError) as e:  # ragged nested lists, strings in an array
+            raise TypeError(f"run({name}): xs must be a numeric sequence array of shape (T, B, {cell.input_size}), "
+                            f"got a {type(xs).__name__} that does not convert: {e}") from None
     layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
     if xs.ndim != 3:
         raise ValueError(f"run({name}): xs must be 3-d {layout}, got shape {xs.shape}")
