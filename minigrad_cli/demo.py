@@ -46,11 +46,13 @@ def train_for(name, cell, ids, vocab, seconds, backend):
 
 
 def gradient_flow(model, ids):
-    """‖∂L/∂h(t)‖ for t = 1..T when L is the loss at the last step only: how far back the error reaches."""
+    """‖∂L/∂s(t)‖ per state s (h, and c for the LSTM), t = 1..T, when L is the loss at the last step only."""
     inputs, targets = ids[:FLOW_T, None], ids[1:FLOW_T + 1, None]
     logits, result = model(inputs, backend="graph")
     mg.cross_entropy(logits[-1:], targets[-1]).backward()
-    norms = [float(np.linalg.norm(s[0].grad)) if s[0].grad is not None else 0.0 for s in result.states]
+    names = result.graph.meta["state_names"]
+    norms = {name: [float(np.linalg.norm(s[k].grad)) if s[k].grad is not None else 0.0 for s in result.states]
+             for k, name in enumerate(names)}
     return norms, result
 
 
@@ -63,32 +65,36 @@ def run_demo(out, seconds, backend):
     models = {name: train_for(name, cell, ids, vocab, seconds / 2, backend)
               for name, cell in (("LSTM", "lstm"), ("Elman", "elman"))}
 
-    files = {}
+    files, captions = {}, dict(CAPTIONS)
 
     def save_svg(name, svg_text):
         (out / name).write_text(svg_text, encoding="utf-8")
         files[name] = out / name
 
+    save_svg("loss.svg", plots.chart([{"series": {n: (list(range(1, len(t.losses) + 1)), t.losses)
+                                                  for n, (_, t) in models.items()},
+                                       "title": "training loss (cross-entropy per character)",
+                                       "xlabel": "step", "ylabel": "loss (nats)"}], width=620))
+    flows = {name: gradient_flow(m, ids) for name, (m, _) in models.items()}
+    steps = list(range(1, FLOW_T + 1))
+    save_svg("gradient-flow.svg", plots.chart([
+        {"series": {f"‖∂L/∂{s}(t)‖": (steps, v) for s, v in flows[name][0].items()},
+         "title": f"{name}, L = loss at t={FLOW_T}",
+         "xlabel": "time step t", "ylabel": "gradient norm (log scale)", "logy": True}
+        for name in models], share_y=True))
+    reach = {name: norms["h"][0] / norms["h"][-1] for name, (norms, _) in flows.items() if norms["h"][-1] > 0}
+    measured = "; ".join(f"{name}: ‖∂L/∂h(1)‖ / ‖∂L/∂h({FLOW_T})‖ = {r:.2g}" for name, r in reach.items())
+    print(f"Gradient flow after training, {measured}")
+    captions["gradient-flow.svg"] += f" Measured on this run: {measured}."
+    for name, (_, result) in flows.items():
+        files[f"{name}-grad.svg"] = viz.render(viz.draw_unrolled(result, grad=True, collapse=3),
+                                               out / f"{name.lower()}-unrolled-grad.svg", format="svg")
     lstm = models["LSTM"][0].cell
     for detail in ("block", "ops"):
         for name, graph in ((f"rolled-{detail}", viz.draw_rolled(lstm, detail=detail)),
                             (f"unrolled-{detail}", viz.draw_unrolled(lstm, steps=3, detail=detail))):
             files[name + ".svg"] = viz.render(graph, out / f"lstm-{name}.svg", format="svg")
-
-    flows = {name: gradient_flow(m, ids) for name, (m, _) in models.items()}
-    steps = list(range(1, FLOW_T + 1))
-    save_svg("gradient-flow.svg", plots.chart([
-        {"series": {name: (steps, flows[name][0])}, "title": f"{name}: ‖∂L/∂h(t)‖, L = loss at t={FLOW_T}",
-         "xlabel": "time step t", "ylabel": "gradient norm (log scale)", "logy": True}
-        for name in models]))
-    for name, (_, result) in flows.items():
-        files[f"{name}-grad.svg"] = viz.render(viz.draw_unrolled(result, grad=True, collapse=3),
-                                               out / f"{name.lower()}-unrolled-grad.svg", format="svg")
-    save_svg("loss.svg", plots.chart([{"series": {n: (list(range(1, len(t.losses) + 1)), t.losses)
-                                                  for n, (_, t) in models.items()},
-                                       "title": "training loss (cross-entropy per character)",
-                                       "xlabel": "step", "ylabel": "loss"}], width=620))
-    write_index(out, files)
+    write_index(out, files, captions)
     print("\nWrote:")
     for path in [*files.values(), out / "index.html"]:
         print(f"  {path}")
@@ -96,22 +102,24 @@ def run_demo(out, seconds, backend):
 
 
 CAPTIONS = {
-    "loss.svg": "Training loss of both models on the same text: the LSTM's gates let it fit faster.",
-    "gradient-flow.svg": "How much of the last step's error reaches each earlier hidden state: the Elman "
-                         "RNN's gradient vanishes within a few steps, the LSTM's persists.",
+    "loss.svg": "Training loss of both models on the same text, per step (the saw-tooth is the window's "
+                "position in the text).",
+    "gradient-flow.svg": "How much of the error at the last of 40 steps reaches each earlier hidden state, "
+                         "on one shared log scale: the steeper the curve, the faster the gradient vanishes "
+                         "going back in time (for the LSTM, the cell state c carries the rest).",
     "rolled-block.svg": "The LSTM cell as the textbook draws it: one step whose state feeds back through a "
                         "one-step delay (the black square).",
     "rolled-ops.svg": "The same rolled graph with every engine op of one step.",
     "unrolled-block.svg": "Unfolded over time: one box per step, the same parameters feeding every step.",
     "unrolled-ops.svg": "The unfolded graph with every op; backpropagation through time runs right to left here.",
     "LSTM-grad.svg": "The LSTM's unrolled graph coloured by ‖∂L/∂h(t)‖ after backward().",
-    "Elman-grad.svg": "The Elman RNN's unrolled graph coloured by ‖∂L/∂h(t)‖: watch the colour fade.",
+    "Elman-grad.svg": "The Elman RNN's unrolled graph coloured by ‖∂L/∂h(t)‖.",
 }
 
 
-def write_index(out, files):
+def write_index(out, files, captions):
     items = "\n".join(
-        f'<figure><figcaption>{html.escape(CAPTIONS.get(key, key))}</figcaption>'
+        f'<figure><figcaption>{html.escape(captions.get(key, key))}</figcaption>'
         f'<img src="{html.escape(path.name)}" alt="{html.escape(key)}"></figure>'
         for key, path in files.items())
     (out / "index.html").write_text(
