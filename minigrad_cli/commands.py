@@ -140,31 +140,24 @@ def sample(args):
 
 
 def train_task(args):
-    from .tasks import BASELINES, GENERATORS, TaskModel
+    from .tasks import BASELINES, fit
 
     if args.checkpoint or args.resume:
         raise UsageError("--checkpoint/--resume are for --text training; --task runs are short and seeded")
-    rng = np.random.default_rng(args.seed)
-    model = TaskModel(args.task, args.cell, args.hidden, seed=args.seed)
-    opt = make_optimizer(args.optim, model.parameters(), args.lr)
-    make = GENERATORS[args.task]
     bar = progress(args.steps, 0, args.quiet, f"{args.task} T={args.T} {args.cell}")
-    for _ in range(args.steps):
-        xs, ys = make(args.T, args.batch, rng)
-        loss, result = model.loss(xs, ys, args.backend)
-        model.zero_grad()
-        loss.backward()
-        kind, v = args.clip
-        (mg.clip_grad_value_ if kind == "value" else mg.clip_grad_norm_)(model.parameters(), v)
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    used = []
+
+    def on_step(loss, result):
+        used[:] = [result.backend]
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
+
+    _, held_out = fit(args.task, args.cell, args.T, args.hidden, args.steps, args.batch,
+                      lambda params: make_optimizer(args.optim, params, args.lr), args.clip, args.backend,
+                      args.seed, on_step)
     bar.close()
-    with mg.no_grad():
-        xs, ys = make(args.T, 512, np.random.default_rng(args.seed + 1))
-        final = model.loss(xs, ys, args.backend)[0].item()
-    print(f"{args.task} T={args.T} {args.cell}: held-out loss {final:.4f} "
-          f"(baseline {BASELINES[args.task](args.T):.4f}; backend {result.backend})")
+    print(f"{args.task} T={args.T} {args.cell}: held-out loss {held_out:.4f} "
+          f"(baseline {BASELINES[args.task](args.T):.4f}; backend {used[0]})")
     return 0
 
 

@@ -68,3 +68,26 @@ class TaskModel(Module):
 
 
 GENERATORS = {"adding": adding, "copy": copy_memory}
+
+
+def fit(task, cell, T, hidden=64, steps=1000, batch=32, optimizer=None, clip=("norm", 1.0), backend="auto",
+        seed=0, on_step=None):
+    """Train on fresh batches; returns the model and its held-out loss on 512 unseen sequences."""
+    rng = np.random.default_rng(seed)
+    model = TaskModel(task, cell, hidden, seed=seed)
+    opt = optimizer(model.parameters()) if optimizer else mg.optim.Adam(model.parameters(), lr=1e-2)
+    make = GENERATORS[task]
+    kind, v = clip
+    for _ in range(steps):
+        xs, ys = make(T, batch, rng)
+        loss, result = model.loss(xs, ys, backend)
+        model.zero_grad()
+        loss.backward()
+        (mg.clip_grad_value_ if kind == "value" else mg.clip_grad_norm_)(model.parameters(), v)
+        opt.step()
+        if on_step:
+            on_step(loss.item(), result)
+    with mg.no_grad():
+        xs, ys = make(T, 512, np.random.default_rng(seed + 1))
+        held_out = model.loss(xs, ys, backend)[0].item()
+    return model, held_out
