@@ -97,7 +97,24 @@ def run(cell, xs, state0=None, *, batch_first=False, backend="auto"):
     if backend not in BACKENDS:
         raise ValueError(f"run: backend must be one of {BACKENDS}, got {backend!r}")
     xs, state0 = check_inputs(cell, xs, state0, batch_first)
-    result = run_graph(cell, xs, state0)
+    result = None
+    if backend != "graph":
+        try:
+            from .fused import run_numba
+            result = run_numba(cell, xs, state0)
+        except ImportError as e:  # no numba: the graph backend still works
+            if backend == "numba":
+                raise
+            reason = f"numba backend unavailable: {e}"
+        except Exception as e:
+            from .kernel_plan import UnsupportedCellError
+            if backend == "numba" or not isinstance(e, UnsupportedCellError):
+                raise
+            reason = str(e)
+    if result is None:
+        result = run_graph(cell, xs, state0)
+        if backend == "auto":
+            result.fallback = reason  # why auto ran the explicit DAG
     if batch_first:
         result.outputs = result.outputs.transpose(1, 0, 2)
     return result

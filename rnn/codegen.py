@@ -1,0 +1,449 @@
+"""Python source of the fused forward and BPTT kernels, generated from a kernel plan.
+
+forward(T, B, dims, K, arrays...) runs the loop over time; per step and phase it
+calls np.dot for the phase's recurrent products, then one loop over (batch, W)
+computes every element-wise op of the phase as scalar temporaries, writing out
+only the new states, the values later phases or the backward need, and the
+outputs of sigmoid/tanh/exp.
+
+backward(...) runs the same steps in reverse.  Per phase it recomputes the cheap
+forward values the derivatives need (sums, products) from what was saved, then
+sweeps the phase's ops in reverse with one scalar gradient per (op, column
+block); products get their input gradient from one np.dot per step.  Gradients
+of hoisted inputs and of in-loop products are stored per step so the weight
+gradients become single GEMMs after the loop (rnn.fused does those).
+
+The state gradients are double-buffered by step parity (buffer t & 1 receives
+step t's state-input gradient while step t+1's is still being read), which lets
+any phase read or write them in any order.  Widths never appear in the source:
+columns are `k * W + j` with W from `dims`, so one source serves every hidden size.
+Literals are avoided in arithmetic (`one`, `zero` come from K, an array of the
+working dtype) so float32 kernels stay float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .kernel_plan import SAVED, access, engine_value, last_axis_slice
+
+ALIAS = ("getitem", "concatenate", "copy")  # ops that only re-index: no statement of their own
+
+
+def ident(nid):
+    return "".join(c if c.isalnum() else "_" for c in nid)
+
+
+@dataclass
+class Layout:
+    """What the runtime allocates and passes; shapes use 'T', 'T+1', 'B', '2' and integer widths."""
+    forward_args: list = field(default_factory=list)
+    backward_args: list = field(default_factory=list)
+    arrays: dict = field(default_factory=dict)     # name -> (what, id or state name, shape spec)
+    dims: list = field(default_factory=list)
+    consts: list = field(default_factory=list)
+    first_writer: dict = field(default_factory=dict)  # input id -> phase that assigns its gradient
+
+
+class _Gen:
+    def __init__(self, plan):
+        self.plan, self.nodes, self.lay = plan, plan.nodes, Layout()
+        self.state_of_in = {sin: (i, name) for i, (name, sin, _) in enumerate(plan.states)}
+        self.state_of_out = {sout: (i, name) for i, (name, _, sout) in enumerate(plan.states)}
+        self.sname = {name: (name if name.isidentifier() else f"s{i}") for i, (name, _, _) in enumerate(plan.states)}
+        self.exponents = {}
+        self.access = {}
+        for ph in plan.phases:
+            for nid in ph.nodes:
+                for a in self.nodes[nid].args:
+                    if engine_value(self.nodes[a]):
+                        self.access[a] = access(self.nodes[a], self.nodes[nid], self.nodes[nid].shape[0])
+        for nid in (n for ph in plan.phases for n in ph.nodes):
+            if self.nodes[nid].op == "power":
+                e = float(self.nodes[nid].attrs["exponent"])
+                for v in (e, e - 1):
+                    self.exponents.setdefault(v, 2 + len(self.exponents))
+        self.lay.consts = [0.0, 1.0] + list(self.exponents)
+        nstate = len(plan.states)
+        offsets = [0]
+        for _, _, sout in plan.states:
+            offsets.append(offsets[-1] + self.nodes[sout].width)
+        self.lay.dims = [ph.width for ph in plan.phases] + offsets[:nstate]  # phase widths, then where each state sits in G
+        self.writers = {}
+        for ph in plan.phases:
+            for a in ph.reads:
+                if not engine_value(self.nodes[a]):
+                    self.writers.setdefault(a, []).append(ph.index)
+        self.lay.first_writer = {a: max(ps) for a, ps in self.writers.items()}
+
+    # --- names of arrays and of their elements ---------------------------------------
+    def array(self, name, what, key, shape, backward_only=False):
+        if name not in self.lay.arrays:
+            self.lay.arrays[name] = (what, key, shape)
+            if not backward_only:
+                self.lay.forward_args.append(name)
+            self.lay.backward_args.append(name)
+        return name
+
+    def value_ref(self, a, col):
+        """Where a phase reads input `a` (anything not computed in the phase) at column `col`."""
+        n = self.nodes[a]
+        if n.kind == "x":
+            return f"{self.array('xs', 'x', a, ('T', 'B', n.width))}[t, b, {col}]"
+        if n.kind == "state":
+            _, name = self.state_of_in[a]
+            return f"{self.storage_of_state(name)}[t, b, {col}]"
+        if n.kind == "hoist":
+            return f"{self.array('XA_' + ident(a), 'hoist', a, ('T', 'B', n.width))}[t, b, {col}]"
+        if n.kind == "rec":
+            return f"{self.array('A_' + ident(a), 'rec', a, ('T', 'B', n.width))}[t, b, {col}]"
+        if n.kind == "ew":
+            return self.stored_ref(a, col)
+        kind = self.access[a]
+        arr = self.array("P_" + ident(a), "engine", a, n.shape)
+        return f"{arr}[0]" if kind == "scalar" else f"{arr}[b, {col}]" if kind == "mat" else f"{arr}[{col}]"
+
+    def storage_of_state(self, name):
+        sout = next(s for nm, _, s in self.plan.states if nm == name)
+        return self.array("S_" + self.sname[name], "state", name, ("T+1", "B", self.nodes[sout].width))
+
+    def stored_ref(self, nid, col):
+        where = self.plan.stored[nid]
+        if nid in self.state_of_out:
+            return f"{self.storage_of_state(self.state_of_out[nid][1])}[t + 1, b, {col}]"
+        return f"{self.array(where, 'stored', nid, ('T', 'B', self.nodes[nid].width))}[t, b, {col}]"
+
+    def grad_ref(self, a, col):
+        """Where the gradient of phase input `a` goes."""
+        n = self.nodes[a]
+        if n.kind == "x":
+            return f"{self.array('dxs', 'grad_x', a, ('T', 'B', n.width), True)}[t, b, {col}]"
+        if n.kind == "state":
+            _, name = self.state_of_in[a]
+            arr = self.array("ES_" + self.sname[name], "grad_state_ew", name, ("2", "B", n.width), True)
+            return f"{arr}[p, b, {col}]"
+        if n.kind == "hoist":
+            return f"{self.array('dXA_' + ident(a), 'grad_hoist', a, ('T', 'B', n.width), True)}[t, b, {col}]"
+        if n.kind == "rec":
+            return f"{self.array('dA_' + ident(a), 'grad_rec', a, ('T', 'B', n.width), True)}[t, b, {col}]"
+        if n.kind == "ew":
+            return f"{self.array('EV_' + ident(a), 'grad_cross', a, ('B', n.width), True)}[b, {col}]"
+        kind = self.access[a]
+        arr = self.array("dP_" + ident(a), "grad_engine", a, n.shape, True)
+        return f"{arr}[0]" if kind == "scalar" else f"{arr}[b, {col}]" if kind == "mat" else f"{arr}[{col}]"
+
+    def rec_left_grad(self, v):
+        """Buffer np.dot writes the left operand's gradient of the product using `v` into."""
+        n = self.nodes[v]
+        if n.kind == "state":
+            name = self.state_of_in[v][1]
+            return self.array("MS_" + self.sname[name], "grad_state_mm", name, ("2", "B", n.width), True), True
+        return self.array("MV_" + ident(v), "grad_left", v, ("B", n.width), True), False
+
+    # --- per-phase scalar code -----------------------------------------------------
+    def arg_blocks(self, n, k):
+        """(argument id, block) pairs that element block k of node n reads."""
+        if n.op == "getitem":
+            start = last_axis_slice(n, self.nodes[n.args[0]].shape)[0]
+            return [(n.args[0], k + start // self.W)]
+        if n.op == "concatenate":
+            c = 0
+            for a in n.args:
+                nb = self.nodes[a].width // self.W
+                if c <= k < c + nb:
+                    return [(a, k - c)]
+                c += nb
+        return [(a, 0 if engine_value(self.nodes[a]) and self.access[a] == "scalar" else k) for a in n.args]
+
+    def resolve(self, nid, k):
+        """Follow re-indexing ops inside the phase down to the value that holds block k."""
+        while nid in self.inside and self.nodes[nid].op in ALIAS:
+            nid, k = self.arg_blocks(self.nodes[nid], k)[0]
+        return nid, k
+
+    def col(self, k):
+        self.cols.add(k)
+        return "j" if k == 0 else f"c{k}"
+
+    def var(self, nid, k):
+        return f"{ident(nid)}_{k}"
+
+    def load(self, out, nid, k):
+        """Variable holding forward value (nid, k), loading it from memory if it is not computed here."""
+        nid, k = self.resolve(nid, k)
+        name = self.var(nid, k)
+        if (nid, k) in self.defined:
+            return name
+        if nid in self.inside and not (self.backward and nid in self.plan.stored):
+            raise AssertionError(f"{nid} block {k} used before it is computed")
+        ref = self.stored_ref(nid, self.col(k)) if nid in self.inside else self.value_ref(nid, self.col(k))
+        out.append(f"{name} = {ref}")
+        self.defined.add((nid, k))
+        return name
+
+    def expr(self, n, k, vals):
+        a = vals
+        e = {"add": lambda: f"{a[0]} + {a[1]}", "mul": lambda: f"{a[0]} * {a[1]}", "neg": lambda: f"-{a[0]}",
+             "exp": lambda: f"math.exp({a[0]})", "log": lambda: f"math.log({a[0]})",
+             "tanh": lambda: f"_tanh({a[0]}, one)", "sigmoid": lambda: f"_sigmoid({a[0]}, one)",
+             "relu": lambda: f"{a[0]} if {a[0]} > zero else zero"}
+        if n.op == "power":
+            p = float(n.attrs["exponent"])
+            return (f"one / {a[0]}" if p == -1 else f"{a[0]} * {a[0]}" if p == 2 else
+                    a[0] if p == 1 else f"{a[0]} ** e{self.exponents[p]}")
+        return e[n.op]()
+
+    def comment(self, n):
+        name = f" ({n.label})" if n.label and n.label != n.op else ""
+        role = ""
+        if n.id in self.state_of_out:
+            role = f"  -> new state {self.state_of_out[n.id][1]}"
+        return f"# {n.id}{name} = {n.op}({', '.join(n.args)}){role}"
+
+    def phase_forward(self, ph):
+        self.begin(ph, backward=False)
+        body = []
+        for nid in ph.nodes:
+            n = self.nodes[nid]
+            if n.op in ALIAS or not ph.demand.get(nid):
+                continue
+            body.append(self.comment(n))
+            for k in ph.demand[nid]:
+                vals = [self.load(body, a, ak) for a, ak in self.arg_blocks(n, k)]
+                body.append(f"{self.var(nid, k)} = {self.expr(n, k, vals)}")
+                self.defined.add((nid, k))
+        for nid in ph.nodes:
+            if nid in self.plan.stored:
+                for k in ph.demand[nid]:
+                    body.append(f"{self.stored_ref(nid, self.col(k))} = {self.load(body, nid, k)}")
+        return self.wrap(ph, body)
+
+    def begin(self, ph, backward):
+        self.inside, self.backward = set(ph.nodes), backward
+        self.W = self.lay.dims[ph.index]  # the width here only maps blocks; the source uses the name
+        self.wname, self.cols, self.defined = f"W{ph.index}", set(), set()
+
+    def wrap(self, ph, body):
+        head = [f"c{k} = {k} * {self.wname} + j" for k in sorted(self.cols) if k]
+        lines = [f"# phase {ph.index}: element-wise ops fused over (batch, {self.wname})",
+                 "for b in range(B):", f"    for j in range({self.wname}):"]
+        return lines + ["        " + s for s in head + body]
+
+    def needed(self, ph):
+        """Forward values the derivatives in this phase use, closed over what computing them needs."""
+        need, stack = set(), []
+        for nid in ph.nodes:
+            n = self.nodes[nid]
+            if n.op in ALIAS:
+                continue
+            for k in ph.demand.get(nid, ()):
+                args = self.arg_blocks(n, k)
+                if n.op == "mul":
+                    stack.extend(args)
+                elif n.op in SAVED:
+                    stack.append((nid, k))
+                elif n.op in ("relu", "log", "power"):
+                    stack.append(args[0])
+        while stack:
+            nid, k = self.resolve(*stack.pop())
+            if (nid, k) in need:
+                continue
+            need.add((nid, k))
+            if nid in self.inside and nid not in self.plan.stored:
+                stack.extend(self.arg_blocks(self.nodes[nid], k))
+        return need
+
+    def phase_backward(self, ph):
+        self.begin(ph, backward=True)
+        body, need = [], self.needed(ph)
+        body.append("# recompute the forward values the derivatives need")
+        for nid in ph.nodes:
+            n = self.nodes[nid]
+            if n.op in ALIAS:
+                continue
+            for k in ph.demand.get(nid, ()):
+                if (nid, k) not in need:
+                    continue
+                if nid in self.plan.stored:
+                    self.load(body, nid, k)
+                else:
+                    vals = [self.load(body, a, ak) for a, ak in self.arg_blocks(n, k)]
+                    body.append(f"{self.var(nid, k)} = {self.expr(n, k, vals)}")
+                    self.defined.add((nid, k))
+        for a, k in need:
+            if a not in self.inside:
+                self.load(body, a, k)
+        contrib = {}
+        body.append("# gradients arriving from later steps, later phases and the loss")
+        for nid in ph.nodes:
+            if nid in self.plan.stored and self.plan.stored[nid][0] in "SV":
+                for k in ph.demand[nid]:
+                    contrib[(nid, k)] = self.sources(nid, self.col(k))
+        body.append("# reverse sweep")
+        for nid in reversed(ph.nodes):
+            n = self.nodes[nid]
+            for k in reversed(ph.demand.get(nid, ())):
+                terms = contrib.pop((nid, k), [])
+                if not terms:
+                    continue
+                if n.op in ALIAS and nid not in self.state_of_out:
+                    g = " + ".join(terms)
+                    g = f"({g})" if len(terms) > 1 else g
+                else:
+                    g = f"g_{self.var(nid, k)}"
+                    body.append(f"{g} = {' + '.join(terms)}  # d/d {nid}" + (f" ({n.label})" if n.label != n.op else ""))
+                    if nid in self.state_of_out:
+                        i, name = self.state_of_out[nid]
+                        ds = self.array("DS_" + self.sname[name], "grad_states", name, ("T", "B", n.width), True)
+                        body.append(f"{ds}[t, b, {self.col(k)}] = {g}")
+                for (a, ak), term in zip(self.arg_blocks(n, k), self.partials(n, k, g)):
+                    if term is not None and self.nodes[a].grad:
+                        contrib.setdefault((a, ak), []).append(term)
+        body.append("# gradients of this phase's inputs")
+        for a, blocks in ph.reads.items():
+            node = self.nodes[a]
+            if not node.grad:
+                continue
+            if engine_value(node):
+                for k in blocks:
+                    terms = contrib.pop((a, k), [])
+                    if terms:
+                        body.append(f"{self.grad_ref(a, self.col(k))} += {' + '.join(terms)}")
+                continue
+            assign = self.lay.first_writer[a] == ph.index
+            nb = node.width // self.W
+            for k in range(nb):
+                terms = contrib.pop((a, k), [])
+                if terms:
+                    body.append(f"{self.grad_ref(a, self.col(k))} {'=' if assign else '+='} {' + '.join(terms)}")
+                elif assign:
+                    body.append(f"{self.grad_ref(a, self.col(k))} = zero")
+        assert not contrib, contrib
+        return self.wrap(ph, body)
+
+    def sources(self, nid, col):
+        terms = []
+        if nid in self.state_of_out:
+            i, name = self.state_of_out[nid]
+            terms.append(f"G[t, b, g{i} + {col}]")
+            sin = self.plan.states[i][1]
+            if sin in self.writers:
+                terms.append(f"{self.grad_ref(sin, col).replace('[p,', '[q,')}")
+            if sin in self.plan.rec_left:
+                terms.append(f"{self.rec_left_grad(sin)[0]}[q, b, {col}]")
+        if nid in self.plan.cross:
+            terms.append(self.grad_ref(nid, col))
+        if nid in self.plan.rec_left:
+            terms.append(f"{self.rec_left_grad(nid)[0]}[b, {col}]")
+        return terms
+
+    def partials(self, n, k, g):
+        """The term each argument's gradient receives from g = dL/d(n, k)."""
+        if n.op in ALIAS or n.op == "add":
+            return [g] * len(n.args) if n.op == "add" else [g]
+        args = self.arg_blocks(n, k)
+        v = lambda i: self.var(*self.resolve(*args[i]))
+        out = self.var(n.id, k)
+        if n.op == "mul":
+            return [f"{g} * {v(1)}", f"{g} * {v(0)}"]
+        if n.op == "neg":
+            return [f"-{g}"]
+        if n.op == "exp":
+            return [f"{g} * {out}"]
+        if n.op == "log":
+            return [f"{g} / {v(0)}"]
+        if n.op == "tanh":
+            return [f"{g} * (one - {out} * {out})"]
+        if n.op == "sigmoid":
+            return [f"{g} * {out} * (one - {out})"]
+        if n.op == "relu":
+            return [f"({g} if {v(0)} > zero else zero)"]
+        if n.op == "power":
+            p = float(n.attrs["exponent"])
+            if p == -1:
+                return [f"-{g} / ({v(0)} * {v(0)})"]
+            if p == 1:
+                return [g]
+            if p == 2:
+                return [f"{g} * ({v(0)} + {v(0)})"]
+            return [f"{g} * e{self.exponents[p]} * {v(0)} ** e{self.exponents[p - 1]}"]
+        raise AssertionError(n.op)
+
+    # --- whole kernels ----------------------------------------------------------------
+    def products_forward(self, ph):
+        out = []
+        for r in ph.matmuls:
+            n = self.nodes[r]
+            left = n.args[0]
+            lref = (self.storage_of_state(self.state_of_in[left][1]) + "[t]" if left in self.state_of_in
+                    else self.stored_ref(left, "0").split("[")[0] + ("[t + 1]" if left in self.state_of_out else "[t]"))
+            w = self.array("W_" + ident(r), "rec_weight", r, self.nodes[n.args[1]].shape)
+            a = self.array("A_" + ident(r), "rec", r, ("T", "B", n.width))
+            out.append(f"np.dot({lref}, {w}, {a}[t])  # {r} = {left} @ {n.args[1]}")
+        return out
+
+    def products_backward(self, ph):
+        out = []
+        for r in ph.matmuls:
+            n = self.nodes[r]
+            buf, parity = self.rec_left_grad(n.args[0])
+            da = self.array("dA_" + ident(r), "grad_rec", r, ("T", "B", n.width), True)
+            out.append(f"np.dot({da}[t], W_{ident(r)}.T, {buf}{'[p]' if parity else ''})  # d {n.args[0]} from {r}")
+        return out
+
+    def generate(self):
+        fwd, bwd = [], []
+        for ph in self.plan.phases:
+            fwd += self.products_forward(ph)
+            if ph.nodes:
+                fwd += self.phase_forward(ph)
+        for ph in reversed(self.plan.phases):
+            if ph.nodes:
+                bwd += self.phase_backward(ph)
+            bwd += self.products_backward(ph)
+        self.array("G", "grad_out", None, ("T", "B", None), True)
+        prelude = ["zero = K[0]", "one = K[1]"]
+        prelude += [f"e{i} = K[{i}]" for i in self.exponents.values()]
+        prelude += [f"W{ph.index} = dims[{ph.index}]" for ph in self.plan.phases if ph.nodes]
+        gl = [f"g{i} = dims[{len(self.plan.phases) + i}]" for i in range(len(self.plan.states))]
+        fargs = ", ".join(["T", "B", "dims", "K"] + self.lay.forward_args)
+        bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
+        src = [HEADER.format(cell=self.plan_cell()), "", "@njit(cache=True)", f"def forward({fargs}):"]
+        src += ["    " + s for s in prelude] + ["    for t in range(T):"] + ["        " + s for s in fwd]
+        src += ["", "", "@njit(cache=True)", f"def backward({bargs}):"]
+        src += ["    " + s for s in prelude + gl] + ["    for t in range(T - 1, -1, -1):",
+                                                    "        p = t & 1  # this step's state-input gradients",
+                                                    "        q = 1 - p  # the next step's, read as sources"]
+        src += ["        " + s for s in bwd]
+        return "\n".join(src) + "\n", self.lay
+
+    def plan_cell(self):
+        return self.plan.cell
+
+
+HEADER = '''"""Fused forward and BPTT kernels generated by rnn.codegen from the traced step of {cell}.
+
+Generated code: the file name is the hash of this text, so edits are never picked up.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _tanh(a, one):
+    return math.tanh(a)
+
+
+@njit(cache=True)
+def _sigmoid(a, one):
+    # the engine's form: exp of a non-positive number never overflows
+    e = math.exp(-abs(a))
+    s = one / (one + e)
+    return s if a >= 0 else e * s
+'''
+
+
+def generate(plan):
+    """(source, layout) of the kernels for `plan`."""
+    return _Gen(plan).generate()

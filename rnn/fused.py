@@ -1,0 +1,307 @@
+"""The numba backend of rnn.run: the whole sequence as one engine node.
+
+Its forward is the generated forward kernel; its vjp runs the generated BPTT
+kernel and then the GEMMs that give the weight gradients.  What surrounds it is
+plain engine ops, so gradients reach parameters, xs and state0 through the
+engine as usual:
+
+    W.T, slices of W (parameter-only nodes)  -> engine ops, once per call
+    x(t) @ W for all t (hoisted products)    -> one engine matmul over (T*B, I)
+    the loop                                 -> this node: all new states, (T, B, sum of widths)
+    outputs, final state                     -> engine slices of that node
+"""
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from minigrad import Tensor
+from minigrad.graph import Graph
+from minigrad.tensor import PRIMITIVES, getitem, is_grad_enabled, matmul, reshape
+
+from . import kernel_cache
+from .cell import Cell
+from .codegen import generate, ident
+from .kernel_plan import UnsupportedCellError, make_plan
+from .rolled import as_tuple
+from .run import RunResult
+from .unfold import unfold
+
+_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {batch: Prepared or UnsupportedCellError}
+_BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
+_UNFOLDED: OrderedDict = OrderedDict()    # (id(rolled), T) -> unfolded graph, a few recent ones
+
+
+class Prepared:
+    def __init__(self, rolled, plan, layout, module):
+        self.rolled, self.plan, self.layout, self.module = rolled, plan, layout, module
+        self.consts = {nid: n.value for nid, n in plan.nodes.items() if n.kind == "const"}
+
+
+def signature(rolled):
+    """Everything the generated code and plan depend on: ops, attributes, shapes, wiring, constants."""
+    args = rolled.arguments()
+    parts = [rolled.meta["cell"], rolled.meta["x"], tuple(rolled.meta["states"]),
+             tuple(sorted(rolled.meta["params"].items()))]
+    for nid, n in rolled.nodes.items():
+        const = None if n.value is None else (np.asarray(n.value).dtype.str, np.asarray(n.value).tobytes())
+        parts.append((nid, n.op, n.role, n.shape, n.dtype, repr(sorted(n.attrs.items())), tuple(args[nid]), const))
+    return tuple(parts)
+
+
+def prepare(cell, batch):
+    """The traced step, its plan and its compiled kernels, kept per (cell, batch); raises UnsupportedCellError."""
+    per = _PER_CELL.setdefault(cell, {})
+    got = per.get(batch)
+    if got is None:
+        rolled = cell.rolled(batch)
+        key = signature(rolled)
+        try:
+            if key not in _BY_SIGNATURE:
+                plan = make_plan(rolled)
+                source, layout = generate(plan)
+                _BY_SIGNATURE[key] = (plan, layout, source)
+            plan, layout, source = _BY_SIGNATURE[key]
+            got = Prepared(rolled, plan, layout, kernel_cache.load(source))
+        except UnsupportedCellError as e:
+            got = e
+        per[batch] = got
+    if isinstance(got, UnsupportedCellError):
+        raise got
+    return got
+
+
+def source_of(cell, batch=1):
+    """The generated kernel source for `cell` (for reading, and for tests)."""
+    with open(prepare(cell, batch).module.__file__) as f:
+        return f.read()
+
+
+def _engine_values(prep, cell, xs):
+    """Engine tensors for parameters, constants and parameter-only nodes, then the hoisted products."""
+    plan, named = prep.plan, dict(cell.named_parameters())
+    env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
+    env.update((cid, Tensor(v)) for cid, v in prep.consts.items())
+
+    def apply(nid):
+        n = plan.nodes[nid]
+        args = [env[a] for a in n.args]
+        if n.op == "copy":
+            return args[0]
+        fn = PRIMITIVES[n.op]
+        return fn(args, **n.attrs) if n.op == "concatenate" else fn(*args, **n.attrs)
+
+    for nid in plan.pre:
+        env[nid] = apply(nid)
+    if plan.hoist:
+        T, B, I = xs.shape
+        env[plan.x] = reshape(xs, shape=(T * B, I)) if xs.requires_grad else Tensor(xs.data.reshape(T * B, I))
+        for nid in plan.xpre:
+            env[nid] = apply(nid)
+        for nid in plan.hoist:
+            left, right = plan.nodes[nid].args
+            prod = matmul(env[left], env[right])
+            env[nid] = reshape(prod, shape=(T, B, prod.shape[-1])) if prod.requires_grad else \
+                Tensor(prod.data.reshape(T, B, -1))
+    return env
+
+
+def _contiguous(a):
+    return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
+
+
+def _shape(spec, T, B):
+    sizes = {"T": T, "T+1": T + 1, "B": B, "2": 2}
+    return tuple(sizes.get(s, s) for s in spec)
+
+
+def run_numba(cell, xs, state0):
+    """Run `cell` over time-major `xs` with the generated kernels; see rnn.run."""
+    T, B, _ = xs.shape
+    prep = prepare(cell, B)
+    plan, lay = prep.plan, prep.layout
+    dtype = xs.dtype
+    env = _engine_values(prep, cell, xs)
+    state0 = as_tuple(state0)
+    state_index = {name: i for i, (name, _, _) in enumerate(plan.states)}
+
+    arrays, parents, which = {}, [], []   # which[i]: how parents[i]'s gradient is found
+    for name, (what, key, spec) in lay.arrays.items():
+        if what == "x":
+            arrays[name] = np.ascontiguousarray(xs.data)
+            parents.append(xs), which.append(("x", name))
+        elif what == "state":
+            S = np.empty(_shape(spec, T, B), dtype)
+            S[0] = state0[state_index[key]].data
+            arrays[name] = S
+        elif what == "hoist":
+            arrays[name] = np.ascontiguousarray(env[key].data)
+            parents.append(env[key]), which.append(("hoist", name))
+        elif what == "rec_weight":
+            right = env[plan.nodes[key].args[1]]
+            arrays[name] = _contiguous(right.data)
+            parents.append(right), which.append(("weight", key))
+        elif what == "engine":
+            t = env[key]
+            arrays[name] = np.ascontiguousarray(t.data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t.data)
+            if plan.nodes[key].grad:
+                parents.append(t), which.append(("engine", name))
+        elif what in ("rec", "stored"):
+            arrays[name] = np.empty(_shape(spec, T, B), dtype)
+    for i, s in enumerate(state0):
+        parents.append(s), which.append(("state0", plan.states[i][0]))
+    dims = np.asarray(lay.dims, dtype=np.int64)
+    consts = np.asarray(lay.consts, dtype=dtype)
+    prep.module.forward(T, B, dims, consts, *[arrays[n] for n in lay.forward_args])
+
+    snames = [name for name, _, _ in plan.states]
+    S = [arrays["S_" + _sname(plan, n)] for n in snames]
+    data = S[0][1:] if len(S) == 1 else np.concatenate([s[1:] for s in S], axis=-1)
+    out = Tensor(data)
+    steps = StepStates(S)
+    if is_grad_enabled() and any(p.requires_grad for p in parents):
+        out.requires_grad, out.op = True, "rnn_kernel"
+        out.attrs = {"cell": plan.cell, "T": T}
+        out._parents = tuple(parents)
+        out._vjp = _make_vjp(prep, arrays, which, T, B, dims, consts, steps, snames)
+
+    widths = [s.shape[-1] for s in S]
+    offs = np.cumsum([0] + widths)
+    if len(S) == 1:
+        per_state = [out]
+    else:
+        per_state = [getitem(out, index=(Ellipsis, slice(int(a), int(b)))) for a, b in zip(offs[:-1], offs[1:])]
+    final = tuple(getitem(s, index=T - 1) for s in per_state)
+    if type(cell).output is Cell.output:
+        outputs = per_state[0]
+    else:
+        import minigrad as mg
+        outputs = mg.stack([cell.output(tuple(getitem(s, index=t) for s in per_state) if len(S) > 1
+                                        else getitem(per_state[0], index=t)) for t in range(T)], axis=0)
+    return KernelRunResult(outputs, final if len(final) > 1 else final[0], None, "numba", steps,
+                           unfold_args=(prep.rolled, T))
+
+
+def _sname(plan, name):
+    i = [n for n, _, _ in plan.states].index(name)
+    return name if name.isidentifier() else f"s{i}"
+
+
+def _make_vjp(prep, arrays, which, T, B, dims, consts, steps, snames):
+    plan, lay = prep.plan, prep.layout
+
+    def vjp(g):
+        dtype = consts.dtype
+        g = np.ascontiguousarray(g, dtype=dtype)
+        grads = {}
+        for name, (what, key, spec) in lay.arrays.items():
+            if name in arrays or name == "G":
+                continue
+            shape = _shape(spec, T, B)
+            zero = what in ("grad_state_ew", "grad_state_mm", "grad_engine")  # read before written, or accumulated
+            grads[name] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+        grads["G"] = g
+        allv = {**arrays, **grads}
+        prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
+        steps.add_grads([grads["DS_" + _sname(plan, n)] if "DS_" + _sname(plan, n) in grads else None
+                         for n in snames])
+        out = []
+        for kind, name in which:
+            if kind == "x":
+                out.append(grads["dxs"])
+            elif kind == "hoist":
+                out.append(grads["d" + name])
+            elif kind == "engine":
+                out.append(grads["d" + name])
+            elif kind == "weight":
+                out.append(_weight_grad(plan, allv, name, T, B))
+            else:
+                sn = _sname(plan, name)
+                parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
+                out.append(sum(parts[1:], parts[0].copy()) if parts else None)
+        return out
+    return vjp
+
+
+def _weight_grad(plan, allv, rid, T, B):
+    """Sum over steps of left(t)^T dA(t): one GEMM over all T*B rows."""
+    left = plan.nodes[rid].args[0]
+    states = {sin: n for n, sin, _ in plan.states}
+    outs = {sout: n for n, _, sout in plan.states}
+    if left in states:
+        L = allv["S_" + _sname(plan, states[left])][:T]
+    elif left in outs:
+        L = allv["S_" + _sname(plan, outs[left])][1:]
+    else:
+        L = allv["V_" + ident(left)]
+    dA = allv["dA_" + ident(rid)]
+    return L.reshape(T * B, -1).T @ dA.reshape(T * B, -1)
+
+
+class StepStates(Sequence):
+    """Per step, the tuple of new state tensors, made on first access; after backward their
+    .grad is dL/d(state at step t), the total that flows back through the recurrence."""
+
+    def __init__(self, S):
+        self._S, self._made, self._grads = S, {}, None
+
+    def __len__(self):
+        return self._S[0].shape[0] - 1
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            return [self[i] for i in range(*t.indices(len(self)))]
+        t = range(len(self))[t]
+        if t not in self._made:
+            tup = tuple(Tensor(s[t + 1]) for s in self._S)
+            if self._grads is not None:
+                for x, gs in zip(tup, self._grads):
+                    x.grad = None if gs is None else gs[t].copy()
+            self._made[t] = tup
+        return self._made[t]
+
+    def add_grads(self, grads):
+        if self._grads is None:
+            self._grads = [None if g is None else g.copy() for g in grads]
+        else:
+            self._grads = [a if b is None else (b.copy() if a is None else a + b) for a, b in zip(self._grads, grads)]
+        for t, tup in self._made.items():
+            for x, gs in zip(tup, grads):
+                if gs is not None:
+                    x.grad = gs[t].copy() if x.grad is None else x.grad + gs[t]
+
+
+class KernelRunResult(RunResult):
+    """A RunResult whose unfolded graph is built only when someone looks at it."""
+
+    def __init__(self, *args, unfold_args=None, **kw):
+        self._unfold_args, self._graph = unfold_args, None
+        super().__init__(*args, **kw)
+
+    @property
+    def graph(self):
+        if self._graph is None and self._unfold_args is not None:
+            self._graph = unfolded(*self._unfold_args)
+        return self._graph
+
+    @graph.setter
+    def graph(self, g):
+        if g is not None or not hasattr(self, "_graph"):
+            self._graph = g
+
+
+def unfolded(rolled, T):
+    """A fresh Graph over a cached unfolding: callers may edit its meta without touching the cache."""
+    key = (id(rolled), T)
+    base = _UNFOLDED.get(key)
+    if base is None or base[0] is not rolled:
+        base = (rolled, unfold(rolled, T))
+        _UNFOLDED[key] = base
+        while len(_UNFOLDED) > 16:
+            _UNFOLDED.popitem(last=False)
+    g = Graph()
+    g.nodes, g.edges, g.meta = dict(base[1].nodes), list(base[1].edges), dict(base[1].meta)
+    return g
