@@ -195,3 +195,12 @@ def test_cast_to_integer_stops_the_gradient():
     (x32.astype("float64") ** 2).sum().backward()
     assert x32.grad.dtype == np.float32
     np.testing.assert_allclose(x32.grad, 2 * x32.data)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_max_splits_the_gradient_evenly_between_ties(axis):
+    x = mg.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.5]], requires_grad=True)
+    x.max(axis=axis).sum().backward()
+    mask = x.data == x.data.max(axis=axis, keepdims=True)
+    np.testing.assert_allclose(x.grad, mask / mask.sum(axis=axis, keepdims=True))
+    np.testing.assert_allclose(x.grad.sum(), np.size(x.data.max(axis=axis)))  # each max passes on exactly 1

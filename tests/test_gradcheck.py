@@ -31,6 +31,18 @@ def _square_correct(a):
     return a * a, lambda g: (2 * g * a,)
 
 
+@primitive("test_gradcheck__exp_off_by_one_percent")
+def _exp_off_by_one_percent(a):
+    out = np.exp(a)
+    return out, lambda g: (g * out * 1.01,)
+
+
+@primitive("test_gradcheck__exp_off_by_1e_7")
+def _exp_off_by_1e_7(a):
+    out = np.exp(a)
+    return out, lambda g: (g * out * (1 + 1e-7),)
+
+
 def test_broken_ops_are_registered_under_their_own_names():
     assert PRIMITIVES["test_gradcheck__square_missing_factor"] is _square_missing_factor
     assert "square" not in PRIMITIVES
@@ -111,3 +123,10 @@ def test_nothing_to_check_is_an_error():
         mg.gradcheck(lambda x: x * 2.0, [mg.tensor([1.0])])
     with pytest.raises(ValueError, match="does not depend"):
         mg.gradcheck(lambda x: mg.tensor([1.0]), [mg.tensor([1.0], requires_grad=True)])
+
+
+def test_tolerance_separates_small_errors_from_real_ones():
+    x = mg.tensor(np.linspace(-1.0, 1.0, 6).reshape(2, 3), requires_grad=True)
+    assert not mg.gradcheck(_exp_off_by_one_percent, [x], raise_exception=False)   # 1% > rtol=1e-3
+    assert mg.gradcheck(_exp_off_by_1e_7, [x])                                     # round-off sized
+    assert mg.gradcheck(_exp_off_by_one_percent, [x], rtol=0.05)                   # the tolerance is honoured
