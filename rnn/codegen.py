@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .kernel_plan import SAVED, access, engine_value, last_axis_slice
+from .kernel_plan import SAVED, access, engine_value, exponent_of, last_axis_slice
 
 ALIAS = ("getitem", "concatenate", "copy")  # ops that only re-index: no statement of their own
 
@@ -59,7 +59,7 @@ class _Gen:
                         self.access[a] = access(self.nodes[a], self.nodes[nid], self.nodes[nid].shape[0])
         for nid in (n for ph in plan.phases for n in ph.nodes):
             if self.nodes[nid].op == "power":
-                e = float(self.nodes[nid].attrs["exponent"])
+                e = exponent_of(self.nodes, self.nodes[nid])
                 for v in (e, e - 1):
                     self.exponents.setdefault(v, 2 + len(self.exponents))
         self.lay.consts = [0.0, 1.0] + list(self.exponents)
@@ -187,7 +187,7 @@ class _Gen:
              "tanh": lambda: f"_tanh({a[0]}, one)", "sigmoid": lambda: f"_sigmoid({a[0]}, one)",
              "relu": lambda: f"{a[0]} if {a[0]} > zero else zero"}
         if n.op == "power":
-            p = float(n.attrs["exponent"])
+            p = exponent_of(self.nodes, n)
             return (f"one / {a[0]}" if p == -1 else f"{a[0]} * {a[0]}" if p == 2 else
                     a[0] if p == 1 else f"{a[0]} ** e{self.exponents[p]}")
         return e[n.op]()
@@ -358,14 +358,14 @@ class _Gen:
         if n.op == "relu":
             return [f"({g} if {v(0)} > zero else zero)"]
         if n.op == "power":
-            p = float(n.attrs["exponent"])
+            p, rest = exponent_of(self.nodes, n), [None] * (len(n.args) - 1)  # the exponent gets no gradient
             if p == -1:
-                return [f"-{g} / ({v(0)} * {v(0)})"]
+                return [f"-{g} / ({v(0)} * {v(0)})"] + rest
             if p == 1:
-                return [g]
+                return [g] + rest
             if p == 2:
-                return [f"{g} * ({v(0)} + {v(0)})"]
-            return [f"{g} * e{self.exponents[p]} * {v(0)} ** e{self.exponents[p - 1]}"]
+                return [f"{g} * ({v(0)} + {v(0)})"] + rest
+            return [f"{g} * e{self.exponents[p]} * {v(0)} ** e{self.exponents[p - 1]}"] + rest
         raise AssertionError(n.op)
 
     # --- whole kernels ----------------------------------------------------------------

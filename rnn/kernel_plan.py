@@ -343,8 +343,8 @@ def _check_ew(nodes, n, batch):
         if n.attrs.get("axis", 0) not in (-1, 1) or any(len(nodes[a].shape) != 2 or engine_value(nodes[a])
                                                        for a in n.args):
             unsupported(n, "only concatenation of step values along the last axis is fused")
-    elif n.op == "power" and not isinstance(n.attrs.get("exponent"), (int, float)):
-        unsupported(n, "power needs a constant exponent")
+    elif n.op == "power" and exponent_of(nodes, n) is None:
+        unsupported(n, "power needs a constant scalar exponent")
     for a in n.args:
         arg = nodes[a]
         if engine_value(arg):
@@ -353,6 +353,17 @@ def _check_ew(nodes, n, batch):
             access(arg, n, batch)
         elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape:
             unsupported(n, f"broadcasting between step values of shapes {arg.shape} and {n.shape}")
+
+
+def exponent_of(nodes, n):
+    """power's exponent: an attribute, or (as the engine records `x ** 2`) a constant scalar argument."""
+    if "exponent" in n.attrs:
+        return float(n.attrs["exponent"])
+    if len(n.args) == 2:
+        e = nodes[n.args[1]]
+        if e.kind == "const" and e.value is not None and e.value.size == 1:
+            return float(e.value.reshape(-1)[0])
+    return None
 
 
 def _cuts(nodes, n):

@@ -1,0 +1,229 @@
+"""The numba backend against the explicit unfolded DAG, for built-in and custom cells.
+
+Kernels compile once per (cell class, dtype) and are shared by every example:
+the generated source does not depend on sizes, so hypothesis can vary T, B, I, H freely.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+import rnn
+from minigrad import Tensor
+from rnn.cell import Cell
+from rnn.fused import prepare, source_of
+from rnn.kernel_plan import UnsupportedCellError
+from rnn.rolled import as_tuple
+
+
+class LeakyCell(Cell):
+    """Leaky units: h' = (1 - a) h + a tanh(x W + h U + b), a a constant (Goodfellow §10.9.2)."""
+
+    def __init__(self, input_size, hidden_size, alpha=0.3, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        self.W, self.U, self.b = self._init(rng, (input_size, hidden_size), (hidden_size, hidden_size), (hidden_size,))
+        self.alpha = alpha
+
+    def step(self, x, h):
+        return (1 - self.alpha) * h + self.alpha * (x @ self.W + h @ self.U + self.b).tanh()
+
+
+class MinimalGatedCell(Cell):
+    """One gate f from [x, h]: h~ = tanh(W x + U (f h) + b), h' = (1 - f) h + f h~."""
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        I, H = input_size, hidden_size
+        self.Wf, self.bf, self.W, self.U, self.b = self._init(rng, (H, I + H), (H,), (I, H), (H, H), (H,))
+
+    def step(self, x, h):
+        f = (mg.concatenate([x, h], axis=-1) @ self.Wf.T + self.bf).sigmoid()
+        cand = (x @ self.W + (f * h) @ self.U + self.b).tanh()
+        return (1 - f) * h + f * cand
+
+
+class TextbookGRU(Cell):
+    """Goodfellow eq. 10.27-10.29: u, r gates; h~ = tanh(b + U x + W (r * h)); h' = u h + (1 - u) h~."""
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        I, H = input_size, hidden_size
+        (self.Uu, self.Wu, self.bu, self.Ur, self.Wr, self.br,
+         self.U, self.W, self.b) = self._init(rng, (I, H), (H, H), (H,), (I, H), (H, H), (H,), (I, H), (H, H), (H,))
+
+    def step(self, x, h):
+        u = (self.bu + x @ self.Uu + h @ self.Wu).sigmoid()
+        r = (self.br + x @ self.Ur + h @ self.Wr).sigmoid()
+        cand = (self.b + x @ self.U + (r * h) @ self.W).tanh()
+        return u * h + (1 - u) * cand
+
+
+class DeepTransitionCell(Cell):
+    """A two-layer transition (Pascanu et al. 2014): h' = tanh(relu(x W + h U + b1) V + b2)."""
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        I, H = input_size, hidden_size
+        self.W, self.U, self.b1, self.V, self.b2 = self._init(rng, (I, 2 * H), (H, 2 * H), (2 * H,), (2 * H, H), (H,))
+
+    def step(self, x, h):
+        z = (x @ self.W + h @ self.U + self.b1).relu()
+        return (z @ self.V + self.b2).tanh()
+
+
+class OddOpsCell(Cell):
+    """exp, log, powers, division, neg and x read element-wise (needs input_size == hidden_size)."""
+    state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        self.W, self.U, self.b = self._init(rng, (input_size, hidden_size), (hidden_size, hidden_size), (hidden_size,))
+
+    def step(self, x, state):
+        h, c = state
+        a = x @ self.W + h @ self.U + self.b
+        soft = (1 + (-a).exp()).log()
+        h2 = (a.tanh() - h * 0.5) / (1 + a * a) + soft * 0.1 - c ** 2 * 0.05
+        return h2, c * 0.9 + (h2 * 0.1).exp() / (c * c + 1.5) + h2 ** 3 * 0.01 + x * 0.2
+
+
+class MaxCell(Cell):
+    """Subtracts the max over the hidden axis: not fusable."""
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        self.W, self.U = self._init(rng, (input_size, hidden_size), (hidden_size, hidden_size))
+
+    def step(self, x, h):
+        a = x @ self.W + h @ self.U
+        return (a - a.max(axis=-1, keepdims=True)).tanh()
+
+
+class LogSoftmaxCell(MaxCell):
+    """log-softmax over the hidden axis, spelled out: needs a sum over that axis."""
+
+    def step(self, x, h):
+        a = x @ self.W + h @ self.U
+        return a - a.exp().sum(axis=-1, keepdims=True).log()
+
+
+BUILTIN = [rnn.ElmanCell, rnn.LSTMCell, rnn.GRUCell]
+CUSTOM = [LeakyCell, MinimalGatedCell, TextbookGRU, DeepTransitionCell, OddOpsCell]
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))
+
+
+def run_both(cell, T, B, seed, dtype):
+    """Outputs, final state and every gradient (params, xs, state0, per-step states) from each backend."""
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((T, B, cell.input_size)).astype(dtype)
+    s0 = [rng.standard_normal(s.shape).astype(dtype) for s in as_tuple(cell.initial_state(B))]
+    weights = None
+    got = {}
+    for backend in ("graph", "numba"):
+        cell.zero_grad()
+        x = Tensor(xs, requires_grad=True)
+        state0 = tuple(Tensor(s, requires_grad=True) for s in s0)
+        r = rnn.run(cell, x, state0 if len(state0) > 1 else state0[0], backend=backend)
+        assert r.backend == backend
+        if weights is None:
+            weights = rng.standard_normal(r.outputs.shape).astype(dtype)
+        loss = (r.outputs * weights).sum() + sum((s * s).sum() for s in as_tuple(r.state))
+        loss.backward()
+        got[backend] = ([("outputs", r.outputs.data), ("xs", x.grad)]
+                        + [(n, p.grad) for n, p in cell.named_parameters()]
+                        + [(f"state0[{i}]", s.grad) for i, s in enumerate(state0)]
+                        + [(f"states[{t}][{i}]", s.grad) for t in range(T) for i, s in enumerate(r.states[t])])
+    return got
+
+
+def assert_same(cell, T, B, seed, dtype):
+    got = run_both(cell, T, B, seed, dtype)
+    for (name, a), (_, b) in zip(got["graph"], got["numba"]):
+        assert b is not None and a.shape == b.shape, name
+        assert rel(a, b) <= TOL[dtype], f"{type(cell).__name__} {np.dtype(dtype).name} {name}: {rel(a, b):.2e}"
+
+
+sizes = st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**16))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls", BUILTIN + CUSTOM[:-1], ids=lambda c: c.__name__)
+@settings(max_examples=8)
+@given(sizes=sizes)
+def test_matches_unfolded_dag(cls, dtype, sizes):
+    T, B, I, H, seed = sizes
+    cell = cls(I, H, rng=np.random.default_rng(seed), dtype=dtype)
+    assert_same(cell, T, B, seed, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=8)
+@given(sizes=sizes)
+def test_every_fused_op_matches(dtype, sizes):
+    T, B, _, H, seed = sizes
+    assert_same(OddOpsCell(H, H, rng=np.random.default_rng(seed), dtype=dtype), T, B, seed, dtype)
+
+
+def test_relu_elman_and_sizes_one():
+    for cell in (rnn.ElmanCell(1, 1, nonlinearity="relu", rng=np.random.default_rng(0)), rnn.LSTMCell(1, 1)):
+        assert_same(cell, 1, 1, 0, np.float64)
+
+
+def test_auto_picks_numba_and_keeps_graph_and_states():
+    cell = rnn.LSTMCell(3, 4, rng=np.random.default_rng(0))
+    r = rnn.run(cell, np.ones((5, 2, 3)))
+    assert r.backend == "numba"
+    assert r.graph.meta["T"] == 5 and len(r.graph.meta["state_out"]) == 5   # drawn by viz
+    assert len(r.states) == 5 and r.states[-1][0].shape == (2, 4)
+    r.graph.meta["edited"] = True
+    assert "edited" not in rnn.run(cell, np.ones((5, 2, 3))).graph.meta   # each result has its own graph
+
+
+def test_batch_first_and_no_grad():
+    cell = rnn.GRUCell(3, 4, rng=np.random.default_rng(0))
+    xs = np.random.default_rng(1).standard_normal((2, 5, 3))
+    a = rnn.run(cell, xs, batch_first=True, backend="numba")
+    with mg.no_grad():
+        b = rnn.run(cell, xs, batch_first=True, backend="graph")
+    assert a.outputs.shape == (2, 5, 4) and rel(b.outputs.data, a.outputs.data) < 1e-12
+    with mg.no_grad():
+        c = rnn.run(cell, xs, batch_first=True, backend="numba")
+    assert not c.outputs.requires_grad
+
+
+@pytest.mark.parametrize("cls, op", [(MaxCell, "max"), (LogSoftmaxCell, "sum")])
+def test_unsupported_op_is_named_and_auto_falls_back(cls, op):
+    cell = cls(3, 4)
+    with pytest.raises(UnsupportedCellError, match=rf"op '{op}' at node n\d+"):
+        rnn.run(cell, np.zeros((2, 1, 3)), backend="numba")
+    r = rnn.run(cell, np.zeros((2, 1, 3)))
+    assert r.backend == "graph" and f"'{op}'" in r.fallback
+
+
+@pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)
+def test_generated_source_is_readable(cls):
+    src = source_of(cls(3, 4))
+    assert "def forward(T, B, dims, K," in src and "def backward(T, B, dims, K," in src
+    assert "S_h[t + 1, b, j] = " in src and "# reverse sweep" in src
+    assert all(len(line) < 200 for line in src.splitlines())
+    ops = [n for n in cls(3, 4).rolled(1).nodes.values() if n.op not in ("leaf", "transpose", "matmul")]
+    for n in ops:
+        if n.op != "getitem":
+            assert f"# {n.id}" in src, n.id
+
+
+def test_pure_python_kernels_agree_with_jitted(monkeypatch):
+    """The generated functions run as plain Python too (what NUMBA_DISABLE_JIT and coverage see)."""
+    cell = rnn.LSTMCell(2, 3, rng=np.random.default_rng(0))
+    jitted = run_both(cell, 3, 2, 0, np.float64)["numba"]
+    mod = prepare(cell, 2).module
+    monkeypatch.setattr(mod, "forward", mod.forward.py_func)
+    monkeypatch.setattr(mod, "backward", mod.backward.py_func)
+    python = run_both(cell, 3, 2, 0, np.float64)["numba"]
+    for (name, a), (_, b) in zip(jitted, python):
+        assert rel(a, b) < 1e-13, name
