@@ -107,6 +107,11 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __bool__(self):  # as NumPy: only a one-element tensor has a truth value
+        if self.data.size != 1:
+            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
     def __repr__(self):
         extra = f", name={self.name!r}" if self.name else ""
         extra += ", requires_grad=True" if self.requires_grad else ""
@@ -158,7 +163,11 @@ class Tensor:
                 continue
             for parent, pg in zip(node._parents, node._vjp(g)):
                 if parent.requires_grad and pg is not None:
-                    pg = unbroadcast(np.asarray(pg, dtype=parent.dtype), parent.shape)
+                    raw = np.asarray(pg, dtype=parent.dtype)
+                    pg = unbroadcast(raw, parent.shape)
+                    if pg.shape != parent.shape:  # a wrong vjp would otherwise broadcast on silently
+                        raise RuntimeError(f"backward: {node.op} gave a gradient of shape {raw.shape} "
+                                           f"for an argument of shape {parent.shape}")
                     prev = grads.get(id(parent))
                     grads[id(parent)] = pg if prev is None else prev + pg
 

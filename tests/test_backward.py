@@ -204,3 +204,21 @@ def test_max_splits_the_gradient_evenly_between_ties(axis):
     mask = x.data == x.data.max(axis=axis, keepdims=True)
     np.testing.assert_allclose(x.grad, mask / mask.sum(axis=axis, keepdims=True))
     np.testing.assert_allclose(x.grad.sum(), np.size(x.data.max(axis=axis)))  # each max passes on exactly 1
+
+
+def test_a_vjp_of_the_wrong_shape_is_caught_at_its_op():
+    from minigrad.tensor import primitive
+
+    @primitive("test_backward__bad_shape")
+    def bad(a):
+        return a * 2, lambda g: (np.ones(a.shape + (2,)),)  # one axis too many: must not broadcast away
+
+    x = mg.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"test_backward__bad_shape gave a gradient of shape \(3, 2\)"):
+        bad(x).sum().backward()
+
+
+def test_truth_value_only_for_one_element():
+    assert bool(mg.tensor([2.0])) and not bool(mg.tensor(0.0))
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(mg.tensor([1.0, 2.0]))
