@@ -4,7 +4,10 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: test dot
+.PHONY: demo test dot
+demo: $(VENV)/.installed dot
+	$(VENV)/bin/minigrad demo
+
 test: $(VENV)/.installed dot
 	$(PY) -m pytest -q
 
