@@ -173,8 +173,8 @@ def run_numba(cell, xs, state0):
     if len(S) == 1:
         per_state = [out]
     else:
-        per_state = [getitem(out, index=(Ellipsis, slice(int(a), int(b)))) for a, b in zip(offs[:-1], offs[1:])]
-    final = tuple(getitem(s, index=T - 1) for s in per_state)
+        per_state = [_view(out, (Ellipsis, slice(int(a), int(b)))) for a, b in zip(offs[:-1], offs[1:])]
+    final = tuple(_view(s, T - 1) for s in per_state)
     if type(cell).output is Cell.output:
         outputs = per_state[0]
     else:
@@ -183,6 +183,18 @@ def run_numba(cell, xs, state0):
                                         else getitem(per_state[0], index=t)) for t in range(T)], axis=0)
     return KernelRunResult(outputs, final if len(final) > 1 else final[0], None, "numba", steps,
                            unfold_args=(prep.rolled, T))
+
+
+def _view(t, index):
+    """Engine getitem for a basic slice: its vjp writes g into zeros instead of np.add.at (far slower)."""
+    out = Tensor(t.data[index])
+    if t.requires_grad:
+        def vjp(g):
+            full = np.zeros_like(t.data)
+            full[index] = g
+            return (full,)
+        out.requires_grad, out.op, out.attrs, out._parents, out._vjp = True, "getitem", {"index": index}, (t,), vjp
+    return out
 
 
 def _sname(plan, name):

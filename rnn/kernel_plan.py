@@ -69,6 +69,7 @@ class Plan:
     cross: set = field(default_factory=set)      # ew ids read by a later phase
     rec_left: dict = field(default_factory=dict)  # value id -> rec matmul id using it as left operand
     cell: str = ""
+    dtype: str = "float64"
 
 
 @dataclass
@@ -311,7 +312,8 @@ def make_plan(rolled):
         loop_of[nid] = min(limits)
         assert loop_of[nid] >= depth[nid], (nid, loop_of[nid], depth[nid])
 
-    plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=meta.get("cell", ""))
+    plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=meta.get("cell", ""),
+                dtype=rolled.nodes[x_id].dtype)
     names = {sout: name for name, _, sout in states}
     for r in rec:
         plan.rec_left[nodes[r].args[0]] = r
