@@ -161,7 +161,7 @@ def run_numba(cell, xs, state0):
     S = [arrays["S_" + _sname(plan, n)] for n in snames]
     data = S[0][1:] if len(S) == 1 else np.concatenate([s[1:] for s in S], axis=-1)
     out = Tensor(data)
-    steps = StepStates(S)
+    steps = StepStates(S, [])
     if is_grad_enabled() and any(p.requires_grad for p in parents):
         out.requires_grad, out.op = True, "rnn_kernel"
         out.attrs = {"cell": plan.cell, "T": T}
@@ -174,6 +174,7 @@ def run_numba(cell, xs, state0):
         per_state = [out]
     else:
         per_state = [_view(out, (Ellipsis, slice(int(a), int(b)))) for a, b in zip(offs[:-1], offs[1:])]
+    steps.per_state = per_state
     final = tuple(_view(s, T - 1) for s in per_state)
     if type(cell).output is Cell.output:
         outputs = per_state[0]
@@ -181,8 +182,17 @@ def run_numba(cell, xs, state0):
         import minigrad as mg
         outputs = mg.stack([cell.output(tuple(getitem(s, index=t) for s in per_state) if len(S) > 1
                                         else getitem(per_state[0], index=t)) for t in range(T)], axis=0)
+    named = dict(cell.named_parameters())
+
+    def known_tensors(graph):
+        """What graph.tensors can hold without running the DAG: parameters, initial and per-step states."""
+        known = {pid: named[name] for pid, name in graph.meta["params"].items()}
+        known.update(zip(graph.meta["state0"], state0))
+        for t, ids in enumerate(graph.meta["state_out"]):
+            known.update(zip(ids, steps[t]))
+        return known
     return KernelRunResult(outputs, final if len(final) > 1 else final[0], None, "numba", steps,
-                           unfold_args=(prep.rolled, T))
+                           unfold_args=(prep.rolled, T, known_tensors))
 
 
 def _view(t, index):
@@ -257,8 +267,9 @@ class StepStates(Sequence):
     """Per step, the tuple of new state tensors, made on first access; after backward their
     .grad is dL/d(state at step t), the total that flows back through the recurrence."""
 
-    def __init__(self, S):
+    def __init__(self, S, per_state):
         self._S, self._made, self._grads = S, {}, None
+        self.per_state = per_state  # engine tensors (T, B, width) per state: steps are slices of them
 
     def __len__(self):
         return self._S[0].shape[0] - 1
@@ -268,7 +279,7 @@ class StepStates(Sequence):
             return [self[i] for i in range(*t.indices(len(self)))]
         t = range(len(self))[t]
         if t not in self._made:
-            tup = tuple(Tensor(s[t + 1]) for s in self._S)
+            tup = tuple(_view(s, t) for s in self.per_state)
             if self._grads is not None:
                 for x, gs in zip(tup, self._grads):
                     x.grad = None if gs is None else gs[t].copy()
@@ -296,7 +307,9 @@ class KernelRunResult(RunResult):
     @property
     def graph(self):
         if self._graph is None and self._unfold_args is not None:
-            self._graph = unfolded(*self._unfold_args)
+            rolled, T, known = self._unfold_args
+            self._graph = unfolded(rolled, T)
+            self._graph.tensors = known(self._graph)
         return self._graph
 
     @graph.setter
