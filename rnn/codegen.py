@@ -22,10 +22,12 @@ working dtype) so float32 kernels stay float32.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .kernel_plan import SAVED, access, engine_value, exponent_of, last_axis_slice
 
+FAST_FLOAT32 = os.environ.get("MINIGRAD_EXACT_FLOAT32") != "1"  # see FAST_F32 below
 ALIAS = ("getitem", "concatenate", "copy")  # ops that only re-index: no statement of their own
 
 
@@ -407,7 +409,7 @@ class _Gen:
         gl = [f"g{i} = dims[{len(self.plan.phases) + i}]" for i in range(len(self.plan.states))]
         fargs = ", ".join(["T", "B", "dims", "K"] + self.lay.forward_args)
         bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
-        helpers = FAST_F32 if self.plan.dtype == "float32" else EXACT
+        helpers = FAST_F32 if self.plan.dtype == "float32" and FAST_FLOAT32 else EXACT
         src = [HEADER.format(cell=self.plan_cell()) + helpers, "", "@njit(cache=True)", f"def forward({fargs}):"]
         src += ["    " + s for s in prelude] + ["    for t in range(T):"] + ["        " + s for s in fwd]
         src += ["", "", "@njit(cache=True)", f"def backward({bargs}):"]

@@ -20,11 +20,12 @@ import numpy as np
 
 from minigrad import Tensor
 from minigrad.graph import Graph
-from minigrad.tensor import PRIMITIVES, getitem, is_grad_enabled, matmul, reshape
+from minigrad.tensor import PRIMITIVES, is_grad_enabled, reshape
 
 from . import kernel_cache
 from .cell import Cell
 from .codegen import generate, ident
+from .kernel_blas import matmul2d
 from .kernel_plan import UnsupportedCellError, make_plan
 from .rolled import as_tuple
 from .run import RunResult
@@ -103,10 +104,21 @@ def _engine_values(prep, cell, xs):
             env[nid] = apply(nid)
         for nid in plan.hoist:
             left, right = plan.nodes[nid].args
-            prod = matmul(env[left], env[right])
+            prod = _product(env[left], env[right])
             env[nid] = reshape(prod, shape=(T, B, prod.shape[-1])) if prod.requires_grad else \
                 Tensor(prod.data.reshape(T, B, -1))
     return env
+
+
+def _product(a, b):
+    """Engine matmul of 2-d tensors whose forward and vjp GEMMs run on the kernels' BLAS."""
+    out = Tensor(matmul2d(a.data, b.data))
+    if is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        def vjp(g):
+            return (matmul2d(g, b.data.T) if a.requires_grad else None,
+                    matmul2d(a.data.T, g) if b.requires_grad else None)
+        out.requires_grad, out.op, out._parents, out._vjp = True, "matmul", (a, b), vjp
+    return out
 
 
 def _contiguous(a):
@@ -180,8 +192,8 @@ def run_numba(cell, xs, state0):
         outputs = per_state[0]
     else:
         import minigrad as mg
-        outputs = mg.stack([cell.output(tuple(getitem(s, index=t) for s in per_state) if len(S) > 1
-                                        else getitem(per_state[0], index=t)) for t in range(T)], axis=0)
+        outputs = mg.stack([cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1
+                                        else _view(per_state[0], t)) for t in range(T)], axis=0)
     named = dict(cell.named_parameters())
 
     def known_tensors(graph):
@@ -260,7 +272,7 @@ def _weight_grad(plan, allv, rid, T, B):
     else:
         L = allv["V_" + ident(left)]
     dA = allv["dA_" + ident(rid)]
-    return L.reshape(T * B, -1).T @ dA.reshape(T * B, -1)
+    return matmul2d(L.reshape(T * B, -1).T, dA.reshape(T * B, -1))
 
 
 class StepStates(Sequence):
@@ -288,9 +300,9 @@ class StepStates(Sequence):
 
     def add_grads(self, grads):
         if self._grads is None:
-            self._grads = [None if g is None else g.copy() for g in grads]
+            self._grads = list(grads)  # fresh arrays from this backward: no copy needed
         else:
-            self._grads = [a if b is None else (b.copy() if a is None else a + b) for a, b in zip(self._grads, grads)]
+            self._grads = [a if b is None else (b if a is None else a + b) for a, b in zip(self._grads, grads)]
         for t, tup in self._made.items():
             for x, gs in zip(tup, grads):
                 if gs is not None:
