@@ -51,6 +51,7 @@ class RunResult:
     graph: object            # the unfolded graph that ran
     backend: str = "graph"   # which backend ran: "graph" or "numba"
     states: list = field(default_factory=list, repr=False)  # per step, the state tuple (grads retained)
+    fallback: str | None = None  # why backend="auto" ran the explicit DAG instead of a kernel
 
     def __iter__(self):      # outputs, state, graph = rnn.run(...)
         return iter((self.outputs, self.state, self.graph))
@@ -97,24 +98,19 @@ def run(cell, xs, state0=None, *, batch_first=False, backend="auto"):
     if backend not in BACKENDS:
         raise ValueError(f"run: backend must be one of {BACKENDS}, got {backend!r}")
     xs, state0 = check_inputs(cell, xs, state0, batch_first)
-    result = None
+    result = reason = None
     if backend != "graph":
+        from .kernel_plan import UnsupportedCellError  # plain Python: importable without numba
         try:
             from .fused import run_numba
             result = run_numba(cell, xs, state0)
-        except ImportError as e:  # no numba: the graph backend still works
+        except (ImportError, UnsupportedCellError) as e:
             if backend == "numba":
-                raise
-            reason = f"numba backend unavailable: {e}"
-        except Exception as e:
-            from .kernel_plan import UnsupportedCellError
-            if backend == "numba" or not isinstance(e, UnsupportedCellError):
                 raise
             reason = str(e)
     if result is None:
         result = run_graph(cell, xs, state0)
-        if backend == "auto":
-            result.fallback = reason  # why auto ran the explicit DAG
+        result.fallback = reason
     if batch_first:
         result.outputs = result.outputs.transpose(1, 0, 2)
     return result
