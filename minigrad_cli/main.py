@@ -6,7 +6,13 @@ Every bad input the user can give becomes one line on stderr and exit code 2
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Our matrices are small and Numba's kernels bring a second OpenBLAS (SciPy's): two thread pools on
+# two cores spin against each other. One thread each made a demo training step 3x faster (4.6 ms
+# against 13.5 ms, measured under load). Set before NumPy is imported; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import UsageError
 
