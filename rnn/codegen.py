@@ -410,9 +410,9 @@ class _Gen:
         fargs = ", ".join(["T", "B", "dims", "K"] + self.lay.forward_args)
         bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
         helpers = FAST_F32 if self.plan.dtype == "float32" and FAST_FLOAT32 else EXACT
-        src = [HEADER.format(cell=self.plan_cell()) + helpers, "", "@njit(cache=True)", f"def forward({fargs}):"]
+        src = [HEADER.format(cell=self.plan_cell()) + helpers, "", "@njit(cache=True, error_model=\"numpy\")", f"def forward({fargs}):"]
         src += ["    " + s for s in prelude] + ["    for t in range(T):"] + ["        " + s for s in fwd]
-        src += ["", "", "@njit(cache=True)", f"def backward({bargs}):"]
+        src += ["", "", "@njit(cache=True, error_model=\"numpy\")", f"def backward({bargs}):"]
         src += ["    " + s for s in prelude + gl] + ["    for t in range(T - 1, -1, -1):",
                                                     "        p = t & 1  # this step's state-input gradients",
                                                     "        q = 1 - p  # the next step's, read as sources"]
@@ -436,12 +436,12 @@ from numba import njit
 
 EXACT = """
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _tanh(a, one):
     return math.tanh(a)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sigmoid(a, one):
     # the engine's form: exp of a non-positive number never overflows
     e = math.exp(-abs(a))
@@ -454,7 +454,7 @@ def _sigmoid(a, one):
 # few float32 ulps and has no branch or call; sigmoid(a) = (1 + tanh(a/2)) / 2.
 FAST_F32 = """
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _tanh(a, one):
     x = min(max(a, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
     x2 = x * x
@@ -470,7 +470,7 @@ def _tanh(a, one):
     return x * p / q
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sigmoid(a, one):
     half = np.float32(0.5)
     return half + half * _tanh(half * a, one)
