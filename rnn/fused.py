@@ -25,7 +25,7 @@ from minigrad.tensor import PRIMITIVES, is_grad_enabled, reshape
 from . import kernel_cache
 from .cell import Cell
 from .codegen import generate, ident
-from .kernel_blas import matmul2d
+from .kernel_blas import matmul2d, staggered as _staggered
 from .kernel_plan import UnsupportedCellError, make_plan
 from .rolled import as_tuple
 from .run import RunResult
@@ -146,7 +146,7 @@ def run_numba(cell, xs, state0):
             arrays[name] = np.ascontiguousarray(xs.data)
             parents.append(xs), which.append(("x", name))
         elif what == "state":
-            S = np.empty(_shape(spec, T, B), dtype)
+            S = _staggered(_shape(spec, T, B), dtype, len(arrays))
             S[0] = state0[state_index[key]].data
             arrays[name] = S
         elif what == "hoist":
@@ -162,7 +162,7 @@ def run_numba(cell, xs, state0):
             if plan.nodes[key].grad:
                 parents.append(t), which.append(("engine", name))
         elif what in ("rec", "stored"):
-            arrays[name] = np.empty(_shape(spec, T, B), dtype)
+            arrays[name] = _staggered(_shape(spec, T, B), dtype, len(arrays))
     for i, s in enumerate(state0):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = np.asarray(lay.dims, dtype=np.int64)
@@ -178,7 +178,7 @@ def run_numba(cell, xs, state0):
         out.requires_grad, out.op = True, "rnn_kernel"
         out.attrs = {"cell": plan.cell, "T": T}
         out._parents = tuple(parents)
-        out._vjp = _make_vjp(prep, arrays, which, T, B, dims, consts, steps, snames)
+        out._vjp = _make_vjp(prep, arrays, which, T, B, dims, consts, weakref.ref(steps), snames)
 
     widths = [s.shape[-1] for s in S]
     offs = np.cumsum([0] + widths)
@@ -224,7 +224,10 @@ def _sname(plan, name):
     return name if name.isidentifier() else f"s{i}"
 
 
-def _make_vjp(prep, arrays, which, T, B, dims, consts, steps, snames):
+def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
+    """The kernel node's vjp.  It holds the StepStates weakly: a strong reference would close a
+    cycle (out -> vjp -> steps -> per-state views -> out) that keeps every kernel array alive
+    until the garbage collector runs, so their pooled buffers could not be reused."""
     plan, lay = prep.plan, prep.layout
 
     def vjp(g):
@@ -236,12 +239,14 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps, snames):
                 continue
             shape = _shape(spec, T, B)
             zero = what in ("grad_state_ew", "grad_state_mm", "grad_engine")  # read before written, or accumulated
-            grads[name] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+            grads[name] = _staggered(shape, dtype, len(arrays) + len(grads), zero)
         grads["G"] = g
         allv = {**arrays, **grads}
         prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
-        steps.add_grads([grads["DS_" + _sname(plan, n)] if "DS_" + _sname(plan, n) in grads else None
-                         for n in snames])
+        steps = steps_ref()
+        if steps is not None:  # else no one can reach the per-step states any more
+            steps.add_grads([grads["DS_" + _sname(plan, n)] if "DS_" + _sname(plan, n) in grads else None
+                             for n in snames])
         out = []
         for kind, name in which:
             if kind == "x":
@@ -292,6 +297,8 @@ class StepStates(Sequence):
         t = range(len(self))[t]
         if t not in self._made:
             tup = tuple(_view(s, t) for s in self.per_state)
+            for x in tup:
+                x._step_states = self  # .grad of a step state is filled in through this object
             if self._grads is not None:
                 for x, gs in zip(tup, self._grads):
                     x.grad = None if gs is None else gs[t].copy()
