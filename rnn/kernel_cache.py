@@ -21,8 +21,9 @@ import llvmlite.binding as llvm
 # checks needed") and the loops run scalar.  Allow the checks: they run once per
 # inner loop, and the vectorised loops are several times faster.  The option only
 # makes the vectoriser more willing, for every function compiled in this process.
-llvm.set_option("minigrad", "-runtime-memory-check-threshold=512")
-llvm.set_option("minigrad", "-vectorize-memory-check-threshold=512")
+LLVM_OPTIONS = ("-runtime-memory-check-threshold=512", "-vectorize-memory-check-threshold=512")
+for _opt in LLVM_OPTIONS:
+    llvm.set_option("minigrad", _opt)
 
 _MODULES: dict = {}
 
