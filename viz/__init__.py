@@ -1,0 +1,16 @@
+"""Pictures of minigrad graphs and recurrent nets, in the textbook's notation.
+
+    import viz
+    viz.draw_graph(loss)                                   # the engine's recorded graph
+    viz.draw_rolled(cell)                                  # the cell with its delay loop (Fig. 10.2, left)
+    viz.draw_unrolled(result, collapse=3, grad=True)       # the chain of steps, coloured by ‖∂L/∂h(t)‖
+    viz.render(digraph, "fig.svg")
+
+Every function returns a `graphviz.Digraph` (shown inline in Jupyter).
+`STYLE` is the one table of colours, shapes and fonts.
+"""
+from .draw import draw_graph, draw_rolled, draw_unrolled
+from .render import GraphvizNotFound, render
+from .style import STYLE
+
+__all__ = ["draw_graph", "draw_rolled", "draw_unrolled", "render", "STYLE", "GraphvizNotFound"]

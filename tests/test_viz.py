@@ -1,0 +1,185 @@
+"""The drawings, checked on their DOT source (no rendering), plus one real SVG render."""
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import rnn
+import viz
+
+HOSTILE = 'a"b}{<x>&\n</td><script>alert(1)</script>\\'
+
+
+def cell_of(kind, seed=0):
+    return {"elman": rnn.ElmanCell, "lstm": rnn.LSTMCell, "gru": rnn.GRUCell}[kind](2, 3, rng=np.random.default_rng(seed))
+
+
+def clusters(source):
+    return re.findall(r"subgraph cluster_(t\d+)", source)
+
+
+def out_edges(source, node_id):
+    return re.findall(rf'^\s*"?{re.escape(node_id)}"?\s*->', source, re.M)
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("detail", ["block", "ops"])
+@pytest.mark.parametrize("T", [1, 4])
+def test_one_cluster_per_step_and_each_parameter_once_with_T_out_edges(kind, detail, T):
+    cell = cell_of(kind)
+    src = viz.draw_unrolled(cell, steps=T, detail=detail).source
+    assert clusters(src) == [f"t{t}" for t in range(T)]
+    params = cell.rolled().meta["params"]
+    assert len(params) == 4
+    for pid in params:
+        assert len(re.findall(rf'^\s*"?{pid}"? \[', src, re.M)) == 1  # drawn once
+        assert len(out_edges(src, pid)) == T                        # and feeding every step
+    assert "viz.delay" not in src
+
+
+@pytest.mark.parametrize("kind, n_states", [("elman", 1), ("lstm", 2)])
+@pytest.mark.parametrize("detail", ["block", "ops"])
+def test_rolled_has_one_delay_square_per_state_on_its_feedback_edge(kind, n_states, detail):
+    src = viz.draw_rolled(cell_of(kind), detail=detail).source
+    delays = re.findall(r'^\s*"(viz\.delay\.[^"]+)" \[', src, re.M)
+    assert len(delays) == n_states
+    for d in delays:
+        assert "fillcolor=black" in re.search(rf'"{re.escape(d)}" \[[^\]]*\]', src).group(0)
+        assert len(out_edges(src, d)) == 1 and re.search(rf'-> "{re.escape(d)}"', src)
+    assert not clusters(src)
+
+
+def test_collapse_elides_the_middle_steps():
+    cell = cell_of("elman")
+    r = rnn.run(cell, mg.randn(100, 1, 2, rng=np.random.default_rng(0)), backend="graph")
+    src = viz.draw_unrolled(r, collapse=3).source
+    assert clusters(src) == ["t0", "t1", "t2", "t97", "t98", "t99"]
+    assert "… 94 steps …" in src
+    assert len(re.findall(r"<b>x\(\d+\)</b>", src)) == 6
+
+
+def test_collapse_larger_than_half_shows_everything():
+    src = viz.draw_unrolled(cell_of("gru"), steps=5, collapse=3).source
+    assert len(clusters(src)) == 5 and "steps …" not in src
+
+
+def _luminance(hexcolor):
+    r, g, b = (int(hexcolor[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_gradient_colours_follow_the_norms():
+    cell = rnn.ElmanCell(2, 4, rng=np.random.default_rng(3))
+    cell.weight_hh.data *= 0.3  # contracting: ‖∂L/∂h(t)‖ shrinks going back in time
+    r = rnn.run(cell, mg.randn(8, 1, 2, rng=np.random.default_rng(1)), backend="graph")
+    r.outputs[-1].sum().backward()
+    src = viz.draw_unrolled(r, grad=True).source
+    norms = [float(np.linalg.norm(s[0].grad)) for s in r.states]
+    fills = []
+    for ids in r.graph.meta["state_out"]:
+        attrs = re.search(rf'"{re.escape(ids[0])}" \[([^\n]*)\]', src).group(1)
+        fills.append(re.search(r'fillcolor="(#[0-9A-Fa-f]{6})"', attrs).group(1))
+    assert norms == sorted(norms) and norms[0] < norms[-1] / 10
+    lum = [_luminance(f) for f in fills]  # viridis brightens monotonically with the norm
+    assert lum == sorted(lum) and lum[0] < lum[-1]
+    assert "log scale" in src
+    for n in (norms[0], norms[-1]):
+        assert f"{n:.3g}"[:4] in src or f"{n:.2e}"[:4] in src
+
+
+def test_grad_true_without_backward_is_a_clear_error():
+    r = rnn.run(cell_of("elman"), mg.randn(3, 1, 2), backend="graph")
+    with pytest.raises(ValueError, match="backward"):
+        viz.draw_unrolled(r, grad=True)
+
+
+def test_truncated_bptt_cut_is_dashed():
+    cell = cell_of("elman")
+    xs = mg.randn(6, 1, 2, rng=np.random.default_rng(0))
+    windows = list(rnn.tbptt(cell, xs, lambda out, steps: out.sum(), k1=3, backend="graph"))
+    first, second = (viz.draw_unrolled(w.result).source for w in windows)
+    assert "dashed" not in first.split("legend")[0] and re.search(r"->[^\n]*style=dashed", second)
+
+
+def test_same_model_gives_identical_dot():
+    def source():
+        cell = cell_of("lstm", seed=7)
+        r = rnn.run(cell, mg.randn(4, 2, 2, rng=np.random.default_rng(2)), backend="graph")
+        r.outputs.sum().backward()
+        return (viz.draw_rolled(cell, detail="ops").source + viz.draw_unrolled(r, grad=True, detail="ops").source
+                + viz.draw_graph(r.outputs.sum()).source)
+    assert source() == source()
+
+
+def test_draw_graph_shows_value_and_grad_of_scalars_and_roles():
+    x = mg.tensor(2.0, requires_grad=True, name="x")
+    w = mg.nn.Parameter(np.float64(-3.0), name="w")
+    y = (x * w + 1).tanh()
+    y.name = "y"
+    y.backward()
+    src = viz.draw_graph(y).source
+    assert re.search(r"data 2(\.0+)?\b", src) or "= 2" in src
+    shown = {float(g) for g in re.findall(r"grad (-?[\d.]+(?:e-?\d+)?)", src)}
+    for t in (x, w):
+        assert any(np.isclose(s, t.grad.item(), rtol=1e-2) for s in shown)
+    fills = set(re.findall(r'fillcolor="(#[0-9A-Fa-f]{6})"', src))
+    assert {viz.STYLE["roles"][r]["fillcolor"] for r in ("parameter", "input")} <= fills
+
+
+dot_missing = shutil.which("dot") is None
+
+
+@pytest.mark.skipif(dot_missing, reason="Graphviz's dot is not installed")
+def test_hostile_names_are_escaped(tmp_path):
+    x = mg.tensor(1.5, requires_grad=True, name=HOSTILE)
+    y = (x * 2).sum()
+    y.name = HOSTILE
+    path = viz.render(viz.draw_graph(y), tmp_path / "hostile.svg")
+    root = ET.parse(path).getroot()  # the DOT parsed and the SVG is well-formed
+    texts = [t.text or "" for t in root.iter() if t.tag.endswith("text")]
+    joined = "\n".join(texts)
+    for fragment in ['a"b}{<x>&', "</td><script>alert(1)</script>\\"]:
+        assert fragment in joined
+    assert not [e for e in root.iter() if e.tag.endswith("script")]
+
+
+@pytest.mark.skipif(dot_missing, reason="Graphviz's dot is not installed")
+def test_renders_valid_svg(tmp_path):
+    cell = cell_of("lstm")
+    for name, d in [("rolled", viz.draw_rolled(cell)), ("unrolled", viz.draw_unrolled(cell, steps=3, detail="ops"))]:
+        path = viz.render(d, tmp_path / f"{name}.svg")
+        root = ET.parse(path).getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert (tmp_path / f"{name}.gv").read_text() == d.source
+
+
+def test_missing_dot_names_the_package_and_keeps_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    d = viz.draw_rolled(cell_of("elman"))
+    with pytest.raises(viz.GraphvizNotFound, match="apt-get install graphviz") as e:
+        viz.render(d, tmp_path / "out" / "rolled.svg")
+    saved = tmp_path / "out" / "rolled.gv"
+    assert saved.read_text() == d.source and str(saved) in str(e.value)
+
+
+def test_jupyter_display_is_svg():
+    bundle = viz.draw_rolled(cell_of("elman"))._repr_mimebundle_()
+    assert "image/svg+xml" in bundle or dot_missing
+
+
+def test_loss_on_a_numba_run_is_refused_clearly():
+    r = rnn.run(cell_of("elman"), mg.randn(3, 1, 2), backend="numba")
+    loss = r.outputs.sum()
+    with pytest.raises(ValueError, match="backend='graph'"):
+        viz.draw_unrolled(r, loss=loss)
+
+
+def test_loss_node_is_fed_by_the_states_it_reads():
+    r = rnn.run(cell_of("elman"), mg.randn(5, 1, 2), backend="graph")
+    loss = (r.states[1][0] + r.states[4][0]).sum()  # outputs would be the stack of every step
+    src = viz.draw_unrolled(r, loss=loss).source
+    feeding = re.findall(r'^\s*"?([\w.]+)"? -> "viz\.loss"', src, re.M)
+    assert feeding == [r.graph.meta["state_out"][1][0], r.graph.meta["state_out"][4][0]]

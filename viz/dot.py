@@ -1,0 +1,93 @@
+"""Drawing: a `viz.scene.Scene` turned into a `graphviz.Digraph`.
+
+All Graphviz syntax lives here: attributes from the style table, HTML-like
+labels built from escaped text (`viz.labels`), clusters as ``cluster_*``
+subgraphs.  Items and links are emitted in the scene's order, so equal scenes
+give byte-identical DOT.
+"""
+from __future__ import annotations
+
+import graphviz
+
+from .gradients import text_color
+from .labels import escape, html
+from .style import STYLE, legend_entries, role_attrs
+
+
+def to_digraph(scene, name="minigrad"):
+    gattr = dict(STYLE["graph"], rankdir=scene.rankdir, forcelabels="true")
+    if scene.title:
+        gattr.update(label=html(scene.title, size=STYLE["font"]["title"]), labelloc="t", labeljust="l")
+    dg = graphviz.Digraph(name=name, graph_attr=gattr, node_attr=dict(STYLE["node"]), edge_attr=dict(STYLE["edge"]))
+    members = {c.id: [] for c in scene.clusters}
+    for item in scene.items:
+        if item.cluster is None:
+            dg.node(item.id, **node_attrs(item))
+        else:
+            members[item.cluster].append(item)
+    for c in scene.clusters:
+        with dg.subgraph(name=f"cluster_{c.id}") as sub:
+            sub.attr(label=html(c.title), **STYLE["cluster"])
+            for item in members[c.id]:
+                sub.node(item.id, **node_attrs(item))
+    for group in scene.same_rank:
+        if len(group) > 1:
+            with dg.subgraph() as sub:
+                sub.attr(rank="same")
+                for nid in group:
+                    sub.node(nid)
+    for link in scene.links:
+        attrs = dict(STYLE["edges"].get(link.kind, {}))
+        if link.label:
+            attrs["label"] = html(link.label, bold_first=False)
+        if link.kind == "feedback" and not link.src.startswith("viz.delay."):
+            attrs["arrowhead"] = "none"  # the arrow belongs after the delay, into the state it feeds
+        dg.edge(link.src, link.dst, **attrs)
+    return dg
+
+
+def node_attrs(item):
+    kind = item.kind
+    if kind == "legend":
+        return {"shape": "plaintext", "style": "", "margin": "0", "label": legend_table(item.data["roles"], item.data.get("marks", ()))}
+    if kind == "colorbar":
+        return {"shape": "plaintext", "style": "", "margin": "0", "label": colorbar_table(item.rows[0], item.data["ticks"])}
+    if kind == "delay":
+        attrs = {k: v for k, v in STYLE["delay"].items() if k != "xlabel_text"}
+        attrs["xlabel"] = html(item.data.get("xlabel", STYLE["delay"]["xlabel_text"]), bold_first=False)
+        return attrs
+    if kind in ("block", "opnode", "elision"):
+        attrs = dict(STYLE[kind])
+    else:
+        attrs = role_attrs(kind)
+    color = None
+    if item.fill:
+        attrs["fillcolor"] = item.fill
+        color = text_color(item.fill)
+    size = attrs.pop("fontsize", None)
+    attrs["label"] = html(*item.rows, size=size, color=color)
+    return attrs
+
+
+def legend_table(roles, marks=()):
+    rows = ['<tr><td colspan="2" align="left"><b>legend</b></td></tr>']
+    for _, fill, text in legend_entries(roles):
+        rows.append(f'<tr><td bgcolor="{fill}" width="18" height="14"></td>'
+                    f'<td align="left">{escape(text)}</td></tr>')
+    if "delay" in marks:
+        rows.append('<tr><td bgcolor="black" width="18" height="14"></td><td align="left">1-step delay</td></tr>')
+    if "detached" in marks:
+        rows.append('<tr><td width="18" height="14">- -</td><td align="left">detached (truncated BPTT)</td></tr>')
+    size = STYLE["legend"]["fontsize"]
+    return (f'<<font point-size="{size}"><table border="0" cellborder="1" cellspacing="2" cellpadding="3">'
+            + "".join(rows) + "</table></font>>")
+
+
+def colorbar_table(title, ticks):
+    """The colour scale, largest norm on top, each swatch labelled with its value."""
+    rows = [f'<tr><td colspan="2" align="left"><b>{escape(title)}</b></td></tr>']
+    for color, text in reversed(ticks):
+        rows.append(f'<tr><td bgcolor="{color}" width="24" height="14"></td><td align="left">{escape(text)}</td></tr>')
+    size = STYLE["legend"]["fontsize"]
+    return (f'<<font point-size="{size}"><table border="0" cellborder="0" cellspacing="0" cellpadding="2">'
+            + "".join(rows) + "</table></font>>")

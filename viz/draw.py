@@ -1,0 +1,171 @@
+"""The public drawing functions: a model in, a `graphviz.Digraph` out.
+
+Each one accepts what a learner has at hand (a tensor, a cell, a rolled or
+unfolded graph, an `rnn.RunResult`), builds a `viz.scene.Scene` and draws it
+with `viz.dot.to_digraph`.  The result renders with ``.render()`` or
+`viz.render`, and shows inline in Jupyter.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minigrad import Tensor
+from minigrad.graph import Graph, trace
+
+from .dot import to_digraph
+from .gradients import LogScale, state_grad_norms
+from .labels import number
+from .scene import expression_scene, rolled_scene, unrolled_scene
+
+DETAILS = ("block", "ops")
+
+
+def _check_detail(fn, detail):
+    if detail not in DETAILS:
+        raise ValueError(f"{fn}: detail must be one of {DETAILS}, got {detail!r}")
+
+
+def _drop_legend(scene, legend):
+    if not legend:
+        scene.items = [i for i in scene.items if i.kind != "legend"]
+    return scene
+
+
+def draw_graph(*roots, legend=True):
+    """The engine's recorded graph behind `roots` (tensors), or a `minigrad.Graph`.
+
+    Value nodes show name and shape, and data and grad for scalars; op nodes
+    sit between them; roles are set apart by colour.
+    """
+    if len(roots) == 1 and isinstance(roots[0], Graph):
+        graph = roots[0]
+    elif roots and all(isinstance(r, Tensor) for r in roots):
+        graph = trace(*roots)
+    else:
+        raise TypeError("draw_graph: pass one or more minigrad Tensors, or one minigrad.Graph; "
+                        f"got {', '.join(type(r).__name__ for r in roots) or 'nothing'}")
+    return to_digraph(_drop_legend(expression_scene(graph), legend), name="expression")
+
+
+def _is_rolled(obj):
+    return isinstance(obj, Graph) and "states" in obj.meta and "T" not in obj.meta
+
+
+def _is_unfolded(obj):
+    return isinstance(obj, Graph) and "T" in obj.meta and "state_out" in obj.meta
+
+
+def as_rolled(obj, fn):
+    if _is_rolled(obj):
+        return obj
+    if _is_unfolded(obj) and "rolled" in obj.meta:
+        return obj.meta["rolled"]
+    graph = getattr(obj, "graph", None)   # an rnn.RunResult
+    if _is_unfolded(graph) and "rolled" in graph.meta:
+        return graph.meta["rolled"]
+    if callable(getattr(obj, "rolled", None)):   # a cell
+        return obj.rolled()
+    raise TypeError(f"{fn}: expected an rnn cell, a rolled or unfolded graph, or an rnn.RunResult; "
+                    f"got {type(obj).__name__}")
+
+
+def draw_rolled(model, detail="block", legend=True):
+    """The cell with its loop: each state's feedback edge passes a black delay square.
+
+    model: an rnn cell, its rolled graph (`cell.rolled()`), an unfolded graph or a RunResult.
+    detail: "block" (the step as one box) or "ops" (every engine op of the step).
+    """
+    _check_detail("draw_rolled", detail)
+    rolled = as_rolled(model, "draw_rolled")
+    return to_digraph(_drop_legend(rolled_scene(rolled, detail), legend), name="rolled")
+
+
+def draw_unrolled(model, steps=None, detail="block", collapse=None, grad=False, loss=None, legend=True):
+    """The chain of T steps, one cluster per step, left to right; parameters drawn once.
+
+    model: an `rnn.RunResult` (needed for grad=True), an unfolded graph, a
+        rolled graph or a cell (unfolded over `steps`, default 3).
+    steps: the number of steps, for a cell or rolled graph; must equal T otherwise.
+    collapse: k draws only the first k and last k steps, the rest as one
+        elision node, so long sequences stay quick and readable.
+    grad: colour each state node by ‖∂L/∂h(t)‖ on a log scale, after backward().
+    loss: the loss tensor, drawn as one node fed by the steps it depends on.
+    """
+    _check_detail("draw_unrolled", detail)
+    if collapse is not None and (not isinstance(collapse, int) or isinstance(collapse, bool) or collapse < 1):
+        raise ValueError(f"draw_unrolled: collapse must be a positive integer number of steps, got {collapse!r}")
+    graph, states = _as_unfolded(model, steps)
+    norms = scale = None
+    if grad:
+        norms = state_grad_norms(graph, states)
+        if all(n is None for n in norms.values()):
+            raise ValueError("draw_unrolled(grad=True): no state gradients found; pass the RunResult of "
+                             "rnn.run(...) after calling loss.backward() on a loss computed from it")
+        scale = LogScale(norms.values())
+    loss_spec = _loss_spec(graph, states, loss) if loss is not None else None
+    scene = unrolled_scene(graph, detail, collapse, norms, scale, loss_spec)
+    return to_digraph(_drop_legend(scene, legend), name="unrolled")
+
+
+def _as_unfolded(model, steps):
+    from rnn.unfold import unfold
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise ValueError(f"draw_unrolled: steps must be a positive integer, got {steps!r}")
+    graph, states = getattr(model, "graph", None), getattr(model, "states", None)
+    if _is_unfolded(graph):          # an rnn.RunResult
+        pass
+    elif _is_unfolded(model):
+        graph, states = model, None
+    elif _is_rolled(model):
+        return unfold(model, steps or 3), None
+    elif callable(getattr(model, "rolled", None)):
+        return unfold(model.rolled(), steps or 3), None
+    else:
+        raise TypeError("draw_unrolled: expected an rnn.RunResult, an unfolded or rolled graph, or an rnn cell; "
+                        f"got {type(model).__name__}")
+    if steps is not None and steps != graph.meta["T"]:
+        raise ValueError(f"draw_unrolled: steps={steps} but the graph has T={graph.meta['T']} steps "
+                         "(leave steps out, or use collapse= to show fewer)")
+    return graph, states
+
+
+def _loss_spec(graph, states, loss):
+    """The loss node's text, and which state outputs it depends on (found by walking its recorded graph)."""
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"draw_unrolled: loss must be a minigrad Tensor, got {type(loss).__name__}")
+    rows = [loss.name or "loss L"]
+    if loss.data.size == 1:
+        rows.append(f"= {number(np.asarray(loss.data).reshape(()))}")
+    tensors = dict(getattr(graph, "tensors", None) or {})
+    for ids, tup in zip(graph.meta["state_out"], states or ()):
+        tensors.update(zip(ids, tup if isinstance(tup, (tuple, list)) else (tup,)))
+    state_of = {id(t): nid for nid, t in tensors.items() if nid in _out_ids(graph)}
+    feeding = _direct_states(loss, state_of)
+    if not feeding:
+        raise ValueError("draw_unrolled(loss=...): the loss does not read any step's state in the recorded graph; "
+                         "the numba backend records the whole sequence as one op, so draw a loss from "
+                         "rnn.run(..., backend='graph')")
+    return tuple(rows), feeding
+
+
+def _out_ids(graph):
+    return {nid for ids in graph.meta["state_out"] for nid in ids}
+
+
+def _direct_states(loss, state_of):
+    """State outputs the loss reads without passing through a later state: its direct inputs along the chain.
+
+    Stopping at the first state met keeps h(1) from counting just because h(2) depends on it.
+    """
+    found, seen, stack = [], set(), [loss]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if id(t) in state_of:
+            found.append(state_of[id(t)])
+            continue
+        stack.extend(t._parents)
+    order = {nid: i for i, nid in enumerate(state_of.values())}
+    return sorted(found, key=order.get)

@@ -1,0 +1,320 @@
+"""What to draw, as plain data: a `Scene` of nodes, edges and clusters.
+
+This module decides *which* nodes, edges and clusters a picture has, their
+label text (plain, unescaped) and their style keys; `viz.draw` turns a Scene
+into Graphviz.  Nothing here knows DOT syntax, so scenes can be tested and
+reused without Graphviz.
+
+Scene node ids come from the graph's own ids (``n3``, ``t4.n13``) or are fixed
+names with a ``viz.`` prefix, never `id()`, so the same model gives the same
+scene and the same DOT text.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .labels import number, scalar, shape_text
+
+
+@dataclass
+class Item:
+    """One drawn node."""
+    id: str
+    kind: str                    # a role ("parameter", "state", ...) or "block", "opnode", "delay", "elision", "legend", "colorbar"
+    rows: tuple = ()             # label lines, plain text; the first is the title
+    cluster: str | None = None   # id of the Cluster it sits in
+    fill: str | None = None      # overrides the style's fill (gradient colours)
+    data: dict = field(default_factory=dict)  # kind-specific: legend entries, colour-bar ticks, xlabel
+
+
+@dataclass
+class Link:
+    src: str
+    dst: str
+    kind: str = "data"           # a key of STYLE["edges"]
+    label: str | None = None
+
+
+@dataclass
+class Cluster:
+    id: str
+    title: str
+
+
+@dataclass
+class Scene:
+    title: str
+    rankdir: str = "LR"
+    items: list = field(default_factory=list)
+    links: list = field(default_factory=list)
+    clusters: list = field(default_factory=list)
+    same_rank: list = field(default_factory=list)   # groups of item ids kept in one column (LR) / row (TB)
+
+    def item(self, id):
+        return next(i for i in self.items if i.id == id)
+
+
+def op_text(node):
+    """An op's name with its short attributes, e.g. ``sum(axis=0)``."""
+    if not node.attrs:
+        return node.op
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(node.attrs.items()))
+    return f"{node.op}({args})" if len(args) <= 24 else node.op
+
+
+def legend(scene):
+    """Append a legend item listing the roles the scene uses."""
+    used = {i.kind for i in scene.items} | {"op" for i in scene.items if i.kind in ("opnode", "block")}
+    marks = [m for m, present in (("delay", "delay" in used),
+                                  ("detached", any(l.kind == "detached" for l in scene.links))) if present]
+    scene.items.append(Item("viz.legend", "legend", ("legend",), data={"roles": sorted(used), "marks": marks}))
+
+
+# --- an engine expression -------------------------------------------------
+
+def expression_scene(graph):
+    """Every recorded value, plus one small node per op, like micrograd's draw_dot."""
+    scene = Scene("", rankdir="LR")
+    tensors = getattr(graph, "tensors", None) or {}
+    for nid, node in graph.nodes.items():
+        t = tensors.get(nid)
+        data = t.data if t is not None else node.value
+        grad = getattr(t, "grad", None)
+        rows = [node.name or shape_text(node.shape)]
+        if node.name:
+            rows.append(shape_text(node.shape))
+        if scalar(data) is not None:
+            rows.append(f"data {scalar(data)}")
+        if scalar(grad) is not None:
+            rows.append(f"grad {scalar(grad)}")
+        elif grad is not None:
+            rows.append(f"‖grad‖ {number((grad ** 2).sum() ** 0.5)}")
+        kind = node.role if node.role != "op" else "op"
+        scene.items.append(Item(nid, kind, tuple(rows)))
+        if node.op != "leaf":
+            scene.items.append(Item(f"{nid}.op", "opnode", (op_text(node),)))
+            scene.links.append(Link(f"{nid}.op", nid))
+    pos = {nid: i for i, nid in enumerate(graph.nodes)}
+    for e in sorted(graph.edges, key=lambda e: (pos[e.dst], e.slot)):
+        if e.kind == "data":
+            scene.links.append(Link(e.src, f"{e.dst}.op"))
+    legend(scene)
+    return scene
+
+
+# --- the rolled graph -----------------------------------------------------
+
+def _state_label(name, when):
+    return f"{name}({when})"
+
+
+def rolled_scene(rolled, detail):
+    """The cycle of Goodfellow et al. Fig. 10.2 (left): each state's feedback passes a delay square."""
+    meta = rolled.meta
+    cell = meta.get("cell", "cell")
+    scene = Scene(f"{cell}, rolled: the state feeds back through a one-step delay", rankdir="LR")
+    params = [n for n in rolled.nodes.values() if n.role == "parameter"]
+    for p in params:
+        scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape))))
+    x = rolled.nodes[meta["x"]]
+    if detail == "block":
+        block = "viz.cell"
+        scene.items.append(Item(x.id, "input", ("x(t)", shape_text(x.shape))))
+        scene.items.append(Item(block, "block", (cell, "one step")))
+        scene.links.append(Link(x.id, block))
+        scene.links.extend(Link(p.id, block, "param") for p in params)
+        for name, in_id, out_id in meta["states"]:
+            out = rolled.nodes[out_id]
+            scene.items.append(Item(out_id, "state", (_state_label(name, "t"), shape_text(out.shape))))
+            scene.links.append(Link(block, out_id, "state"))
+            _delay(scene, name, out_id, block)
+        scene.same_rank.append([p.id for p in params] + [x.id])
+    else:
+        step = Cluster("viz.step", f"one step of {cell}")
+        scene.clusters.append(step)
+        state_in = {in_id: name for name, in_id, _ in meta["states"]}
+        state_out = {out_id: name for name, _, out_id in meta["states"]}
+        for nid, node in rolled.nodes.items():
+            if node.role == "parameter":
+                continue
+            if nid in state_in:
+                item = Item(nid, "state", (_state_label(state_in[nid], "t−1"), shape_text(node.shape)), step.id)
+            elif nid in state_out:
+                item = Item(nid, "state", (_state_label(state_out[nid], "t"), shape_text(node.shape)), step.id)
+            elif nid == x.id:
+                item = Item(nid, "input", ("x(t)", shape_text(node.shape)), step.id)
+            else:
+                item = _op_item(node, step.id)
+            scene.items.append(item)
+        for e in rolled.edges:
+            if e.kind == "data":
+                kind = "param" if e.src in meta.get("params", {}) or rolled.nodes[e.src].role == "parameter" else "data"
+                scene.links.append(Link(e.src, e.dst, kind))
+        for name, in_id, out_id in meta["states"]:
+            _delay(scene, name, out_id, in_id)
+    legend(scene)
+    return scene
+
+
+def _delay(scene, name, src, dst):
+    """The textbook's delay: a black square on the feedback edge from `src` back to `dst`."""
+    square = f"viz.delay.{src}"
+    scene.items.append(Item(square, "delay", (), data={"xlabel": "1-step delay"}))
+    scene.links.append(Link(src, square, "feedback"))
+    scene.links.append(Link(square, dst, "feedback", _state_label(name, "t−1")))
+
+
+def _op_item(node, cluster):
+    if node.role == "constant":
+        value = scalar(node.value)
+        return Item(node.id, "constant", (value if value is not None else "const", shape_text(node.shape)), cluster)
+    return Item(node.id, "op", (op_text(node), shape_text(node.shape)), cluster)
+
+
+# --- the unrolled graph ---------------------------------------------------
+
+def shown_steps(T, collapse):
+    """The steps drawn: all, or the first and last `collapse` with the rest elided."""
+    if collapse is None or 2 * collapse >= T:
+        return list(range(T)), None
+    return list(range(collapse)) + list(range(T - collapse, T)), (collapse, T - collapse)
+
+
+def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=None):
+    """One cluster per step, left to right, parameters drawn once (Goodfellow et al. Fig. 10.2, right).
+
+    norms: {state node id: ‖∂L/∂state‖} to colour the chain by `scale`.
+    loss: (title rows, ids of drawn-or-elided state outputs the loss depends on), or None.
+    """
+    meta = graph.meta
+    T, names = meta["T"], meta["state_names"]
+    cell = meta.get("cell", "cell")
+    steps, gap = shown_steps(T, collapse)
+    shown = set(steps)
+    norms = norms or {}
+    title = f"{cell} unrolled over T = {T} step{'s' if T != 1 else ''}"
+    if gap:
+        title += f" (first {collapse} and last {collapse} shown)"
+    scene = Scene(title, rankdir="LR")
+
+    state0 = meta["state0"]
+    state_out = meta["state_out"]
+    out_step = {nid: t for t, ids in enumerate(state_out) for nid in ids}
+    out_name = {nid: names[i] for ids in state_out for i, nid in enumerate(ids)}
+    detached = bool(meta.get("detached_state0"))
+    elide = "viz.elided"
+
+    def state_item(nid, name, when, cluster, shape):
+        rows = [_state_label(name, when), shape_text(shape)]
+        norm, fill = norms.get(nid, "absent"), None
+        if norm != "absent" and scale is not None:
+            fill = scale.color(norm)
+            rows.append(f"‖∂L/∂{name}‖ " + ("none" if norm is None else number(norm)))
+        return Item(nid, "state", tuple(rows), cluster, fill)
+
+    params = [n for n in graph.nodes.values() if n.role == "parameter"]
+    scene.clusters.append(Cluster("params", "shared by all steps"))  # kept together, not strewn down the page
+    for p in params:
+        scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape)), "params"))
+    scene.same_rank.append([p.id for p in params])
+    for i, nid in enumerate(state0):
+        rows_when = "0"
+        scene.items.append(state_item(nid, names[i], rows_when, None, graph.nodes[nid].shape))
+
+    # Group the graph once, so a long sequence costs one pass however few steps are drawn.
+    by_step = defaultdict(list)
+    for nid, node in graph.nodes.items():
+        if node.t in shown:
+            by_step[node.t].append(node)
+
+    def source(nid):
+        """Where an edge from state node `nid` starts in the picture: itself, or the elision."""
+        t = out_step.get(nid)
+        return elide if (t is not None and t not in shown) else nid
+
+    def state_link(src, dst):
+        kind = "detached" if (detached and src in state0) else "state"
+        return Link(source(src), dst, kind, "detached" if kind == "detached" else None)
+
+    for t in steps:
+        if gap and t == gap[1]:
+            scene.items.append(_elision_item(elide, gap, state_out, out_name, norms, scale))
+            for nid in state_out[gap[0] - 1]:
+                scene.links.append(Link(nid, elide, "state"))
+        cl = Cluster(f"t{t}", f"step {t + 1}")
+        scene.clusters.append(cl)
+        xid = meta["x"][t]
+        scene.items.append(Item(xid, "input", (f"x({t + 1})", shape_text(graph.nodes[xid].shape)), cl.id))
+        incoming = state0 if t == 0 else state_out[t - 1]
+        scene.links.extend(Link(source(nid), xid, "order") for nid in incoming[:1])
+        if detail == "block":
+            block = f"viz.block.t{t}"
+            scene.items.append(Item(block, "block", (cell, f"step {t + 1}"), cl.id))
+            scene.links.append(Link(xid, block))
+            scene.links.extend(state_link(nid, block) for nid in incoming)
+            scene.links.extend(Link(p.id, block, "param") for p in params)
+            for i, nid in enumerate(state_out[t]):
+                scene.items.append(state_item(nid, names[i], str(t + 1), cl.id, graph.nodes[nid].shape))
+                scene.links.append(Link(block, nid, "state"))
+        else:
+            for node in by_step[t]:
+                if node.id == xid:
+                    continue
+                if node.id in out_name:
+                    scene.items.append(state_item(node.id, out_name[node.id], str(t + 1), cl.id, node.shape))
+                elif node.id in state0:
+                    continue
+                else:
+                    scene.items.append(_op_item(node, cl.id))
+    if detail != "block":
+        scene.links.extend(_ops_links(graph, shown, state0, out_step, source, state_link))
+
+    if loss is not None:
+        rows, feeding = loss
+        scene.items.append(Item("viz.loss", "output", rows))
+        sources = []
+        for nid in feeding:
+            s = source(nid)
+            if s not in sources:
+                sources.append(s)
+        scene.links.extend(Link(s, "viz.loss", "loss") for s in sources)
+    if scale is not None and not scale.empty:
+        scene.items.append(Item("viz.colorbar", "colorbar", ("‖∂L/∂state‖, log scale",),
+                                data={"ticks": scale.ticks()}))
+    legend(scene)
+    return scene
+
+
+def _ops_links(graph, shown, state0, out_step, source, state_link):
+    """Edges among the drawn steps' ops; an edge from an elided step starts at the elision node."""
+    node_t = {nid: n.t for nid, n in graph.nodes.items()}
+    seen, links = set(), []
+    for e in graph.edges:
+        if e.kind != "data" or node_t.get(e.dst) not in shown:
+            continue
+        src_node = graph.nodes[e.src]
+        if src_node.role == "parameter":
+            link = Link(e.src, e.dst, "param")
+        elif e.src in state0 or (e.src in out_step and out_step[e.src] != node_t[e.dst]):
+            link = state_link(e.src, e.dst)
+        elif node_t.get(e.src) in shown:
+            link = Link(e.src, e.dst)
+        else:
+            continue
+        key = (link.src, link.dst)
+        if key not in seen:
+            seen.add(key)
+            links.append(link)
+    return links
+
+
+def _elision_item(elide, gap, state_out, out_name, norms, scale):
+    k, end = gap
+    rows = [f"… {end - k} steps …", f"steps {k + 1} to {end}"]
+    if scale is not None:
+        hidden = [norms.get(nid) for t in range(k, end) for nid in state_out[t]]
+        vals = [n for n in hidden if n is not None]
+        if vals:
+            rows.append(f"‖∂L/∂state‖ {number(min(vals))} to {number(max(vals))}")
+    return Item(elide, "elision", tuple(rows))

@@ -1,0 +1,70 @@
+"""The one style table: every colour, shape and font the drawings use.
+
+Change the look here and nowhere else.  Roles are those of
+`minigrad.graph.ROLES`; the drawing code looks each role up in ``STYLE["roles"]``
+and never names a colour itself.  Colours were picked to stay apart for
+colour-blind readers (Okabe-Ito hues, light tints so black text stays legible).
+"""
+from __future__ import annotations
+
+FONT = "Helvetica"
+
+STYLE = {
+    "font": {"name": FONT, "size": 12, "small": 10, "title": 14},   # points; nothing below 10
+    "graph": {"fontname": FONT, "fontsize": "14", "nodesep": "0.3", "ranksep": "0.45",
+              "bgcolor": "white", "newrank": "true", "outputorder": "edgesfirst"},
+    "node": {"fontname": FONT, "fontsize": "12", "style": "filled", "penwidth": "1.2", "margin": "0.08,0.04"},
+    "edge": {"fontname": FONT, "fontsize": "10", "color": "#444444", "arrowsize": "0.7"},
+    # Fill and shape per role; the legend lists these in this order.
+    "roles": {
+        "parameter": {"fillcolor": "#F5C978", "shape": "box", "style": "filled,rounded", "legend": "parameter (shared)"},
+        "input": {"fillcolor": "#9ECAE9", "shape": "box", "style": "filled", "legend": "input x(t)"},
+        "state": {"fillcolor": "#A8DDB5", "shape": "ellipse", "style": "filled", "legend": "state h(t), c(t)"},
+        "op": {"fillcolor": "#EEEEEE", "shape": "box", "style": "filled,rounded", "legend": "op"},
+        "output": {"fillcolor": "#E8A2C8", "shape": "ellipse", "style": "filled", "legend": "output / loss"},
+        "constant": {"fillcolor": "#FFFFFF", "shape": "box", "style": "filled,dashed", "legend": "constant"},
+    },
+    # The whole cell drawn as one box (detail="block").
+    "block": {"fillcolor": "#D9D9D9", "shape": "box", "style": "filled,rounded,bold", "fontsize": "13"},
+    # Op nodes of an engine expression (draw_graph): small, like micrograd's op circles.
+    "opnode": {"fillcolor": "#EEEEEE", "shape": "ellipse", "style": "filled", "fontsize": "11",
+               "margin": "0.04,0.02"},
+    # The textbook's delay: a small black square on the state's feedback edge.
+    "delay": {"shape": "square", "style": "filled", "fillcolor": "black", "color": "black",
+              "width": "0.16", "height": "0.16", "fixedsize": "true", "label": "",
+              "xlabel_text": "1-step delay", "fontsize": "10"},
+    "edges": {
+        "data": {},
+        "state": {"penwidth": "2.0", "color": "#1B7837", "weight": "10"},  # the recurrence h(t-1) -> h(t), kept straight
+        "feedback": {"penwidth": "2.0", "color": "#1B7837"},       # rolled: state output back to its input
+        # Shared-parameter edges must not pull the steps out of their left-to-right line.
+        "param": {"color": "#C8912C", "penwidth": "0.8", "constraint": "false"},  # a shared parameter into one step
+        "detached": {"style": "dashed", "color": "#888888", "penwidth": "1.5"},  # truncated-BPTT cut
+        "loss": {"color": "#A0457A", "penwidth": "0.8"},
+        # Invisible: x(t) is ranked after step t-1's state, so the steps form one row instead of a staircase.
+        "order": {"style": "invis", "weight": "10"},
+    },
+    "cluster": {"style": "rounded,filled", "fillcolor": "#FAFAFA", "color": "#999999",
+                "fontname": FONT, "fontsize": "14", "margin": "10"},
+    "elision": {"shape": "plaintext", "style": "", "fontsize": "14", "fontcolor": "#333333"},
+    "legend": {"fontsize": "10"},
+    # Gradient-norm colour scale, low (vanishing) to high (exploding): viridis stops.
+    "gradient": {
+        "stops": ["#440154", "#3B528B", "#21908C", "#5DC863", "#FDE725"],
+        "zero": "#BBBBBB",        # exactly zero: no gradient reached the state at all
+        "nonfinite": "#D7191C",   # inf or nan: it exploded
+        "missing": "#FFFFFF",     # no gradient recorded (backward not run, or state not retained)
+        "bar_cells": 9,
+    },
+}
+
+
+def role_attrs(role):
+    """Graphviz attributes for a node of `role` (unknown roles draw as ops)."""
+    spec = STYLE["roles"].get(role, STYLE["roles"]["op"])
+    return {k: v for k, v in spec.items() if k != "legend"}
+
+
+def legend_entries(roles):
+    """(role, fill colour, text) for each role in `roles`, in the style table's order."""
+    return [(r, s["fillcolor"], s["legend"]) for r, s in STYLE["roles"].items() if r in roles]
