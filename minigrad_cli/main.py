@@ -115,3 +115,9 @@ def main(argv=None):
     except UsageError as e:
         print(f"minigrad: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from viz import GraphvizNotFound  # imported only here: the other commands need not load viz
+        if not isinstance(e, GraphvizNotFound):
+            raise
+        print(f"minigrad: error: {e}", file=sys.stderr)
+        return 2

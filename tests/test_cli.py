@@ -188,3 +188,10 @@ def test_task_generators_match_their_definitions():
     ids = xs.argmax(-1)
     assert xs.shape == (25, 3, 10) and (ys[-10:] == ids[:10]).all() and (ids[14] == 9).all()
     assert json.dumps(ys.tolist())  # integer targets
+
+
+def test_missing_graphviz_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    code, err = _bad(capsys, ["viz", "--out", str(tmp_path / "pics")])
+    assert code == 2 and "apt-get install graphviz" in err and len(err.splitlines()) == 1
+    assert list((tmp_path / "pics").glob("*.gv"))  # the DOT source is kept to render later
