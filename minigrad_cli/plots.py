@@ -52,12 +52,22 @@ def _panel(x0, series, title, xlabel, ylabel, logy, w, h, limits):
     for v in _nice_ticks(xlo, xhi):
         out.append(f'<text x="{sx(v):.1f}" y="{h - pad_b + 16}" text-anchor="middle" font-size="11">{v:g}</text>')
     for k, (name, (xs, ys)) in enumerate(series.items()):
+        xs, ys = thin(xs, ys)
         colour = COLOURS[k % len(COLOURS)]
         path = " ".join(f"{sx(x):.1f},{sy(fy(y)):.1f}" for x, y in zip(xs, ys) if not logy or y > 0)
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         out.append(f'<text x="{x0 + w - pad_r - 6}" y="{pad_t + 16 + 16 * k}" text-anchor="end" '
                    f'font-size="12" fill="{colour}">{escape(name)}</text>')
     return out
+
+
+def thin(xs, ys, most=400):
+    """At most `most` points: bucket means, so a long loss curve stays a small file and keeps its shape."""
+    if len(xs) <= most:
+        return list(xs), list(ys)
+    edges = [round(i * len(xs) / most) for i in range(most + 1)]
+    return ([sum(xs[a:b]) / (b - a) for a, b in zip(edges, edges[1:])],
+            [sum(ys[a:b]) / (b - a) for a, b in zip(edges, edges[1:])])
 
 
 def chart(panels, width=460, height=320, share_y=False):

@@ -195,3 +195,9 @@ def test_missing_graphviz_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     code, err = _bad(capsys, ["viz", "--out", str(tmp_path / "pics")])
     assert code == 2 and "apt-get install graphviz" in err and len(err.splitlines()) == 1
     assert list((tmp_path / "pics").glob("*.gv"))  # the DOT source is kept to render later
+
+
+def test_long_curves_are_thinned_to_bucket_means():
+    from minigrad_cli.plots import thin
+    xs, ys = thin(list(range(1000)), [float(i % 2) for i in range(1000)], most=100)
+    assert len(xs) == len(ys) == 100 and all(y == 0.5 for y in ys) and xs[0] == 4.5
