@@ -19,11 +19,11 @@ class Parameter(Tensor):
 class Module:
     """Holds Parameters and sub-Modules as attributes; `module(x)` calls `forward(x)`."""
 
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
-
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        forward = getattr(self, "forward", None)  # a module may be a mere container of parameters
+        if forward is None:
+            raise TypeError(f"{type(self).__name__} has no forward(); define one to call the module")
+        return forward(*args, **kwargs)
 
     def named_parameters(self, prefix=""):
         """(dotted name, Parameter) pairs in attribute-definition order; a shared Parameter appears once."""

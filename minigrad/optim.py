@@ -18,13 +18,14 @@ To skip a step whose gradients are not finite, see `clip.clip_grad_norm_`.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
 from .clip import _named_params
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: holds the parameters, per-parameter step counts and buffers."""
 
     hyperparameters: tuple = ()   # names of the float hyperparameters, saved as 0-d arrays
@@ -64,8 +65,9 @@ class Optimizer:
     def _buffer_names(self):
         return self.buffers
 
+    @abstractmethod
     def _update(self, p, g, state, step):
-        raise NotImplementedError
+        """Change p.data in place from its gradient g and its buffers in `state`."""
 
     # --- the public interface -------------------------------------------------
     def step(self):

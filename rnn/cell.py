@@ -11,13 +11,15 @@ weights move between the two with `load_state_dict` and plain arrays.
 """
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import numpy as np
 
 import minigrad as mg
 from minigrad.nn import Module, Parameter
 
 
-class Cell(Module):
+class Cell(Module, metaclass=ABCMeta):
     state_names = ("h",)
 
     def __init__(self, input_size, hidden_size, dtype=np.float64):
@@ -32,8 +34,9 @@ class Cell(Module):
         params = self.parameters()
         return params[0].dtype if params else self._dtype
 
+    @abstractmethod
     def step(self, x, state):
-        raise NotImplementedError(f"{type(self).__name__} must define step(x, state) -> state")
+        """One step: (x of shape (B, input_size), state) -> new state of the same structure and shapes."""
 
     def forward(self, x, state):
         return self.step(x, state)

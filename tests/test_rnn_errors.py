@@ -93,3 +93,10 @@ def test_tbptt_checks_its_inputs_before_any_window():
     gen = rnn.tbptt(rnn.GRUCell(3, 4), np.zeros((5, 2, 6)), lambda o, s: o.sum(), 2)
     with pytest.raises(ValueError, match=r"run\(GRUCell\): xs has input size 6"):
         next(gen)
+
+
+def test_a_cell_without_step_cannot_be_made():
+    class Stepless(rnn.Cell):
+        pass
+    with pytest.raises(TypeError, match="step"):
+        Stepless(2, 3)
