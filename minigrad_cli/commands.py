@@ -191,7 +191,3 @@ def demo(args):
     from .demo import run_demo
     return run_demo(writable_dir(args.out), args.seconds, args.backend)
 
-
-def bench(args):
-    from .bench import main as bench_main
-    return bench_main(["--quick"] if args.quick else [])

@@ -201,3 +201,11 @@ def test_long_curves_are_thinned_to_bucket_means():
     from minigrad_cli.plots import thin
     xs, ys = thin(list(range(1000)), [float(i % 2) for i in range(1000)], most=100)
     assert len(xs) == len(ys) == 100 and all(y == 0.5 for y in ys) and xs[0] == 4.5
+
+
+def test_bench_prints_a_table_row_per_configuration(capsys):
+    assert main(["bench", "--cells", "elman,gru", "--sizes", "3,1,2,2", "--dtypes", "float64", "--no-graph"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    body = [r for r in rows if r and r[0] in ("elman", "gru")]
+    assert [(r[0], r[1], r[2]) for r in body] == [("elman", "float64", "3,1,2,2"), ("gru", "float64", "3,1,2,2")]
+    assert all(float(r[3]) > 0 for r in body)  # a measured time in ms, whatever it is

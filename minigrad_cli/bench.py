@@ -1,0 +1,142 @@
+"""Forward + backward time of a recurrent layer: numba backend, graph backend, PyTorch.
+
+    minigrad bench                                  # full table (same as benchmarks/bench_rnn.py)
+    minigrad bench --quick                          # two small sizes, fewer repeats
+    minigrad bench --cells lstm --sizes 100,8,64,64 --dtypes float32
+    minigrad bench --startup                        # cold compile, and first call with a warm cache
+
+One timed call: run the layer over xs (T, B, I), loss = sum of all outputs,
+backward into every weight and into xs.  Median of repeated calls after a warm-up
+(the warm-up also compiles).  The ratio column is PyTorch's time over ours (> 1:
+we are faster).  PyTorch is optional (`pip install torch==2.13.0`); without it
+those columns are blank.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import rnn
+from minigrad import Tensor
+
+SIZES = [(100, 1, 32, 32), (100, 8, 64, 64), (100, 32, 128, 128), (100, 64, 256, 256), (50, 64, 512, 512),
+         (1000, 1, 32, 32)]
+QUICK = [(100, 1, 32, 32), (100, 8, 64, 64)]
+GRAPH_MAX = 100 * 8 * 64  # T*B*H above which the graph backend is too slow to be worth timing
+CELLS = {"elman": rnn.ElmanCell, "lstm": rnn.LSTMCell, "gru": rnn.GRUCell}
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+def median_time(fn, min_reps=3, budget=1.0):
+    fn()  # warm-up: compiles, fills caches
+    times, start = [], time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def ours(kind, size, dtype, backend):
+    T, B, I, H = size
+    cell = CELLS[kind](I, H, rng=np.random.default_rng(0), dtype=dtype)
+    xs = Tensor(np.random.default_rng(1).standard_normal((T, B, I)).astype(dtype), requires_grad=True)
+
+    def step():
+        cell.zero_grad()
+        xs.grad = None
+        rnn.run(cell, xs, backend=backend).outputs.sum().backward()
+    return step
+
+
+def pytorch(kind, size, dtype):
+    T, B, I, H = size
+    layer = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](I, H)
+    layer = layer.to(getattr(torch, np.dtype(dtype).name))
+    xs = torch.randn(T, B, I, dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
+
+    def step():
+        layer.zero_grad()
+        xs.grad = None
+        layer(xs)[0].sum().backward()
+    return step
+
+
+def ms(t):
+    return "" if t is None else f"{t * 1e3:9.2f}"
+
+
+def table(args):
+    print(f"threads: torch {torch.get_num_threads() if torch else '-'}, cpus {os.cpu_count()}")
+    print(f"{'cell':6} {'dtype':8} {'T,B,I,H':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} "
+          f"{'torch/numba':>11} {'graph/numba':>11}")
+    for kind in args.cells:
+        for dtype in args.dtypes:
+            for size in args.sizes:
+                budget = 0.3 if args.quick else 1.0
+                t_numba = median_time(ours(kind, size, dtype, "numba"), budget=budget)
+                T, B, _, H = size
+                t_graph = (median_time(ours(kind, size, dtype, "graph"), min_reps=1, budget=budget)
+                           if args.graph and T * B * H <= GRAPH_MAX else None)
+                t_torch = median_time(pytorch(kind, size, dtype), budget=budget) if torch else None
+                r_torch = f"{t_torch / t_numba:11.2f}" if t_torch else ""
+                r_graph = f"{t_graph / t_numba:11.1f}" if t_graph else ""
+                print(f"{kind:6} {np.dtype(dtype).name:8} {','.join(map(str, size)):>18} {ms(t_numba)} "
+                      f"{ms(t_graph):>9} {ms(t_torch):>9} {r_torch:>11} {r_graph:>11}", flush=True)
+
+
+STARTUP = """
+import sys, time
+t0 = time.perf_counter()
+import numpy as np, rnn
+from minigrad import Tensor
+t1 = time.perf_counter()
+cell = rnn.{cls}(8, 8, dtype=np.{dtype})
+xs = Tensor(np.ones((3, 2, 8), dtype=np.{dtype}), requires_grad=True)
+rnn.run(cell, xs, backend="numba").outputs.sum().backward()
+print(time.perf_counter() - t1)
+"""
+
+
+def startup(args):
+    print(f"{'cell':6} {'dtype':8} {'cold: generate+compile s':>25} {'warm cache: first call s':>25}")
+    for kind in args.cells:
+        for dtype in args.dtypes:
+            code = STARTUP.format(cls=CELLS[kind].__name__, dtype=np.dtype(dtype).name)
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "MINIGRAD_CACHE": cache}
+                times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                              text=True, check=True).stdout.split()[-1]) for _ in range(2)]
+            print(f"{kind:6} {np.dtype(dtype).name:8} {times[0]:25.2f} {times[1]:25.2f}", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="minigrad bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="two small sizes, shorter timing")
+    p.add_argument("--cells", default="elman,lstm,gru", help="comma-separated: elman, lstm, gru")
+    p.add_argument("--sizes", default=None, help="semicolon-separated T,B,I,H tuples")
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--no-graph", dest="graph", action="store_false", help="skip the graph backend")
+    p.add_argument("--startup", action="store_true", help="time cold compilation and warm-cache first calls")
+    args = p.parse_args(argv)
+    args.cells = args.cells.split(",")
+    args.dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
+    args.sizes = ([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")] if args.sizes
+                  else QUICK if args.quick else SIZES)
+    startup(args) if args.startup else table(args)
+    return 0
+
+
+if __name__ == "__main__":
+    main()
