@@ -3,27 +3,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import nn, optim
-
-X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-Y = np.logical_xor(X[:, :1], X[:, 1:]).astype(np.float64)
-
-
-class MLP(nn.Module):
-    def __init__(self, hidden, seed):
-        rng = np.random.default_rng(seed)
-        self.fc1 = nn.Linear(2, hidden, rng=rng)
-        self.fc2 = nn.Linear(hidden, 1, rng=rng)
-
-    def forward(self, x):
-        return self.fc2(self.fc1(x).tanh())
-
-
-OPTIMIZERS = {
-    "sgd-momentum": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-    "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1),
-    "adam": lambda ps: optim.Adam(ps, lr=0.02),
-}
+from mlp_helpers import MLP, OPTIMIZERS, X, Y
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
