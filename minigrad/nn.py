@@ -26,7 +26,8 @@ class Module:
         return forward(*args, **kwargs)
 
     def named_parameters(self, prefix=""):
-        """(dotted name, Parameter) pairs in attribute-definition order; a shared Parameter appears once."""
+        """(dotted name, Parameter) pairs: a module's own parameters in attribute order, then each
+        sub-module's, depth first (PyTorch's order); a shared Parameter appears once."""
         seen, out, stack = set(), [], [(prefix, self)]
         while stack:
             pre, mod = stack.pop()
