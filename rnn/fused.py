@@ -31,7 +31,7 @@ from .rolled import as_tuple
 from .run import RunResult
 from .unfold import unfold
 
-_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {batch: Prepared or UnsupportedCellError}
+_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, config): Prepared or UnsupportedCellError}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
 _UNFOLDED: OrderedDict = OrderedDict()    # (id(rolled), T) -> unfolded graph, a few recent ones
 
@@ -53,23 +53,31 @@ def signature(rolled):
     return tuple(parts)
 
 
+def _config(cell):
+    """What a trace depends on besides the code: plain attributes and parameter shapes; a change re-traces."""
+    plain = tuple((k, repr(v)) for k, v in sorted(vars(cell).items())
+                  if isinstance(v, (int, float, str, bool, type(None), tuple, np.generic, np.dtype)))
+    return plain + tuple((n, p.shape, p.dtype.str) for n, p in cell.named_parameters())
+
+
 def prepare(cell, batch):
-    """The traced step, its plan and its compiled kernels, kept per (cell, batch); raises UnsupportedCellError."""
+    """The traced step, its plan and its compiled kernels, kept per (cell, batch, config); raises UnsupportedCellError."""
     per = _PER_CELL.setdefault(cell, {})
-    got = per.get(batch)
+    key = (batch, _config(cell))
+    got = per.get(key)
     if got is None:
         rolled = cell.rolled(batch)
-        key = signature(rolled)
+        sig = signature(rolled)
         try:
-            if key not in _BY_SIGNATURE:
+            if sig not in _BY_SIGNATURE:
                 plan = make_plan(rolled)
                 source, layout = generate(plan)
-                _BY_SIGNATURE[key] = (plan, layout, source)
-            plan, layout, source = _BY_SIGNATURE[key]
+                _BY_SIGNATURE[sig] = (plan, layout, source)
+            plan, layout, source = _BY_SIGNATURE[sig]
             got = Prepared(rolled, plan, layout, kernel_cache.load(source))
         except UnsupportedCellError as e:
             got = e
-        per[batch] = got
+        per[key] = got
     if isinstance(got, UnsupportedCellError):
         raise got
     return got

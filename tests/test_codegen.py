@@ -245,3 +245,13 @@ class OutputCell(rnn.LSTMCell):
 
 def test_custom_output_and_per_step_state_gradients():
     assert_same(OutputCell(3, 4, rng=np.random.default_rng(0)), 4, 2, 0, np.float64)
+
+
+def test_changing_a_cell_attribute_after_a_run_retraces():
+    cell = rnn.ElmanCell(2, 3, rng=np.random.default_rng(0))
+    xs = np.random.default_rng(1).normal(size=(4, 1, 2))
+    rnn.run(cell, xs, backend="numba")
+    cell.nonlinearity = "relu"  # the kernel traced for tanh must not be reused
+    fused = rnn.run(cell, xs, backend="numba").outputs.data
+    graph = rnn.run(cell, xs, backend="graph").outputs.data
+    np.testing.assert_allclose(fused, graph, rtol=1e-12)
