@@ -19,17 +19,18 @@ def to_digraph(scene, name="minigrad"):
     if scene.title:
         gattr.update(label=html(scene.title, size=STYLE["font"]["title"]), labelloc="t", labeljust="l")
     dg = graphviz.Digraph(name=name, graph_attr=gattr, node_attr=dict(STYLE["node"]), edge_attr=dict(STYLE["edge"]))
+    chain = set(scene.chain)
     members = {c.id: [] for c in scene.clusters}
     for item in scene.items:
         if item.cluster is None:
-            dg.node(item.id, **node_attrs(item))
+            dg.node(item.id, **node_attrs(item), **({"group": "chain"} if item.id in chain else {}))
         else:
             members[item.cluster].append(item)
     for c in scene.clusters:
         with dg.subgraph(name=f"cluster_{c.id}") as sub:
             sub.attr(label=html(c.title), **STYLE["cluster"])
             for item in members[c.id]:
-                sub.node(item.id, **node_attrs(item))
+                sub.node(item.id, **node_attrs(item), **({"group": "chain"} if item.id in chain else {}))
     for group in scene.same_rank:
         if len(group) > 1:
             with dg.subgraph() as sub:

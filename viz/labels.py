@@ -3,8 +3,9 @@
 Every label is an HTML-like label (``<...>``), so a name is always text and
 never markup: ``& < > "`` become entities, a newline becomes a line break,
 other control characters are shown as ``\\xNN`` (XML, and so SVG, cannot hold
-them).  Backslashes need nothing: HTML-like labels give them no meaning, unlike
-quoted labels where ``\\N`` or ``\\l`` would be expanded.
+them).  Backslashes are doubled: Graphviz expands ``\\N`` (the node's id),
+``\\G`` and ``\\l`` even inside HTML-like labels, and even when written as the
+entity ``&#92;``; only ``\\\\`` comes out as one literal backslash.
 """
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ MAX_CHARS = 80  # a name longer than this is cut, so one node cannot stretch the
 
 
 def _char(c):
+    if c == "\\":
+        return "\\\\"
     if c in _ENTITIES:
         return _ENTITIES[c]
     if c == "\t":
         return " "
     code = ord(c)
     if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000 or code in (0xFFFE, 0xFFFF):
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+        return f"\\\\x{code:02x}" if code < 0x100 else f"\\\\u{code:04x}"  # shown as \\xNN
     return c
 
 
@@ -57,7 +60,9 @@ def html(*rows, bold_first=True, size=None, color=None):
 
 
 def shape_text(shape):
-    return "(" + ", ".join(str(int(d)) for d in shape) + ")" if len(shape) != 1 else f"({int(shape[0])},)"
+    """A shape as Python writes it, except () which reads better as "scalar"."""
+    shape = tuple(int(d) for d in shape)
+    return "scalar" if shape == () else str(shape)
 
 
 def number(x):

@@ -50,6 +50,7 @@ class Scene:
     links: list = field(default_factory=list)
     clusters: list = field(default_factory=list)
     same_rank: list = field(default_factory=list)   # groups of item ids kept in one column (LR) / row (TB)
+    chain: list = field(default_factory=list)       # item ids drawn as one straight line (the recurrence)
 
     def item(self, id):
         return next(i for i in self.items if i.id == id)
@@ -128,7 +129,7 @@ def rolled_scene(rolled, detail):
             out = rolled.nodes[out_id]
             scene.items.append(Item(out_id, "state", (_state_label(name, "t"), shape_text(out.shape))))
             scene.links.append(Link(block, out_id, "state"))
-            _delay(scene, name, out_id, block)
+            _delay(scene, out_id, block, _state_label(name, "t−1"), "feedback")
         scene.same_rank.append([p.id for p in params] + [x.id])
     else:
         step = Cluster("viz.step", f"one step of {cell}")
@@ -152,17 +153,17 @@ def rolled_scene(rolled, detail):
                 kind = "param" if e.src in meta.get("params", {}) or rolled.nodes[e.src].role == "parameter" else "data"
                 scene.links.append(Link(e.src, e.dst, kind))
         for name, in_id, out_id in meta["states"]:
-            _delay(scene, name, out_id, in_id)
+            _delay(scene, out_id, in_id, None, "feedback_back")
     legend(scene)
     return scene
 
 
-def _delay(scene, name, src, dst):
+def _delay(scene, src, dst, label, back_kind):
     """The textbook's delay: a black square on the feedback edge from `src` back to `dst`."""
     square = f"viz.delay.{src}"
     scene.items.append(Item(square, "delay", (), data={"xlabel": "1-step delay"}))
     scene.links.append(Link(src, square, "feedback"))
-    scene.links.append(Link(square, dst, "feedback", _state_label(name, "t−1")))
+    scene.links.append(Link(square, dst, back_kind, label))
 
 
 def _op_item(node, cluster):
@@ -196,6 +197,10 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
     title = f"{cell} unrolled over T = {T} step{'s' if T != 1 else ''}"
     if gap:
         title += f" (first {collapse} and last {collapse} shown)"
+    # A truncated-BPTT window counts its steps from where it starts in the whole sequence.
+    start = int((meta.get("tbptt") or {}).get("start", 0))
+    if start:
+        title += f", steps {start + 1} to {start + T} of the sequence"
     scene = Scene(title, rankdir="LR")
 
     state0 = meta["state0"]
@@ -214,19 +219,26 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
         return Item(nid, "state", tuple(rows), cluster, fill)
 
     params = [n for n in graph.nodes.values() if n.role == "parameter"]
-    scene.clusters.append(Cluster("params", "shared by all steps"))  # kept together, not strewn down the page
-    for p in params:
-        scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape)), "params"))
-    scene.same_rank.append([p.id for p in params])
     for i, nid in enumerate(state0):
-        rows_when = "0"
-        scene.items.append(state_item(nid, names[i], rows_when, None, graph.nodes[nid].shape))
+        scene.items.append(state_item(nid, names[i], str(start), None, graph.nodes[nid].shape))
+    scene.chain.append(state0[0])
+    for p in params:
+        scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape), "shared by all steps")))
+    # One column holds the initial state and the parameters, the sources of every step, so the
+    # parameters sit next to the chain instead of wherever crossing-minimisation would strand them.
+    scene.same_rank.append(list(state0) + [p.id for p in params])
 
     # Group the graph once, so a long sequence costs one pass however few steps are drawn.
     by_step = defaultdict(list)
     for nid, node in graph.nodes.items():
         if node.t in shown:
             by_step[node.t].append(node)
+
+    fed_within = set()
+    if detail != "block":
+        step_of = {n.id: n.t for nodes in by_step.values() for n in nodes}
+        fed_within = {e.dst for e in graph.edges if e.kind == "data" and e.dst in step_of
+                      and e.src not in state0 and step_of.get(e.src) == step_of[e.dst]}
 
     def source(nid):
         """Where an edge from state node `nid` starts in the picture: itself, or the elision."""
@@ -239,34 +251,44 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
 
     for t in steps:
         if gap and t == gap[1]:
-            scene.items.append(_elision_item(elide, gap, state_out, out_name, norms, scale))
+            scene.items.append(_elision_item(elide, gap, state_out, norms, scale, start))
+            scene.chain.append(elide)
             for nid in state_out[gap[0] - 1]:
                 scene.links.append(Link(nid, elide, "state"))
-        cl = Cluster(f"t{t}", f"step {t + 1}")
+        cl = Cluster(f"t{t}", f"step {start + t + 1}")
         scene.clusters.append(cl)
         xid = meta["x"][t]
-        scene.items.append(Item(xid, "input", (f"x({t + 1})", shape_text(graph.nodes[xid].shape)), cl.id))
+        scene.items.append(Item(xid, "input", (f"x({start + t + 1})", shape_text(graph.nodes[xid].shape)), cl.id))
         incoming = state0 if t == 0 else state_out[t - 1]
-        scene.links.extend(Link(source(nid), xid, "order") for nid in incoming[:1])
         if detail == "block":
+            # x(t) sits under its block in the same column and the new states fill the next column,
+            # so every step is two columns wide and the steps line up in one row.
             block = f"viz.block.t{t}"
-            scene.items.append(Item(block, "block", (cell, f"step {t + 1}"), cl.id))
-            scene.links.append(Link(xid, block))
+            scene.items.append(Item(block, "block", (cell, f"step {start + t + 1}"), cl.id))
+            scene.chain.append(block)
+            scene.links.append(Link(xid, block, "input"))
+            scene.same_rank.append([block, xid])
+            scene.same_rank.append(list(state_out[t]))
             scene.links.extend(state_link(nid, block) for nid in incoming)
             scene.links.extend(Link(p.id, block, "param") for p in params)
             for i, nid in enumerate(state_out[t]):
-                scene.items.append(state_item(nid, names[i], str(t + 1), cl.id, graph.nodes[nid].shape))
+                scene.items.append(state_item(nid, names[i], str(start + t + 1), cl.id, graph.nodes[nid].shape))
                 scene.links.append(Link(block, nid, "state"))
         else:
+            # Every op of step t that nothing else in the step feeds (x(t), a parameter's transpose) is
+            # ranked after the incoming state; otherwise it floats left and the steps overlap in a staircase.
+            roots = [n.id for n in by_step[t] if n.id not in fed_within and n.id not in state0]
+            scene.links.extend(Link(source(incoming[0]), nid, "order") for nid in roots)
             for node in by_step[t]:
                 if node.id == xid:
                     continue
                 if node.id in out_name:
-                    scene.items.append(state_item(node.id, out_name[node.id], str(t + 1), cl.id, node.shape))
+                    scene.items.append(state_item(node.id, out_name[node.id], str(start + t + 1), cl.id, node.shape))
                 elif node.id in state0:
                     continue
                 else:
                     scene.items.append(_op_item(node, cl.id))
+    scene.chain.extend(ids[0] for t, ids in enumerate(state_out) if t in shown)
     if detail != "block":
         scene.links.extend(_ops_links(graph, shown, state0, out_step, source, state_link))
 
@@ -309,9 +331,9 @@ def _ops_links(graph, shown, state0, out_step, source, state_link):
     return links
 
 
-def _elision_item(elide, gap, state_out, out_name, norms, scale):
+def _elision_item(elide, gap, state_out, norms, scale, start):
     k, end = gap
-    rows = [f"… {end - k} steps …", f"steps {k + 1} to {end}"]
+    rows = [f"… {end - k} steps …", f"steps {start + k + 1} to {start + end}"]
     if scale is not None:
         hidden = [norms.get(nid) for t in range(k, end) for nid in state_out[t]]
         vals = [n for n in hidden if n is not None]

@@ -36,12 +36,15 @@ STYLE = {
     "edges": {
         "data": {},
         "state": {"penwidth": "2.0", "color": "#1B7837", "weight": "10"},  # the recurrence h(t-1) -> h(t), kept straight
-        "feedback": {"penwidth": "2.0", "color": "#1B7837"},       # rolled: state output back to its input
+        "feedback": {"penwidth": "2.0", "color": "#1B7837"},       # rolled: state output out to its delay square
+        # rolled, ops detail: delay back into h(t-1); unconstrained, so h(t-1) stays left of the ops it feeds
+        "feedback_back": {"penwidth": "2.0", "color": "#1B7837", "constraint": "false"},
         # Shared-parameter edges must not pull the steps out of their left-to-right line.
         "param": {"color": "#C8912C", "penwidth": "0.8", "constraint": "false"},  # a shared parameter into one step
         "detached": {"style": "dashed", "color": "#888888", "penwidth": "1.5"},  # truncated-BPTT cut
+        "input": {"color": "#2B6CB0"},                              # x(t) up into its step's block
         "loss": {"color": "#A0457A", "penwidth": "0.8"},
-        # Invisible: x(t) is ranked after step t-1's state, so the steps form one row instead of a staircase.
+        # Invisible (ops detail): step t's source ops are ranked after step t-1's state, so steps never overlap.
         "order": {"style": "invis", "weight": "10"},
     },
     "cluster": {"style": "rounded,filled", "fillcolor": "#FAFAFA", "color": "#999999",

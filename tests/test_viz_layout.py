@@ -1,0 +1,107 @@
+"""The drawings of real models: hostile parameter names, reproducible DOT across processes,
+long sequences, truncated-BPTT windows, and the layout hints that keep the time axis one row."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import rnn
+import viz
+from minigrad.nn import Parameter
+
+HOSTILE = 'W"}{<x>&\n</td><script>alert(1)</script>\\N'
+
+
+class HostileCell(rnn.Cell):
+    """An Elman step whose recurrent weight has a name a user could type but DOT and SVG would choke on."""
+
+    def __init__(self):
+        super().__init__(2, 3)
+        rng = np.random.default_rng(0)
+        self.U = Parameter(rng.uniform(-0.5, 0.5, (3, 2)))
+        setattr(self, HOSTILE, Parameter(rng.uniform(-0.5, 0.5, (3, 3))))
+
+    def step(self, x, h):
+        return (x @ self.U.T + h @ getattr(self, HOSTILE).T).tanh()
+
+
+def svg_texts(path):
+    root = ET.parse(path).getroot()
+    return root, "\n".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+@pytest.mark.parametrize("draw", [lambda c: viz.draw_rolled(c, detail="ops"),
+                                  lambda c: viz.draw_unrolled(c, steps=2, detail="block")])
+def test_hostile_parameter_name_is_shown_literally_and_injects_nothing(tmp_path, draw):
+    d = draw(HostileCell())
+    path = viz.render(d, tmp_path / "hostile.svg")   # dot itself parses the DOT: a broken quote would fail here
+    root, text = svg_texts(path)
+    # The newline in the name becomes a line break, so the two halves are separate text lines.
+    assert 'W"}{<x>&' in text and "</td><script>alert(1)</script>\\N" in text
+    assert not [e for e in root.iter() if e.tag.endswith("script")]
+    # \N would expand to the node's id in a quoted DOT label; it must stay literal text.
+    assert "\\N" in text
+
+
+_DOT_SCRIPT = """
+import numpy as np, minigrad as mg, rnn, viz
+cell = rnn.LSTMCell(2, 3, rng=np.random.default_rng(5))
+r = rnn.run(cell, mg.randn(4, 1, 2, rng=np.random.default_rng(6)), backend="graph")
+loss = r.outputs.sum(); loss.backward()
+print(viz.draw_rolled(cell, detail="ops").source)
+print(viz.draw_unrolled(r, detail="ops", grad=True, loss=loss, collapse=1).source)
+"""
+
+
+def test_dot_is_identical_across_processes_with_different_hash_seeds():
+    # Set iteration order changes with PYTHONHASHSEED; the DOT must not depend on it (nor on id()).
+    outs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        outs.append(subprocess.run([sys.executable, "-c", _DOT_SCRIPT], env=env, capture_output=True,
+                                   text=True, check=True, timeout=120).stdout)
+    assert outs[0] == outs[1] and "cluster_t3" in outs[0]
+
+
+def test_a_thousand_steps_collapsed_draw_quickly_and_name_the_elided_count():
+    cell = rnn.ElmanCell(2, 3, rng=np.random.default_rng(0))
+    r = rnn.run(cell, mg.randn(1000, 1, 2, rng=np.random.default_rng(1)), backend="graph")
+    r.outputs[-1].sum().backward()
+    t0 = time.perf_counter()
+    src = viz.draw_unrolled(r, collapse=2, grad=True).source
+    elapsed = time.perf_counter() - t0
+    assert re.findall(r"subgraph cluster_(t\d+)", src) == ["t0", "t1", "t998", "t999"]
+    assert "… 996 steps …" in src and "steps 3 to 998" in src
+    assert elapsed < 3.0
+    # The hidden steps' gradient range is reported on the elision node, so the vanishing is not hidden too.
+    assert re.search(r"‖∂L/∂state‖ [^<]+ to [^<]+", src)
+
+
+def test_truncated_bptt_window_counts_steps_from_its_start():
+    cell = rnn.ElmanCell(2, 3, rng=np.random.default_rng(0))
+    xs = mg.randn(6, 1, 2, rng=np.random.default_rng(0))
+    windows = list(rnn.tbptt(cell, xs, lambda out, steps: out.sum(), k1=3, backend="graph"))
+    src = viz.draw_unrolled(windows[1].result).source
+    assert "<b>h(3)</b>" in src and "<b>x(4)</b>" in src and "<b>h(6)</b>" in src
+    assert "<b>x(1)</b>" not in src
+
+
+@pytest.mark.parametrize("detail", ["block", "ops"])
+def test_each_step_starts_after_the_previous_state_so_steps_form_one_row(detail):
+    # Without these constraints Graphviz ranks a step's source ops (x, a parameter's transpose) beside
+    # the previous step and stacks the clusters in a staircase.
+    src = viz.draw_unrolled(rnn.LSTMCell(2, 3, rng=np.random.default_rng(0)), steps=3, detail=detail).source
+    chained = re.findall(r'^\s*"?([\w.]+)"? \[[^\n]*group=chain', src, re.M)
+    assert "viz.block.t1" in chained if detail == "block" else len(chained) >= 4
+    if detail == "block":
+        assert re.search(r'rank=same\s+"viz\.block\.t2"\s+"t2\.n0"', src)  # x(t) under its block
+    else:
+        assert re.search(r'"t1\.n26" -> "t2\.n0" \[style=invis', src)        # h(t) before x(t+1)
