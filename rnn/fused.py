@@ -40,6 +40,21 @@ class Prepared:
     def __init__(self, rolled, plan, layout, module):
         self.rolled, self.plan, self.layout, self.module = rolled, plan, layout, module
         self.consts = {nid: n.value for nid, n in plan.nodes.items() if n.kind == "const"}
+        # what every call would otherwise recompute from the plan and layout
+        self.snames = [name for name, _, _ in plan.states]
+        self.state_index = {name: i for i, name in enumerate(self.snames)}
+        self.sname = {name: _sname(plan, name) for name in self.snames}
+        self.dims = np.asarray(layout.dims, dtype=np.int64)
+        self._kconsts = {}
+        self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
+        self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()
+                                if what.startswith("grad") and name != "G"]
+
+    def kernel_consts(self, dtype):
+        got = self._kconsts.get(dtype)
+        if got is None:
+            got = self._kconsts[dtype] = np.asarray(self.layout.consts, dtype=dtype)
+        return got
 
 
 def signature(rolled):
@@ -53,17 +68,22 @@ def signature(rolled):
     return tuple(parts)
 
 
-def _config(cell):
+_PLAIN = (int, float, str, bool, type(None), tuple, np.generic, np.dtype)
+
+
+def _config(cell, named=None):
     """What a trace depends on besides the code: plain attributes and parameter shapes; a change re-traces."""
-    plain = tuple((k, repr(v)) for k, v in sorted(vars(cell).items())
-                  if isinstance(v, (int, float, str, bool, type(None), tuple, np.generic, np.dtype)))
-    return plain + tuple((n, p.shape, p.dtype.str) for n, p in cell.named_parameters())
+    plain = tuple((k, repr(v)) for k, v in sorted(vars(cell).items()) if isinstance(v, _PLAIN))
+    named = cell.named_parameters() if named is None else named.items()
+    return plain + tuple((n, p.shape, p.dtype.str) for n, p in named)
 
 
-def prepare(cell, batch):
-    """The traced step, its plan and its compiled kernels, kept per (cell, batch, config); raises UnsupportedCellError."""
+def prepare(cell, batch, named=None):
+    """The traced step, its plan and its compiled kernels, kept per (cell, batch, config); raises UnsupportedCellError.
+
+    `named`: dict(cell.named_parameters()) when the caller has it already."""
     per = _PER_CELL.setdefault(cell, {})
-    key = (batch, _config(cell))
+    key = (batch, _config(cell, named))
     got = per.get(key)
     if got is None:
         rolled = cell.rolled(batch)
@@ -89,9 +109,9 @@ def source_of(cell, batch=1):
         return f.read()
 
 
-def _engine_values(prep, cell, xs):
+def _engine_values(prep, named, xs):
     """Engine tensors for parameters, constants and parameter-only nodes, then the hoisted products."""
-    plan, named = prep.plan, dict(cell.named_parameters())
+    plan = prep.plan
     env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
     env.update((cid, Tensor(v)) for cid, v in prep.consts.items())
 
@@ -141,15 +161,18 @@ def _shape(spec, T, B):
 def run_numba(cell, xs, state0):
     """Run `cell` over time-major `xs` with the generated kernels; see rnn.run."""
     T, B, _ = xs.shape
-    prep = prepare(cell, B)
+    named = dict(cell.named_parameters())
+    prep = prepare(cell, B, named)
     plan, lay = prep.plan, prep.layout
     dtype = xs.dtype
-    env = _engine_values(prep, cell, xs)
+    env = _engine_values(prep, named, xs)
     state0 = as_tuple(state0)
-    state_index = {name: i for i, (name, _, _) in enumerate(plan.states)}
+    state_index = prep.state_index
 
     arrays, parents, which = {}, [], []   # which[i]: how parents[i]'s gradient is found
-    for name, (what, key, spec) in lay.arrays.items():
+    for name, what, key, spec in prep.forward_arrays:
+        if what.startswith("grad"):
+            continue
         if what == "x":
             arrays[name] = np.ascontiguousarray(xs.data)
             parents.append(xs), which.append(("x", name))
@@ -173,12 +196,12 @@ def run_numba(cell, xs, state0):
             arrays[name] = _staggered(_shape(spec, T, B), dtype, len(arrays))
     for i, s in enumerate(state0):
         parents.append(s), which.append(("state0", plan.states[i][0]))
-    dims = np.asarray(lay.dims, dtype=np.int64)
-    consts = np.asarray(lay.consts, dtype=dtype)
+    dims = prep.dims
+    consts = prep.kernel_consts(dtype)
     prep.module.forward(T, B, dims, consts, *[arrays[n] for n in lay.forward_args])
 
-    snames = [name for name, _, _ in plan.states]
-    S = [arrays["S_" + _sname(plan, n)] for n in snames]
+    snames = prep.snames
+    S = [arrays["S_" + prep.sname[n]] for n in snames]
     data = S[0][1:] if len(S) == 1 else np.concatenate([s[1:] for s in S], axis=-1)
     out = Tensor(data)
     steps = StepStates(S, [])
@@ -202,7 +225,6 @@ def run_numba(cell, xs, state0):
         import minigrad as mg
         outputs = mg.stack([cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1
                                         else _view(per_state[0], t)) for t in range(T)], axis=0)
-    named = dict(cell.named_parameters())
 
     def known_tensors(graph):
         """What graph.tensors can hold without running the DAG: parameters, initial and per-step states."""
@@ -242,9 +264,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
         dtype = consts.dtype
         g = np.ascontiguousarray(g, dtype=dtype)
         grads = {}
-        for name, (what, key, spec) in lay.arrays.items():
-            if name in arrays or name == "G":
-                continue
+        for name, what, spec in prep.backward_arrays:
             shape = _shape(spec, T, B)
             zero = what in ("grad_state_ew", "grad_state_mm", "grad_engine")  # read before written, or accumulated
             grads[name] = _staggered(shape, dtype, len(arrays) + len(grads), zero)
@@ -253,8 +273,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
         prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
         steps = steps_ref()
         if steps is not None:  # else no one can reach the per-step states any more
-            steps.add_grads([grads["DS_" + _sname(plan, n)] if "DS_" + _sname(plan, n) in grads else None
-                             for n in snames])
+            steps.add_grads([grads.get("DS_" + prep.sname[n]) for n in snames])
         out = []
         for kind, name in which:
             if kind == "x":
@@ -266,7 +285,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             elif kind == "weight":
                 out.append(_weight_grad(plan, allv, name, T, B))
             else:
-                sn = _sname(plan, name)
+                sn = prep.sname[name]
                 parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
                 out.append(sum(parts[1:], parts[0].copy()) if parts else None)
         return out
