@@ -185,8 +185,10 @@ def run_numba(cell, xs, state0):
             parents.append(env[key]), which.append(("hoist", name))
         elif what == "rec_weight":
             right = env[plan.nodes[key].args[1]]
-            arrays[name] = _contiguous(right.data)
+            arrays[name] = np.ascontiguousarray(right.data)
             parents.append(right), which.append(("weight", key))
+        elif what == "rec_weight_t":  # the backward's products use W.T row-major
+            arrays[name] = np.ascontiguousarray(env[plan.nodes[key].args[1]].data.T)
         elif what == "engine":
             t = env[key]
             arrays[name] = np.ascontiguousarray(t.data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t.data)
