@@ -138,11 +138,28 @@ def _engine_values(prep, named, xs):
     return env
 
 
+# The two GEMMs of a product's vjp are independent: on a second core they overlap (one
+# OpenBLAS thread each).  Below this many multiply-adds the hand-over costs more than it saves.
+_PARALLEL_MACS = 4_000_000
+_POOL = []
+
+
+def _pool():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="minigrad-gemm"))
+    return _POOL[0]
+
+
 def _product(a, b):
     """Engine matmul of 2-d tensors whose forward and vjp GEMMs run on the kernels' BLAS."""
     out = Tensor(matmul2d(a.data, b.data))
     if is_grad_enabled() and (a.requires_grad or b.requires_grad):
         def vjp(g):
+            if a.requires_grad and b.requires_grad and g.size * (a.shape[1] + b.shape[0]) >= _PARALLEL_MACS:
+                other = _pool().submit(matmul2d, g, b.data.T)  # the GEMMs release the GIL
+                gb = matmul2d(a.data.T, g)
+                return other.result(), gb
             return (matmul2d(g, b.data.T) if a.requires_grad else None,
                     matmul2d(a.data.T, g) if b.requires_grad else None)
         out.requires_grad, out.op, out._parents, out._vjp = True, "matmul", (a, b), vjp
