@@ -25,7 +25,7 @@ from minigrad.tensor import PRIMITIVES, is_grad_enabled, reshape
 from . import kernel_cache
 from .cell import Cell
 from .codegen import generate, ident
-from .kernel_blas import matmul2d, staggered as _staggered
+from .kernel_blas import carve, carve_plan, matmul2d
 from .kernel_plan import UnsupportedCellError, make_plan
 from .rolled import as_tuple
 from .run import RunResult
@@ -45,10 +45,28 @@ class Prepared:
         self.state_index = {name: i for i, name in enumerate(self.snames)}
         self.sname = {name: _sname(plan, name) for name in self.snames}
         self.dims = np.asarray(layout.dims, dtype=np.int64)
-        self._kconsts = {}
+        self._kconsts, self._carved = {}, {}
         self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
         self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()
                                 if what.startswith("grad") and name != "G"]
+
+    def carved(self, T, B, dtype):
+        """Per (T, B, dtype): the carve plans of the forward's own arrays and of the backward's."""
+        key = (T, B, dtype)
+        got = self._carved.get(key)
+        if got is None:
+            if len(self._carved) >= 64:  # many sequence lengths: keep the table small
+                self._carved.clear()
+            fwd = [(n, _shape(spec, T, B), k) for k, (n, what, _, spec) in enumerate(self.forward_arrays)
+                   if what in ("state", "rec", "stored")]
+            nf = len(self.forward_arrays)
+            bwd = [(n, _shape(spec, T, B), nf + k, what in ("grad_state_ew", "grad_state_mm", "grad_engine"))
+                   for k, (n, what, spec) in enumerate(self.backward_arrays)]
+            got = self._carved[key] = (
+                [n for n, _, _ in fwd], carve_plan([s for _, s, _ in fwd], dtype, [k for _, _, k in fwd]),
+                [n for n, _, _, _ in bwd], carve_plan([s for _, s, _, _ in bwd], dtype, [k for _, _, k, _ in bwd]),
+                [z for _, _, _, z in bwd])  # zeroed: read before written, or accumulated
+        return got
 
     def kernel_consts(self, dtype):
         got = self._kconsts.get(dtype)
@@ -186,17 +204,16 @@ def run_numba(cell, xs, state0):
     state0 = as_tuple(state0)
     state_index = prep.state_index
 
-    arrays, parents, which = {}, [], []   # which[i]: how parents[i]'s gradient is found
+    fnames, fplan, bnames, bplan, bzero = prep.carved(T, B, dtype)
+    arrays, parents, which = dict(zip(fnames, carve(fplan, dtype))), [], []  # which[i]: how parents[i]'s gradient is found
     for name, what, key, spec in prep.forward_arrays:
-        if what.startswith("grad"):
+        if what.startswith("grad") or what in ("rec", "stored"):
             continue
         if what == "x":
             arrays[name] = np.ascontiguousarray(xs.data)
             parents.append(xs), which.append(("x", name))
         elif what == "state":
-            S = _staggered(_shape(spec, T, B), dtype, len(arrays))
-            S[0] = state0[state_index[key]].data
-            arrays[name] = S
+            arrays[name][0] = state0[state_index[key]].data
         elif what == "hoist":
             arrays[name] = np.ascontiguousarray(env[key].data)
             parents.append(env[key]), which.append(("hoist", name))
@@ -211,8 +228,6 @@ def run_numba(cell, xs, state0):
             arrays[name] = np.ascontiguousarray(t.data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t.data)
             if plan.nodes[key].grad:
                 parents.append(t), which.append(("engine", name))
-        elif what in ("rec", "stored"):
-            arrays[name] = _staggered(_shape(spec, T, B), dtype, len(arrays))
     for i, s in enumerate(state0):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
@@ -282,11 +297,11 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     def vjp(g):
         dtype = consts.dtype
         g = np.ascontiguousarray(g, dtype=dtype)
-        grads = {}
-        for name, what, spec in prep.backward_arrays:
-            shape = _shape(spec, T, B)
-            zero = what in ("grad_state_ew", "grad_state_mm", "grad_engine")  # read before written, or accumulated
-            grads[name] = _staggered(shape, dtype, len(arrays) + len(grads), zero)
+        _, _, bnames, bplan, bzero = prep.carved(T, B, dtype)
+        grads = dict(zip(bnames, carve(bplan, dtype)))
+        for name, zero in zip(bnames, bzero):
+            if zero:
+                grads[name].fill(0)
         grads["G"] = g
         allv = {**arrays, **grads}
         prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])

@@ -81,6 +81,29 @@ def staggered(shape, dtype, k, zero=False):
     return out
 
 
+def carve_plan(shapes, dtype, ks):
+    """Where `carve` puts arrays of these shapes in one buffer: array i starts at 64-byte line
+    ks[i] * 17 % 64 of a 4 KiB page, as `staggered` would place it.
+    (buffer length, [(offset, length, shape)]) in elements, offsets from a 4 KiB boundary."""
+    size = np.dtype(dtype).itemsize
+    cursor, where = 0, []
+    for shape, k in zip(shapes, ks):
+        n = math.prod(shape)
+        want = (k * 17 % 64) * 64
+        cursor += (want - cursor) % 4096
+        where.append((cursor // size, n, shape))
+        cursor += n * size
+    return (cursor + 4096) // size + 1, where
+
+
+def carve(plan, dtype):
+    """The arrays of a `carve_plan`, views of one pooled buffer: one pool lookup instead of one per array."""
+    total, where = plan
+    buf = _buffer(total, dtype)
+    base = (-buf.__array_interface__["data"][0] % 4096) // buf.itemsize
+    return [buf[base + o:base + o + n].reshape(shape) for o, n, shape in where]
+
+
 _PICK = {(False, False): _nn, (True, False): _tn, (False, True): _nt, (True, True): _tt}
 
 
