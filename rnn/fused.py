@@ -46,6 +46,9 @@ class Prepared:
         self.sname = {name: _sname(plan, name) for name in self.snames}
         self.dims = np.asarray(layout.dims, dtype=np.int64)
         self._kconsts, self._carved = {}, {}
+        self.timed = {name: bool(spec) and spec[0] in ("T", "T+1") for name, (_, _, spec) in layout.arrays.items()}
+        self.weights = [key for what, key, _ in layout.arrays.values() if what == "rec_weight"]
+        self.weight_k = sum(plan.nodes[plan.nodes[r].args[1]].shape[0] * plan.nodes[r].width for r in self.weights)
         self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
         self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()
                                 if what.startswith("grad") and name != "G"]
@@ -304,7 +307,18 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
                 grads[name].fill(0)
         grads["G"] = g
         allv = {**arrays, **grads}
-        prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
+        args = [allv[n] for n in lay.backward_args]
+        m = (T // 2) & ~1  # even, so both halves see the state-gradient buffers by the same parity
+        early = {}
+        if m and T * B * prep.weight_k >= _PARALLEL_MACS:
+            # steps m..T-1 first; their share of the weight GEMMs then runs on the other core
+            # while the kernel does steps 0..m-1
+            prep.module.backward(T - m, B, dims, consts,
+                                 *[a[m:] if prep.timed[n] else a for n, a in zip(lay.backward_args, args)])
+            early = {r: _pool().submit(_weight_grad, plan, allv, r, T, B, m, T) for r in prep.weights}
+            prep.module.backward(m, B, dims, consts, *args)
+        else:
+            prep.module.backward(T, B, dims, consts, *args)
         steps = steps_ref()
         if steps is not None:  # else no one can reach the per-step states any more
             steps.add_grads([grads.get("DS_" + prep.sname[n]) for n in snames])
@@ -317,7 +331,12 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             elif kind == "engine":
                 out.append(grads["d" + name])
             elif kind == "weight":
-                out.append(_weight_grad(plan, allv, name, T, B))
+                if name in early:
+                    part = _weight_grad(plan, allv, name, T, B, 0, m)
+                    part += early[name].result()
+                    out.append(part)
+                else:
+                    out.append(_weight_grad(plan, allv, name, T, B, 0, T))
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
@@ -326,19 +345,20 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     return vjp
 
 
-def _weight_grad(plan, allv, rid, T, B):
-    """Sum over steps of left(t)^T dA(t): one GEMM over all T*B rows."""
+def _weight_grad(plan, allv, rid, T, B, t0, t1):
+    """Sum over steps t0..t1-1 of left(t)^T dA(t): one GEMM over their rows."""
     left = plan.nodes[rid].args[0]
     states = {sin: n for n, sin, _ in plan.states}
     outs = {sout: n for n, _, sout in plan.states}
     if left in states:
-        L = allv["S_" + _sname(plan, states[left])][:T]
+        L = allv["S_" + _sname(plan, states[left])][t0:t1]
     elif left in outs:
-        L = allv["S_" + _sname(plan, outs[left])][1:]
+        L = allv["S_" + _sname(plan, outs[left])][t0 + 1:t1 + 1]
     else:
-        L = allv["V_" + ident(left)]
-    dA = allv["dA_" + ident(rid)]
-    return matmul2d(L.reshape(T * B, -1).T, dA.reshape(T * B, -1))
+        L = allv["V_" + ident(left)][t0:t1]
+    dA = allv["dA_" + ident(rid)][t0:t1]
+    n = (t1 - t0) * B
+    return matmul2d(L.reshape(n, -1).T, dA.reshape(n, -1))
 
 
 class StepStates(Sequence):
