@@ -255,3 +255,26 @@ def test_changing_a_cell_attribute_after_a_run_retraces():
     fused = rnn.run(cell, xs, backend="numba").outputs.data
     graph = rnn.run(cell, xs, backend="graph").outputs.data
     np.testing.assert_allclose(fused, graph, rtol=1e-12)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 8])
+@pytest.mark.parametrize("cls", BUILTIN + CUSTOM[:-1], ids=lambda c: c.__name__)
+def test_split_backward_and_overlapped_gemms_match(monkeypatch, cls, T):
+    """Above rnn.fused._PARALLEL_MACS the backward kernel runs in two halves with the later half's
+    weight GEMMs, and the hoisted product's two GEMMs, on a worker thread: force it at small sizes."""
+    from rnn import fused
+    monkeypatch.setattr(fused, "_PARALLEL_MACS", 1)
+    for dtype in (np.float64, np.float32):
+        assert_same(cls(3, 4, rng=np.random.default_rng(T), dtype=dtype), T, 3, T, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,K,N", [(1, 5, 7), (2, 4, 8), (3, 9, 3), (5, 64, 256), (4, 300, 300)])
+def test_generated_matmul_matches_numpy(dtype, B, K, N):
+    """The per-step products: fma loops (odd B, K % 4 != 0) and, past K * N = 65536, np.dot."""
+    mod = prepare(rnn.LSTMCell(2, 3, dtype=dtype), 1).module
+    rng = np.random.default_rng(B * K * N)
+    h, W = rng.standard_normal((B, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    out = np.full((B, N), np.nan, dtype)
+    mod._matmul(h, W, out)
+    np.testing.assert_allclose(out, h @ W, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
