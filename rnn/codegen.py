@@ -1,7 +1,8 @@
 """Python source of the fused forward and BPTT kernels, generated from a kernel plan.
 
 forward(T, B, dims, K, arrays...) runs the loop over time; per step and phase it
-calls np.dot for the phase's recurrent products, then one loop over (batch, W)
+computes the phase's recurrent products (_matmul: fma loops while W fits in L2,
+else np.dot), then one loop over (batch, W)
 computes every element-wise op of the phase as scalar temporaries, writing out
 only the new states, the values later phases or the backward need, and the
 outputs of sigmoid/tanh/exp.
@@ -9,7 +10,8 @@ outputs of sigmoid/tanh/exp.
 backward(...) runs the same steps in reverse.  Per phase it recomputes the cheap
 forward values the derivatives need (sums, products) from what was saved, then
 sweeps the phase's ops in reverse with one scalar gradient per (op, column
-block); products get their input gradient from one np.dot per step.  Gradients
+block); products get their input gradient from one _matmul per step (with W.T
+passed row-major).  Gradients
 of hoisted inputs and of in-loop products are stored per step so the weight
 gradients become single GEMMs after the loop (rnn.fused does those).
 

@@ -187,10 +187,6 @@ def _product(a, b):
     return out
 
 
-def _contiguous(a):
-    return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
-
-
 def _shape(spec, T, B):
     sizes = {"T": T, "T+1": T + 1, "B": B, "2": 2}
     return tuple(sizes.get(s, s) for s in spec)
