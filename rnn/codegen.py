@@ -416,9 +416,9 @@ class _Gen:
         bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
         helpers = (FAST_F32 if self.plan.dtype == "float32" and FAST_FLOAT32 else
                    FAST_F64 if self.plan.dtype == "float64" and FAST_FLOAT64 else EXACT)
-        src = [HEADER.format(cell=self.plan_cell(), llvm=" ".join(LLVM_OPTIONS)) + helpers + MATMUL, "", "@njit(cache=True, error_model=\"numpy\", nogil=True)", f"def forward({fargs}):"]
+        src = [HEADER.format(cell=self.plan_cell(), llvm=" ".join(LLVM_OPTIONS)) + helpers + MATMUL, "", "@njit(cache=True, error_model=\"numpy\")", f"def forward({fargs}):"]
         src += ["    " + s for s in prelude] + ["    for t in range(T):"] + ["        " + s for s in fwd]
-        src += ["", "", "@njit(cache=True, error_model=\"numpy\", nogil=True)", f"def backward({bargs}):"]
+        src += ["", "", "@njit(cache=True, error_model=\"numpy\")", f"def backward({bargs}):"]
         src += ["    " + s for s in prelude + gl] + ["    for t in range(T - 1, -1, -1):",
                                                     "        p = t & 1  # this step's state-input gradients",
                                                     "        q = 1 - p  # the next step's, read as sources"]

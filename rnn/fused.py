@@ -46,9 +46,6 @@ class Prepared:
         self.sname = {name: _sname(plan, name) for name in self.snames}
         self.dims = np.asarray(layout.dims, dtype=np.int64)
         self._kconsts, self._carved = {}, {}
-        self.timed = {name: bool(spec) and spec[0] in ("T", "T+1") for name, (_, _, spec) in layout.arrays.items()}
-        self.weights = [key for what, key, _ in layout.arrays.values() if what == "rec_weight"]
-        self.weight_k = sum(plan.nodes[plan.nodes[r].args[1]].shape[0] * plan.nodes[r].width for r in self.weights)
         self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
         self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()
                                 if what.startswith("grad") and name != "G"]
@@ -159,28 +156,11 @@ def _engine_values(prep, named, xs):
     return env
 
 
-# The two GEMMs of a product's vjp are independent: on a second core they overlap (one
-# OpenBLAS thread each).  Below this many multiply-adds the hand-over costs more than it saves.
-_PARALLEL_MACS = 4_000_000
-_POOL = []
-
-
-def _pool():
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="minigrad-gemm"))
-    return _POOL[0]
-
-
 def _product(a, b):
     """Engine matmul of 2-d tensors whose forward and vjp GEMMs run on the kernels' BLAS."""
     out = Tensor(matmul2d(a.data, b.data))
     if is_grad_enabled() and (a.requires_grad or b.requires_grad):
         def vjp(g):
-            if a.requires_grad and b.requires_grad and g.size * (a.shape[1] + b.shape[0]) >= _PARALLEL_MACS:
-                other = _pool().submit(matmul2d, g, b.data.T)  # the GEMMs release the GIL
-                gb = matmul2d(a.data.T, g)
-                return other.result(), gb
             return (matmul2d(g, b.data.T) if a.requires_grad else None,
                     matmul2d(a.data.T, g) if b.requires_grad else None)
         out.requires_grad, out.op, out._parents, out._vjp = True, "matmul", (a, b), vjp
@@ -303,18 +283,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
                 grads[name].fill(0)
         grads["G"] = g
         allv = {**arrays, **grads}
-        args = [allv[n] for n in lay.backward_args]
-        m = (T // 2) & ~1  # even, so both halves see the state-gradient buffers by the same parity
-        early = {}
-        if m and T * B * prep.weight_k >= _PARALLEL_MACS:
-            # steps m..T-1 first; their share of the weight GEMMs then runs on the other core
-            # while the kernel does steps 0..m-1
-            prep.module.backward(T - m, B, dims, consts,
-                                 *[a[m:] if prep.timed[n] else a for n, a in zip(lay.backward_args, args)])
-            early = {r: _pool().submit(_weight_grad, plan, allv, r, T, B, m, T) for r in prep.weights}
-            prep.module.backward(m, B, dims, consts, *args)
-        else:
-            prep.module.backward(T, B, dims, consts, *args)
+        prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
         steps = steps_ref()
         if steps is not None:  # else no one can reach the per-step states any more
             steps.add_grads([grads.get("DS_" + prep.sname[n]) for n in snames])
@@ -327,12 +296,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             elif kind == "engine":
                 out.append(grads["d" + name])
             elif kind == "weight":
-                if name in early:
-                    part = _weight_grad(plan, allv, name, T, B, 0, m)
-                    part += early[name].result()
-                    out.append(part)
-                else:
-                    out.append(_weight_grad(plan, allv, name, T, B, 0, T))
+                out.append(_weight_grad(plan, allv, name, T, B))
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
@@ -341,20 +305,19 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     return vjp
 
 
-def _weight_grad(plan, allv, rid, T, B, t0, t1):
-    """Sum over steps t0..t1-1 of left(t)^T dA(t): one GEMM over their rows."""
+def _weight_grad(plan, allv, rid, T, B):
+    """Sum over steps of left(t)^T dA(t): one GEMM over all T*B rows."""
     left = plan.nodes[rid].args[0]
     states = {sin: n for n, sin, _ in plan.states}
     outs = {sout: n for n, _, sout in plan.states}
     if left in states:
-        L = allv["S_" + _sname(plan, states[left])][t0:t1]
+        L = allv["S_" + _sname(plan, states[left])][:T]
     elif left in outs:
-        L = allv["S_" + _sname(plan, outs[left])][t0 + 1:t1 + 1]
+        L = allv["S_" + _sname(plan, outs[left])][1:]
     else:
-        L = allv["V_" + ident(left)][t0:t1]
-    dA = allv["dA_" + ident(rid)][t0:t1]
-    n = (t1 - t0) * B
-    return matmul2d(L.reshape(n, -1).T, dA.reshape(n, -1))
+        L = allv["V_" + ident(left)]
+    dA = allv["dA_" + ident(rid)]
+    return matmul2d(L.reshape(T * B, -1).T, dA.reshape(T * B, -1))
 
 
 class StepStates(Sequence):

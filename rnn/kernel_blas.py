@@ -16,22 +16,22 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _nn(a, b, out):
     np.dot(a, b, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _tn(a, b, out):
     np.dot(a.T, b, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _nt(a, b, out):
     np.dot(a, b.T, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _tt(a, b, out):
     np.dot(a.T, b.T, out)
 

@@ -257,17 +257,6 @@ def test_changing_a_cell_attribute_after_a_run_retraces():
     np.testing.assert_allclose(fused, graph, rtol=1e-12)
 
 
-@pytest.mark.parametrize("T", [1, 2, 5, 8])
-@pytest.mark.parametrize("cls", BUILTIN + CUSTOM[:-1], ids=lambda c: c.__name__)
-def test_split_backward_and_overlapped_gemms_match(monkeypatch, cls, T):
-    """Above rnn.fused._PARALLEL_MACS the backward kernel runs in two halves with the later half's
-    weight GEMMs, and the hoisted product's two GEMMs, on a worker thread: force it at small sizes."""
-    from rnn import fused
-    monkeypatch.setattr(fused, "_PARALLEL_MACS", 1)
-    for dtype in (np.float64, np.float32):
-        assert_same(cls(3, 4, rng=np.random.default_rng(T), dtype=dtype), T, 3, T, dtype)
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,K,N", [(1, 5, 7), (2, 4, 8), (3, 9, 3), (5, 64, 256), (4, 300, 300)])
 def test_generated_matmul_matches_numpy(dtype, B, K, N):
