@@ -183,3 +183,11 @@ def test_loss_node_is_fed_by_the_states_it_reads():
     src = viz.draw_unrolled(r, loss=loss).source
     feeding = re.findall(r'^\s*"?([\w.]+)"? -> "viz\.loss"', src, re.M)
     assert feeding == [r.graph.meta["state_out"][1][0], r.graph.meta["state_out"][4][0]]
+
+
+def test_engine_graph_legend_speaks_of_no_time_steps():
+    x = mg.tensor(2.0, requires_grad=True, name="x")
+    src = viz.draw_graph((x * x).sum()).source
+    legend = re.search(r'"viz\.legend" \[label=<(.*)> margin', src).group(1)
+    assert ">input<" in legend and "x(t)" not in legend
+    assert "input x(t)" in viz.draw_unrolled(cell_of("elman"), steps=2).source

@@ -50,7 +50,8 @@ def to_digraph(scene, name="minigrad"):
 def node_attrs(item):
     kind = item.kind
     if kind == "legend":
-        return {"shape": "plaintext", "style": "", "margin": "0", "label": legend_table(item.data["roles"], item.data.get("marks", ()))}
+        return {"shape": "plaintext", "style": "", "margin": "0", "label": legend_table(item.data["roles"], item.data.get("marks", ()),
+                                                                            item.data.get("engine", False))}
     if kind == "colorbar":
         return {"shape": "plaintext", "style": "", "margin": "0", "label": colorbar_table(item.rows[0], item.data["ticks"])}
     if kind == "delay":
@@ -70,9 +71,9 @@ def node_attrs(item):
     return attrs
 
 
-def legend_table(roles, marks=()):
+def legend_table(roles, marks=(), engine=False):
     rows = ['<tr><td colspan="2" align="left"><b>legend</b></td></tr>']
-    for _, fill, text in legend_entries(roles):
+    for _, fill, text in legend_entries(roles, engine):
         rows.append(f'<tr><td bgcolor="{fill}" width="18" height="14"></td>'
                     f'<td align="left">{escape(text)}</td></tr>')
     if "delay" in marks:

@@ -64,12 +64,13 @@ def op_text(node):
     return f"{node.op}({args})" if len(args) <= 24 else node.op
 
 
-def legend(scene):
-    """Append a legend item listing the roles the scene uses."""
+def legend(scene, engine=False):
+    """Append a legend item listing the roles the scene uses (engine: plain engine-graph wording)."""
     used = {i.kind for i in scene.items} | {"op" for i in scene.items if i.kind in ("opnode", "block")}
     marks = [m for m, present in (("delay", "delay" in used),
                                   ("detached", any(l.kind == "detached" for l in scene.links))) if present]
-    scene.items.append(Item("viz.legend", "legend", ("legend",), data={"roles": sorted(used), "marks": marks}))
+    scene.items.append(Item("viz.legend", "legend", ("legend",), data={"roles": sorted(used), "marks": marks,
+                                                                        "engine": engine}))
 
 
 # --- an engine expression -------------------------------------------------
@@ -100,7 +101,7 @@ def expression_scene(graph):
     for e in sorted(graph.edges, key=lambda e: (pos[e.dst], e.slot)):
         if e.kind == "data":
             scene.links.append(Link(e.src, f"{e.dst}.op"))
-    legend(scene)
+    legend(scene, engine=True)
     return scene
 
 

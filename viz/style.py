@@ -17,11 +17,14 @@ STYLE = {
     "edge": {"fontname": FONT, "fontsize": "10", "color": "#444444", "arrowsize": "0.7"},
     # Fill and shape per role; the legend lists these in this order.
     "roles": {
-        "parameter": {"fillcolor": "#F5C978", "shape": "box", "style": "filled,rounded", "legend": "parameter (shared)"},
-        "input": {"fillcolor": "#9ECAE9", "shape": "box", "style": "filled", "legend": "input x(t)"},
+        "parameter": {"fillcolor": "#F5C978", "shape": "box", "style": "filled,rounded", "legend": "parameter (shared)",
+                      "legend_engine": "parameter"},
+        "input": {"fillcolor": "#9ECAE9", "shape": "box", "style": "filled", "legend": "input x(t)",
+                  "legend_engine": "input"},
         "state": {"fillcolor": "#A8DDB5", "shape": "ellipse", "style": "filled", "legend": "state h(t), c(t)"},
         "op": {"fillcolor": "#EEEEEE", "shape": "box", "style": "filled,rounded", "legend": "op"},
-        "output": {"fillcolor": "#E8A2C8", "shape": "ellipse", "style": "filled", "legend": "output / loss"},
+        "output": {"fillcolor": "#E8A2C8", "shape": "ellipse", "style": "filled", "legend": "output / loss",
+                   "legend_engine": "output"},
         "constant": {"fillcolor": "#FFFFFF", "shape": "box", "style": "filled,dashed", "legend": "constant"},
     },
     # The whole cell drawn as one box (detail="block").
@@ -65,9 +68,13 @@ STYLE = {
 def role_attrs(role):
     """Graphviz attributes for a node of `role` (unknown roles draw as ops)."""
     spec = STYLE["roles"].get(role, STYLE["roles"]["op"])
-    return {k: v for k, v in spec.items() if k != "legend"}
+    return {k: v for k, v in spec.items() if not k.startswith("legend")}
 
 
-def legend_entries(roles):
-    """(role, fill colour, text) for each role in `roles`, in the style table's order."""
-    return [(r, s["fillcolor"], s["legend"]) for r, s in STYLE["roles"].items() if r in roles]
+def legend_entries(roles, engine=False):
+    """(role, fill colour, text) for each role in `roles`, in the style table's order.
+
+    engine: the wording for a plain engine graph, which has no time steps to speak of.
+    """
+    return [(r, s["fillcolor"], s.get("legend_engine", s["legend"]) if engine else s["legend"])
+            for r, s in STYLE["roles"].items() if r in roles]
