@@ -24,13 +24,13 @@ import time
 import numpy as np
 
 import rnn
+from minigrad_cli.charlm import CELLS
 from minigrad import Tensor
 
 SIZES = [(100, 1, 32, 32), (100, 8, 64, 64), (100, 32, 128, 128), (100, 64, 256, 256), (50, 64, 512, 512),
          (1000, 1, 32, 32)]
 QUICK = [(100, 1, 32, 32), (100, 8, 64, 64)]
 GRAPH_MAX = 100 * 8 * 64  # T*B*H above which the graph backend is too slow to be worth timing
-CELLS = {"elman": rnn.ElmanCell, "lstm": rnn.LSTMCell, "gru": rnn.GRUCell}
 
 try:
     import torch

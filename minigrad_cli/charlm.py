@@ -15,7 +15,7 @@ import numpy as np
 import minigrad as mg
 import rnn
 from minigrad.nn import Embedding, Linear, Module
-from rnn.rolled import as_tuple
+from rnn.rolled import as_tuple, detach_state
 
 from .errors import UsageError
 
@@ -79,7 +79,7 @@ class Trainer:
         loss.backward()
         if self.clip_and_check():
             self.opt.step()
-        self.state = tuple(s.detach() for s in as_tuple(result.state))
+        self.state = as_tuple(detach_state(result.state))
         self.step += 1
         self.losses.append(loss.item())
         self.backend_used = result.backend

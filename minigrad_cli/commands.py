@@ -41,9 +41,10 @@ def progress(total, initial, quiet, desc):
 
 # --- train / sample ------------------------------------------------------------------
 
-def _load_meta(path):
+def _load(path, module=None, optimizer=None):
+    """mg.load, with a checkpoint the user gave us that we cannot use reported as a usage error."""
     try:
-        return mg.load(path)
+        return mg.load(path, module, optimizer)
     except mg.CheckpointError as e:
         raise UsageError(str(e)) from None
 
@@ -82,12 +83,9 @@ def train(args):
     opt = make_optimizer(args.optim, model.parameters(), args.lr)
     trainer = Trainer(model, opt, vocab.encode(text), args.seq_len, args.batch, args.clip, args.backend)
     if args.resume:
-        meta = _load_meta(ckpt)
+        meta = _load(ckpt)
         _check_resumable(meta, args, vocab)
-        try:
-            mg.load(ckpt, model, opt)
-        except mg.CheckpointError as e:
-            raise UsageError(str(e)) from None
+        _load(ckpt, model, opt)
         trainer.restore(meta)
 
     def save():
@@ -126,15 +124,12 @@ def sample(args):
     from .charlm import CharModel, sample as draw
     from .text import Vocab
 
-    meta = _load_meta(args.checkpoint)
+    meta = _load(args.checkpoint)
     if meta.get("kind") != "charlm":
         raise UsageError(f"{args.checkpoint} is not a character-model checkpoint")
     vocab = Vocab(meta["vocab"])
     model = CharModel(len(vocab), meta["cell"], meta["hidden"], meta["embed"])
-    try:
-        mg.load(args.checkpoint, model)
-    except mg.CheckpointError as e:
-        raise UsageError(str(e)) from None
+    _load(args.checkpoint, model)
     print(draw(model, vocab, args.length, args.temperature, args.prime, args.seed))
     return 0
 

@@ -28,6 +28,12 @@ def as_tuple(state):
     return tuple(state) if isinstance(state, (tuple, list)) else (state,)
 
 
+def detach_state(state):
+    """The same values cut from the graph; a tensor stays a tensor, a tuple a tuple."""
+    parts = tuple(s.detach() for s in as_tuple(state))
+    return parts if isinstance(state, (tuple, list)) else parts[0]
+
+
 def check_state(cell, what, state, expected):
     """The carried state must keep its structure and shapes from step to step."""
     name = type(cell).__name__

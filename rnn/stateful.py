@@ -31,7 +31,7 @@ import numpy as np
 
 from minigrad import Tensor
 
-from .rolled import as_tuple, check_state
+from .rolled import as_tuple, check_state, detach_state
 from .run import run
 
 
@@ -71,8 +71,7 @@ class Stateful:
     def detach(self):
         """Keep the state's values, cut its history: gradients stop here (truncated BPTT)."""
         if self._state is not None:
-            parts = tuple(s.detach() for s in as_tuple(self._state))
-            self._state = parts if isinstance(self._state, tuple) else parts[0]
+            self._state = detach_state(self._state)
         return self
 
     def step(self, x):

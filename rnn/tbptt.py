@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 from minigrad import Tensor, no_grad
 
-from .rolled import as_tuple
+from .rolled import detach_state
 from .run import check_inputs, run
 
 
@@ -64,11 +64,6 @@ class Window:
     loss: Tensor      # the window's loss, already backpropagated
     result: object    # the RunResult of the window's steps [start, stop); outputs time-major or batch-first as xs
     state: object     # the state after step stop - 1, detached: pass it as state0 to continue the sequence
-
-
-def _detach(state):
-    parts = tuple(s.detach() for s in as_tuple(state))
-    return parts if isinstance(state, tuple) else parts[0]
 
 
 def _state_after(cell, result, xs, start, s0, t, backend):
@@ -115,7 +110,7 @@ def tbptt(cell, xs, loss_fn, k1, k2=None, state0=None, *, batch_first=False, bac
         result = run(cell, xs[start:stop], s0, backend=backend)
         for t in {max(0, nxt_first - (k2 - k1)) for nxt_first in range(first + k1, T, k1)}:
             if start < t <= stop:
-                carried[t] = _detach(_state_after(cell, result, xs, start, s0, t, backend))
+                carried[t] = detach_state(_state_after(cell, result, xs, start, s0, t, backend))
         outputs = result.outputs[first - start:]
         if batch_first:
             result.outputs = result.outputs.transpose(1, 0, 2)
@@ -130,7 +125,7 @@ def tbptt(cell, xs, loss_fn, k1, k2=None, state0=None, *, batch_first=False, bac
             result.graph.meta["detached_state0"] = start > 0
             result.graph.meta["tbptt"] = {"window": w, "k1": k1, "k2": k2, "start": start,
                                           "loss_steps": (first, stop), "T": T}
-        yield Window(w, slice(first, stop), start, loss, result, _detach(result.state))
+        yield Window(w, slice(first, stop), start, loss, result, detach_state(result.state))
 
 
 def tbptt_loss(cell, xs, loss_fn, k1, k2=None, state0=None, **kw):
