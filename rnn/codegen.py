@@ -73,7 +73,9 @@ class _Gen:
         offsets = [0]
         for _, _, sout in plan.states:
             offsets.append(offsets[-1] + self.nodes[sout].width)
-        self.lay.dims = [ph.width for ph in plan.phases] + offsets[:nstate]  # phase widths, then where each state sits in G
+        # phase widths, where each state sits in G, then the batch size from which the per-step
+        # products call BLAS (set per process by rnn.kernel_blas.blas_rows; 0 here)
+        self.lay.dims = [ph.width for ph in plan.phases] + offsets[:nstate] + [0]
         self.writers = {}
         for ph in plan.phases:
             for a in ph.reads:
@@ -384,7 +386,7 @@ class _Gen:
                     else self.stored_ref(left, "0").split("[")[0] + ("[t + 1]" if left in self.state_of_out else "[t]"))
             w = self.array("W_" + ident(r), "rec_weight", r, self.nodes[n.args[1]].shape)
             a = self.array("A_" + ident(r), "rec", r, ("T", "B", n.width))
-            out.append(f"_matmul({lref}, {w}, {a}[t])  # {r} = {left} @ {n.args[1]}")
+            out.append(f"_matmul({lref}, {w}, {a}[t], blas_rows)  # {r} = {left} @ {n.args[1]}")
         return out
 
     def products_backward(self, ph):
@@ -394,7 +396,7 @@ class _Gen:
             buf, parity = self.rec_left_grad(n.args[0])
             da = self.array("dA_" + ident(r), "grad_rec", r, ("T", "B", n.width), True)
             wt = self.array("WT_" + ident(r), "rec_weight_t", r, self.nodes[n.args[1]].shape[::-1], True)
-            out.append(f"_matmul({da}[t], {wt}, {buf}{'[p]' if parity else ''})  # d {n.args[0]} from {r}")
+            out.append(f"_matmul({da}[t], {wt}, {buf}{'[p]' if parity else ''}, blas_rows)  # d {n.args[0]} from {r}")
         return out
 
     def generate(self):
@@ -411,6 +413,7 @@ class _Gen:
         prelude = ["zero = K[0]", "one = K[1]"]
         prelude += [f"e{i} = K[{i}]" for i in self.exponents.values()]
         prelude += [f"W{ph.index} = dims[{ph.index}]" for ph in self.plan.phases if ph.nodes]
+        prelude += [f"blas_rows = dims[{len(self.lay.dims) - 1}]"]
         gl = [f"g{i} = dims[{len(self.plan.phases) + i}]" for i in range(len(self.plan.states))]
         fargs = ", ".join(["T", "B", "dims", "K"] + self.lay.forward_args)
         bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
@@ -542,11 +545,13 @@ def _sigmoid(a, one):
 
 
 # The per-step recurrent products are small: (B, K) @ (K, N) with K, N a few hundred at most.
-# Through BLAS each costs a call with its checks and packing: for LSTM (B, H) = (8, 64) an
-# sgemm took 8 us per step, these loops 2.5 us (float64: 8.8 -> 5.4 us).  Two rows of the
-# result share each pass over four rows of W, so W (row-major, the output axis contiguous and
-# innermost, where LLVM vectorises with fma) is streamed once per two batch rows.  Past
-# K * N = 65536 (LSTM H > 128) W no longer fits in L2 and BLAS's blocking wins.
+# Through a BLAS without small-matrix kernels each costs a call with its checks and packing:
+# for LSTM (B, H) = (8, 64) an sgemm took 8 us per step, these loops 2.5 us (float64: 8.8 ->
+# 5.4 us).  Two rows of the result share each pass over four rows of W, so W (row-major, the
+# output axis contiguous and innermost, where LLVM vectorises with fma) is streamed once per
+# two batch rows.  BLAS takes over from `blas_rows` batch rows on (rnn.kernel_blas.blas_rows
+# picks it for the BLAS loaded), and past K * N = 65536 (LSTM H > 128), where W no longer
+# fits in L2 and BLAS's blocking wins.
 MATMUL = """
 
 @njit(cache=True, error_model="numpy")
@@ -612,10 +617,10 @@ def _rows2(ha, hb, W, oa, ob):
 
 
 @njit(cache=True, error_model="numpy")
-def _matmul(h, W, out):
+def _matmul(h, W, out, blas_rows):
     # out = h @ W; h (B, K), W (K, N) and out (B, N) C-contiguous
     B, K = h.shape
-    if K * W.shape[1] > 65536:
+    if B >= blas_rows or K * W.shape[1] > 65536:
         np.dot(h, W, out)
         return
     for b in range(0, B - 1, 2):

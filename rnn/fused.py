@@ -25,7 +25,7 @@ from minigrad.tensor import PRIMITIVES, is_grad_enabled, reshape
 from . import kernel_cache
 from .cell import Cell
 from .codegen import generate, ident
-from .kernel_blas import carve, carve_plan, matmul2d
+from .kernel_blas import blas_rows, carve, carve_plan, matmul2d
 from .kernel_plan import UnsupportedCellError, make_plan
 from .rolled import as_tuple
 from .run import RunResult
@@ -44,7 +44,7 @@ class Prepared:
         self.snames = [name for name, _, _ in plan.states]
         self.state_index = {name: i for i, name in enumerate(self.snames)}
         self.sname = {name: _sname(plan, name) for name in self.snames}
-        self.dims = np.asarray(layout.dims, dtype=np.int64)
+        self.dims = np.asarray(layout.dims[:-1] + [blas_rows()], dtype=np.int64)
         self._kconsts, self._carved = {}, {}
         self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
         self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()

@@ -257,13 +257,34 @@ def test_changing_a_cell_attribute_after_a_run_retraces():
     np.testing.assert_allclose(fused, graph, rtol=1e-12)
 
 
+@pytest.mark.parametrize("blas_rows", [1 << 30, 1], ids=["loops", "blas"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,K,N", [(1, 5, 7), (2, 4, 8), (3, 9, 3), (5, 64, 256), (4, 300, 300)])
-def test_generated_matmul_matches_numpy(dtype, B, K, N):
-    """The per-step products: fma loops (odd B, K % 4 != 0) and, past K * N = 65536, np.dot."""
+def test_generated_matmul_matches_numpy(dtype, B, K, N, blas_rows):
+    """The per-step products: fma loops (odd B, K % 4 != 0) and np.dot, from `blas_rows` rows
+    on or past K * N = 65536."""
     mod = prepare(rnn.LSTMCell(2, 3, dtype=dtype), 1).module
     rng = np.random.default_rng(B * K * N)
     h, W = rng.standard_normal((B, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     out = np.full((B, N), np.nan, dtype)
-    mod._matmul(h, W, out)
+    mod._matmul(h, W, out, blas_rows)
     np.testing.assert_allclose(out, h @ W, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)
+def test_per_step_products_through_blas_match_the_dag(monkeypatch, cls, dtype):
+    """With a BLAS that has small-matrix kernels the per-step products go through np.dot from a few
+    rows on (CI's BLAS keeps them in the generated loops up to 31 rows): force that path."""
+    monkeypatch.setattr("rnn.kernel_blas._blas_rows", 1)
+    cell = cls(5, 6, rng=np.random.default_rng(1), dtype=dtype)  # a fresh cell: prepared with the patched rule
+    assert prepare(cell, 3).dims[-1] == 1
+    assert_same(cell, 4, 3, 1, dtype)
+
+
+@pytest.mark.parametrize("kernel,rows", [("SkylakeX", 4), ("Haswell", 32), (None, 32)])
+def test_blas_rows_follow_the_blas_kernel(monkeypatch, kernel, rows):
+    monkeypatch.setattr("rnn.kernel_blas._blas_rows", None)
+    monkeypatch.setattr("rnn.kernel_blas.blas_kernel", lambda: kernel)
+    from rnn.kernel_blas import blas_rows
+    assert blas_rows() == rows
