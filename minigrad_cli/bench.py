@@ -38,14 +38,27 @@ except ImportError:
     torch = None
 
 
+def median_times(fns, min_reps=3, budget=1.0, blocks=4):
+    """Median time of each function, timed in alternating blocks (a a a, b b b, a a a, ...) so that a
+    slow spell of a shared machine falls on all of them alike.  Blocks, not single calls: the first
+    call after a switch finds the other library's threads still spinning, so it is not counted."""
+    times = [[] for _ in fns]
+    for fn in fns:
+        fn()  # warm-up: compiles, fills caches
+    for _ in range(blocks):
+        for fn, ts in zip(fns, times):
+            fn()
+            n, start = 0, time.perf_counter()
+            while n < -(-min_reps // blocks) or (time.perf_counter() - start < budget / blocks and n < 50):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+                n += 1
+    return [statistics.median(ts) for ts in times]
+
+
 def median_time(fn, min_reps=3, budget=1.0):
-    fn()  # warm-up: compiles, fills caches
-    times, start = [], time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < 50):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_times([fn], min_reps, budget)[0]
 
 
 def ours(kind, size, dtype, backend):
@@ -77,19 +90,30 @@ def ms(t):
     return "" if t is None else f"{t * 1e3:9.2f}"
 
 
+def machine():
+    """What the figures depend on: cores, the BLAS kernel under our products, PyTorch's threads."""
+    from rnn.kernel_blas import blas_kernel, blas_rows
+    forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    print(f"cpus {os.cpu_count()}; OpenBLAS kernel {blas_kernel()}"
+          f"{' (forced: ' + ', '.join(f'{k}={v}' for k, v in forced.items()) + ')' if forced else ''}, "
+          f"per-step products through BLAS from {blas_rows()} batch rows; "
+          f"torch {torch.__version__ + ', ' + str(torch.get_num_threads()) + ' threads' if torch else 'not installed'}")
+
+
 def table(args):
-    print(f"threads: torch {torch.get_num_threads() if torch else '-'}, cpus {os.cpu_count()}")
+    machine()
     print(f"{'cell':6} {'dtype':8} {'T,B,I,H':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} "
           f"{'torch/numba':>11} {'graph/numba':>11}")
     for kind in args.cells:
         for dtype in args.dtypes:
             for size in args.sizes:
                 budget = 0.3 if args.quick else 1.0
-                t_numba = median_time(ours(kind, size, dtype, "numba"), budget=budget)
+                numba = ours(kind, size, dtype, "numba")
+                t_numba, t_torch = (median_times([numba, pytorch(kind, size, dtype)], budget=budget) if torch
+                                    else (median_time(numba, budget=budget), None))
                 T, B, _, H = size
                 t_graph = (median_time(ours(kind, size, dtype, "graph"), min_reps=1, budget=budget)
                            if args.graph and T * B * H <= GRAPH_MAX else None)
-                t_torch = median_time(pytorch(kind, size, dtype), budget=budget) if torch else None
                 r_torch = f"{t_torch / t_numba:11.2f}" if t_torch else ""
                 r_graph = f"{t_graph / t_numba:11.1f}" if t_graph else ""
                 print(f"{kind:6} {np.dtype(dtype).name:8} {','.join(map(str, size)):>18} {ms(t_numba)} "
