@@ -25,7 +25,7 @@ from minigrad.tensor import PRIMITIVES, is_grad_enabled, reshape
 from . import kernel_cache
 from .cell import Cell
 from .codegen import generate, ident
-from .kernel_blas import blas_rows, carve, carve_plan, matmul2d
+from .kernel_blas import blas_rows, carve, carve_plan, matmul2d, staggered
 from .kernel_plan import UnsupportedCellError, make_plan
 from .rolled import as_tuple
 from .run import RunResult
@@ -215,7 +215,11 @@ def run_numba(cell, xs, state0):
 
     snames = prep.snames
     S = [arrays["S_" + prep.sname[n]] for n in snames]
-    data = S[0][1:] if len(S) == 1 else np.concatenate([s[1:] for s in S], axis=-1)
+    if len(S) == 1:
+        data = S[0][1:]
+    else:  # into a pooled buffer: a fresh one is fresh pages, and faulting them in cost more than the copy
+        data = np.concatenate([s[1:] for s in S], axis=-1,
+                              out=staggered((T, B, sum(s.shape[-1] for s in S)), dtype, 1))
     out = Tensor(data)
     steps = StepStates(S, [])
     if is_grad_enabled() and any(p.requires_grad for p in parents):
@@ -255,7 +259,7 @@ def _view(t, index):
     out = Tensor(t.data[index])
     if t.requires_grad:
         def vjp(g):
-            full = np.zeros_like(t.data)
+            full = staggered(t.shape, t.dtype, 2, zero=True)  # pooled: see the concatenate in run_numba
             full[index] = g
             return (full,)
         out.requires_grad, out.op, out.attrs, out._parents, out._vjp = True, "getitem", {"index": index}, (t,), vjp
