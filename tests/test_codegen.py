@@ -288,3 +288,20 @@ def test_blas_rows_follow_the_blas_kernel(monkeypatch, kernel, rows):
     monkeypatch.setattr("rnn.kernel_blas.blas_kernel", lambda: kernel)
     from rnn.kernel_blas import blas_rows
     assert blas_rows() == rows
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)
+def test_a_nan_input_spreads_like_in_the_dag(cls, dtype):
+    """NaN in x(t0) of one batch row: the kernels' call-free exp/tanh must give NaN from t0 on in that
+    row, as the unfolded DAG does, and leave the other rows exact."""
+    cell = cls(3, 4, rng=np.random.default_rng(2), dtype=dtype)
+    xs = np.random.default_rng(3).standard_normal((5, 3, 3)).astype(dtype)
+    xs[2, 1, 0] = np.nan
+    out = {b: rnn.run(cell, Tensor(xs, requires_grad=True), backend=b) for b in ("graph", "numba")}
+    for r in out.values():
+        r.outputs.sum().backward()
+    graph, fused = out["graph"].outputs.data, out["numba"].outputs.data
+    np.testing.assert_array_equal(np.isnan(fused), np.isnan(graph))
+    assert np.isnan(fused[2:, 1]).all() and not np.isnan(fused[:, [0, 2]]).any()
+    np.testing.assert_allclose(fused[:, [0, 2]], graph[:, [0, 2]], rtol=1e-4 if dtype == np.float32 else 1e-12)
