@@ -286,6 +286,8 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             if zero:
                 grads[name].fill(0)
         grads["G"] = g
+        for name, same in lay.same.items():  # gradients the kernel stores once for two inputs
+            grads[name] = grads[same]
         allv = {**arrays, **grads}
         prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
         steps = steps_ref()

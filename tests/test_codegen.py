@@ -305,3 +305,17 @@ def test_a_nan_input_spreads_like_in_the_dag(cls, dtype):
     np.testing.assert_array_equal(np.isnan(fused), np.isnan(graph))
     assert np.isnan(fused[2:, 1]).all() and not np.isnan(fused[:, [0, 2]]).any()
     np.testing.assert_allclose(fused[:, [0, 2]], graph[:, [0, 2]], rtol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_equal_gradient_arrays_are_stored_once():
+    """x W_ih + b_ih + h W_hh + b_hh: the hoisted and the recurrent product get the same gradient,
+    and so do the two biases.  The kernel stores each once and the runtime passes it twice; the
+    GRU's candidate gate multiplies h W_hn + b_hn by r, so there the arrays differ and both stay."""
+    for cls in (rnn.ElmanCell, rnn.LSTMCell):
+        prep = prepare(cls(3, 4), 2)
+        src = source_of(cls(3, 4), batch=2)
+        kinds = sorted(name.split("_")[0] for name in prep.layout.same)
+        assert kinds == ["dP", "dXA"], prep.layout.same
+        for name in prep.layout.same:
+            assert f"{name}[" not in src and name not in prep.layout.arrays
+    assert prepare(rnn.GRUCell(3, 4), 2).layout.same == {}
