@@ -290,6 +290,16 @@ def test_blas_rows_follow_the_blas_kernel(monkeypatch, kernel, rows):
     assert blas_rows() == rows
 
 
+def test_blas_kernel_survives_a_failing_probe(monkeypatch):
+    import threadpoolctl
+    from rnn.kernel_blas import blas_kernel
+
+    def broken():
+        raise OSError("cannot read the loaded libraries")
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", broken)
+    assert blas_kernel() is None
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)
 def test_a_nan_input_spreads_like_in_the_dag(cls, dtype):
