@@ -301,7 +301,10 @@ class _Gen:
                     vals = [self.load(body, a, ak) for a, ak in self.arg_blocks(n, k)]
                     body.append(f"{self.var(nid, k)} = {self.expr(n, k, vals)}")
                     self.defined.add((nid, k))
-        for a, k in need:
+        # in graph order, not the set's: string hashes vary between processes, and so would the
+        # source, its hash and the cached module, so every new process would compile again
+        order = {nid: i for i, nid in enumerate(self.nodes)}
+        for a, k in sorted(need, key=lambda ak: (order[ak[0]], ak[1])):
             if a not in self.inside:
                 self.load(body, a, k)
         contrib = {}

@@ -46,3 +46,21 @@ def test_generated_code_runs_without_the_jit(test, tmp_path):
     run_python(f"import sys, pytest; sys.exit(pytest.main(['-q', '-x', '-p', 'no:cacheprovider', "
                f"'tests/test_codegen.py::{test}', '-k', 'float64 and (LSTM or GRU or Odd or every)']))",
                NUMBA_DISABLE_JIT="1", MINIGRAD_CACHE=str(tmp_path), HYPOTHESIS_PROFILE="ci")
+
+
+SOURCES = """
+import hashlib, sys, numpy as np
+sys.path.insert(0, "tests")
+from rnn.fused import source_of
+from test_codegen import BUILTIN, CUSTOM
+for cls in BUILTIN + CUSTOM:
+    print(cls.__name__, hashlib.sha256(source_of(cls(4, 4), 2).encode()).hexdigest())
+"""
+
+
+def test_generated_source_is_the_same_in_every_process(tmp_path):
+    """The cached module is named by the hash of its source: a source that varied with the
+    process's string hashing (PYTHONHASHSEED) would be compiled anew by every process."""
+    seen = {run_python(SOURCES, PYTHONHASHSEED=seed, MINIGRAD_CACHE=str(tmp_path / seed))
+            for seed in ("1", "2", "3")}
+    assert len(seen) == 1, seen
