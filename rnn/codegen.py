@@ -124,26 +124,23 @@ class _Gen:
     def grad_ref(self, a, col):
         """Where the gradient of phase input `a` goes."""
         n = self.nodes[a]
-        if n.kind == "x":
-            return f"{self.array('dxs', 'grad_x', a, ('T', 'B', n.width), True)}[t, b, {col}]"
         if n.kind == "state":
             _, name = self.state_of_in[a]
             arr = self.array("ES_" + self.sname[name], "grad_state_ew", name, ("2", "B", n.width), True)
             return f"{arr}[p, b, {col}]"
-        if n.kind == "hoist":
-            return f"{self.array('dXA_' + ident(a), 'grad_hoist', a, ('T', 'B', n.width), True)}[t, b, {col}]"
-        if n.kind == "rec":
-            return f"{self.array('dA_' + ident(a), 'grad_rec', a, ('T', 'B', n.width), True)}[t, b, {col}]"
         if n.kind == "ew":
             return f"{self.array('EV_' + ident(a), 'grad_cross', a, ('B', n.width), True)}[b, {col}]"
+        if n.kind in ("x", "hoist", "rec"):
+            arr = self.array(self.grad_name(a), "grad_" + n.kind, a, ("T", "B", n.width), True)
+            return f"{arr}[t, b, {col}]"
         kind = self.access[a]
-        arr = self.array("dP_" + ident(a), "grad_engine", a, n.shape, True)
+        arr = self.array(self.grad_name(a), "grad_engine", a, n.shape, True)
         return f"{arr}[0]" if kind == "scalar" else f"{arr}[b, {col}]" if kind == "mat" else f"{arr}[{col}]"
 
     def grad_name(self, a):
-        """The name of the per-step gradient array of input `a` (see grad_ref)."""
-        n = self.nodes[a]
-        return {"x": "dxs", "hoist": "dXA_", "rec": "dA_"}.get(n.kind, "dP_") + ("" if n.kind == "x" else ident(a))
+        """The name of the gradient array of input `a`: a step input, a product or an engine value."""
+        kind = self.nodes[a].kind
+        return "dxs" if kind == "x" else {"hoist": "dXA_", "rec": "dA_"}.get(kind, "dP_") + ident(a)
 
     def shareable(self, a, ph, blocks, terms, copies, whole):
         """A key equal for two inputs whose gradient arrays would hold the same numbers, else None.
@@ -430,7 +427,7 @@ class _Gen:
         for r in ph.matmuls:
             n = self.nodes[r]
             buf, parity = self.rec_left_grad(n.args[0])
-            da = self.array("dA_" + ident(r), "grad_rec", r, ("T", "B", n.width), True)
+            da = self.array(self.grad_name(r), "grad_rec", r, ("T", "B", n.width), True)
             wt = self.array("WT_" + ident(r), "rec_weight_t", r, self.nodes[n.args[1]].shape[::-1], True)
             out.append(f"_matmul({da}[t], {wt}, {buf}{'[p]' if parity else ''}, blas_rows)  # d {n.args[0]} from {r}")
         return out
