@@ -272,14 +272,18 @@ def test_generated_matmul_matches_numpy(dtype, B, K, N, blas_rows):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)
-def test_per_step_products_through_blas_match_the_dag(monkeypatch, cls, dtype):
+@pytest.mark.parametrize("cls", BUILTIN + CUSTOM[:-1], ids=lambda c: c.__name__)
+@settings(max_examples=4)
+@given(sizes=sizes)
+def test_per_step_products_through_blas_match_the_dag(cls, dtype, sizes):
     """With a BLAS that has small-matrix kernels the per-step products go through np.dot from a few
     rows on (CI's BLAS keeps them in the generated loops up to 31 rows): force that path."""
-    monkeypatch.setattr("rnn.kernel_blas._blas_rows", 1)
-    cell = cls(5, 6, rng=np.random.default_rng(1), dtype=dtype)  # a fresh cell: prepared with the patched rule
-    assert prepare(cell, 3).dims[-1] == 1
-    assert_same(cell, 4, 3, 1, dtype)
+    T, B, I, H, seed = sizes
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis runs the body many times: patch per run
+        mp.setattr("rnn.kernel_blas._blas_rows", 1)
+        cell = cls(I, H, rng=np.random.default_rng(seed), dtype=dtype)  # fresh: prepared with the patched rule
+        assert prepare(cell, B).dims[-1] == 1
+        assert_same(cell, T, B, seed, dtype)
 
 
 @pytest.mark.parametrize("kernel,rows", [("SkylakeX", 4), ("Haswell", 32), (None, 32)])
