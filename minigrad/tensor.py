@@ -190,12 +190,12 @@ class Tensor:
         return getitem(self, index=index)
 
     def __pow__(self, o):
-        if isinstance(o, Tensor):
-            return exp(mul(o, log(self)))
-        return power(self, float(o))
+        if not isinstance(o, Tensor) and np.ndim(o) == 0:
+            return power(self, float(_as_array(o, what="pow")))
+        return pow_tensor(self, _float_beside(o, self))
 
     def __rpow__(self, o):
-        return exp(mul(self, np.log(_as_array(o, what="pow"))))
+        return pow_tensor(_float_beside(o, self), self)
 
     def exp(self): return exp(self)
     def log(self): return log(self)
@@ -256,6 +256,16 @@ def _coerce(args, op):
         else:
             out.append(Tensor(_as_array(a, what=op)))
     return out
+
+
+def _float_beside(o, t):
+    """`o` for a float op beside tensor t: bare scalars and integer or bool arrays take t's float
+    dtype (2 ** x and x ** [1, 2] stay float32 for a float32 x); float arrays keep theirs."""
+    if isinstance(o, Tensor):
+        return o
+    arr = _as_array(o, what="pow")
+    weak = arr.dtype.kind in "iub" or isinstance(o, (int, float, np.number))
+    return arr.astype(t.dtype if t.dtype.kind == "f" else np.float64) if weak else arr
 
 
 def _describe(tensors, attrs):
@@ -322,6 +332,19 @@ def neg(a):
 def power(a, exponent):
     out = a ** np.asarray(exponent, dtype=a.dtype)
     return out, lambda g: (g * exponent * a ** np.asarray(exponent - 1, dtype=a.dtype),)
+
+
+@primitive("pow", float_only=True)
+def pow_tensor(a, b):
+    """a ** b elementwise with an array exponent; a constant scalar exponent (x ** 2) goes to power.
+    Not exp(b log a): that is NaN for a negative base, where (-2) ** 3 is plainly -8."""
+    out = a ** b
+
+    def vjp(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            db = g * out * np.log(np.where(out == 0, 1, a))  # d/db a**b = a**b log a; 0 where a**b is 0
+            return g * b * a ** (b - 1), db
+    return out, vjp
 
 
 @primitive("exp", float_only=True)
