@@ -179,8 +179,11 @@ class Tensor:
     def __rsub__(self, o): return add(o, neg(self))
     def __mul__(self, o): return mul(self, o)
     def __rmul__(self, o): return mul(o, self)
-    def __truediv__(self, o): return mul(self, power(_coerce([self, o], "div")[1], -1.0))
-    def __rtruediv__(self, o): return mul(o, power(self, -1.0))
+    def __truediv__(self, o):
+        a = _true(self)
+        return mul(a, power(_true(_coerce([a, o], "div")[1]), -1.0))
+
+    def __rtruediv__(self, o): return mul(o, power(_true(self), -1.0))
     def __neg__(self): return neg(self)
     def __matmul__(self, o): return matmul(self, o)
     def __rmatmul__(self, o): return matmul(o, self)
@@ -256,6 +259,11 @@ def _coerce(args, op):
         else:
             out.append(Tensor(_as_array(a, what=op)))
     return out
+
+
+def _true(t):
+    """t for true division: an integer tensor (never one that requires grad) as float64, like NumPy's /."""
+    return t if t.dtype.kind == "f" else Tensor(t.data.astype(np.float64))
 
 
 def _float_beside(o, t):

@@ -349,6 +349,17 @@ def test_integer_exponent_arrays_take_the_bases_float_dtype(expo):
     np.testing.assert_allclose(y.data, x.data ** np.asarray(expo, dtype=np.float32), rtol=1e-6)
 
 
+@pytest.mark.parametrize("expr", ["i / 2", "3 / i", "i / j", "x / i", "i / x", "i / 2.5"])
+def test_true_division_of_integer_tensors_is_numpys(expr):
+    """An integer tensor divides like a NumPy array (true division to floats), not with an error
+    from inside power."""
+    arrays_ = dict(i=np.array([1, 2, 7]), j=np.array([4, 8, 2]), x=np.array([0.5, 2.0, 4.0], np.float32))
+    got = eval(expr, {k: mg.tensor(v) for k, v in arrays_.items()})
+    want = eval(expr, dict(arrays_))
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got.data, want, rtol=1e-6)
+
+
 def test_float64_and_int_scalars_behave_like_numpy():
     x = mg.tensor([1.0, 2.0, 4.0])
     for c in (2, 2.0, np.float64(2.0)):
