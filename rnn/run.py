@@ -86,11 +86,31 @@ def check_inputs(cell, xs, state0, batch_first=False):
     expected = cell.initial_state(B)
     if state0 is None:
         return xs, expected
+    state0 = _state_tensors(cell, state0, expected)
     check_state(cell, "state0", state0, expected)
     for s, e in zip(as_tuple(state0), as_tuple(expected)):
         if s.dtype != e.dtype:
             raise TypeError(f"run({name}): state0 has dtype {s.dtype}, the cell's parameters are {e.dtype}")
     return xs, state0
+
+
+def _state_tensors(cell, state0, expected):
+    """state0 in the cell's structure, arrays made constant Tensors of the cell's dtype (as xs is).
+    For a one-state cell a list or array is that state's values; a tuple of one is accepted too.
+    For a cell that carries several, a tuple or list holds one value per state."""
+    several = isinstance(expected, tuple)
+    parts = as_tuple(state0) if several or isinstance(state0, tuple) else (state0,)
+
+    def tensor(p):
+        if isinstance(p, Tensor) or p is None or isinstance(p, (str, bytes, dict, set)):
+            return p  # check_state names what is wrong with it
+        try:
+            return Tensor(p, dtype=cell.dtype)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"run({type(cell).__name__}): state0 must hold numeric arrays of the state's shape, "
+                            f"got a {type(p).__name__} that does not convert: {e}") from None
+    conv = tuple(map(tensor, parts))
+    return conv if several else conv[0] if len(conv) == 1 else conv
 
 
 def run(cell, xs, state0=None, *, batch_first=False, backend="auto"):

@@ -71,9 +71,26 @@ def test_lstm_state_needs_both_h_and_c():
         rnn.run(rnn.LSTMCell(3, 4), np.zeros((3, 2, 3)), (mg.zeros(2, 4), mg.zeros(2, 5)))
 
 
-def test_state_that_is_not_a_tensor():
-    with pytest.raises(TypeError, match=r"ElmanCell: state0\[0\] is a ndarray, expected a Tensor of shape \(2, 4\)"):
-        rnn.run(rnn.ElmanCell(3, 4), np.zeros((3, 2, 3)), np.zeros((2, 4)))
+def test_state_given_as_arrays_is_taken_like_xs():
+    """Like xs, state0 may be NumPy arrays or nested lists (constants of the cell's dtype); for a
+    one-state cell a list is the state's values, not a tuple of states."""
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((3, 2, 3))
+    for cell, s0 in ((rnn.ElmanCell(3, 4), rng.standard_normal((2, 4))),
+                     (rnn.LSTMCell(3, 4), (rng.standard_normal((2, 4)), rng.standard_normal((2, 4))))):
+        want = rnn.run(cell, xs, tuple(map(mg.tensor, s0)) if isinstance(s0, tuple) else mg.tensor(s0))
+        for given in (s0, [a.tolist() for a in s0] if isinstance(s0, tuple) else s0.tolist()):
+            got = rnn.run(cell, xs, given)
+            np.testing.assert_array_equal(got.outputs.data, want.outputs.data)
+    with pytest.raises(ValueError, match=r"ElmanCell: state0 h has shape \(2, 5\), expected \(2, 4\)"):
+        rnn.run(rnn.ElmanCell(3, 4), xs, np.zeros((2, 5)))
+
+
+def test_state_that_does_not_convert():
+    with pytest.raises(TypeError, match=r"run\(ElmanCell\): state0 must hold numeric arrays.*got a list"):
+        rnn.run(rnn.ElmanCell(3, 4), np.zeros((3, 2, 3)), [[1.0, "a", 2.0, 3.0]] * 2)
+    with pytest.raises(TypeError, match=r"ElmanCell: state0\[0\] is a str, expected a Tensor of shape \(2, 4\)"):
+        rnn.run(rnn.ElmanCell(3, 4), np.zeros((3, 2, 3)), "zeros")
 
 
 def test_dtype_mismatch_is_named():
