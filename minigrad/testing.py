@@ -52,25 +52,38 @@ def _push_away(x, kinks, margin):
     return x
 
 
-def _spread(a, low, high):
-    # Keep the drawn order, but space the values evenly so no two are closer than (high-low)/(2n).
-    if a.size < 2:
-        return a
-    rank = np.argsort(np.argsort(a, axis=None)).reshape(a.shape)
-    step = (high - low) / a.size
-    jitter = (a - low) / (high - low) * 0.4 * step
-    return low + (rank + 0.3) * step + jitter
+def _spread(a, low, high, kinks=(), margin=0.0):
+    # Keep the drawn order, but space the values evenly over [low, high] minus the bands within
+    # `margin` of each kink, so no two are closer than (free length)/(2n) and none is near a kink.
+    bands = []
+    for k in sorted(kinks):
+        b0, b1 = max(low, k - margin), min(high, k + margin)
+        if b0 < b1:
+            if bands and b0 <= bands[-1][1]:
+                bands[-1] = (bands[-1][0], max(bands[-1][1], b1))
+            else:
+                bands.append((b0, b1))
+    free = (high - low) - sum(b1 - b0 for b0, b1 in bands)
+    if a.size < 2:  # nothing to space: keep the drawn value's place in the free length
+        x = low + (a - low) / (high - low) * free
+    else:
+        rank = np.argsort(np.argsort(a, axis=None)).reshape(a.shape)
+        step = free / a.size
+        x = low + (rank + 0.3) * step + (a - low) / (high - low) * 0.4 * step
+    for b0, b1 in bands:  # in increasing order: skip each band
+        x = np.where(x >= b0, x + (b1 - b0), x)
+    return x
 
 
 def arrays(shape, *, low=-2.0, high=2.0, dtype=np.float64, away_from=(), margin=0.05, unique=False):
     """Float arrays with values in [low, high], at least `margin` from every kink in `away_from`.
 
-    unique=True makes all elements clearly distinct (no ties for max).
+    unique=True makes all elements clearly distinct (no ties for max), kinks avoided too.
     """
     elements = st.floats(low, high, allow_nan=False, allow_infinity=False, width=64)
     base = hnp.arrays(np.float64, shape, elements=elements, unique=unique)
-    if unique:
-        base = base.map(lambda a: _spread(a, low, high))
+    if unique:  # pushing values out of a band would put the ones in it on its edge: ties
+        return base.map(lambda a: _spread(a, low, high, away_from, margin).astype(dtype))
     return base.map(lambda a: _push_away(a, away_from, margin).astype(dtype))
 
 

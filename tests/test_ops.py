@@ -397,6 +397,17 @@ def test_unique_arrays_have_no_near_ties(a):
         assert np.min(np.diff(flat)) > 2.0 / (4 * a.size)
 
 
+@given(shapes().flatmap(lambda s: arrays(s, unique=True, low=-1, high=1, away_from=(0.0, 0.5), margin=0.2)))
+def test_unique_arrays_also_keep_away_from_kinks(a):
+    """unique and away_from together: pushing values out of a band put all of them on its edge."""
+    flat = np.sort(a, axis=None)
+    assert np.all(flat >= -1) and np.all(flat <= 1)
+    assert np.all(np.abs(flat) >= 0.2) and np.all(np.abs(flat - 0.5) >= 0.2)
+    if a.size > 1:
+        free = 2.0 - 0.4 - 0.4  # [-1, 1] without the bands (-0.2, 0.2) and (0.3, 0.7)
+        assert np.min(np.diff(flat)) > free / (4 * a.size)
+
+
 @given(tensors(requires_grad=False, dtype=np.float32))
 def test_tensors_strategy(t):
     assert isinstance(t, mg.Tensor) and t.dtype == np.float32 and not t.requires_grad
