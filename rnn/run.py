@@ -57,18 +57,28 @@ class RunResult:
         return iter((self.outputs, self.state, self.graph))
 
 
+_NOT_ARRAYS = (str, bytes, dict, set)  # np.asarray would take them, as 0-d or string arrays
+
+
+def _converted(cell, value, dtype, wanted):
+    """`value` as a Tensor (a Tensor as it is), or a TypeError naming run, the cell and what was `wanted`."""
+    if isinstance(value, Tensor):
+        return value
+    try:
+        return Tensor(value, dtype=dtype)
+    except (TypeError, ValueError) as e:  # ragged nested lists, strings in an array
+        raise TypeError(f"run({type(cell).__name__}): {wanted}, got a {type(value).__name__} "
+                        f"that does not convert: {e}") from None
+
+
 def check_inputs(cell, xs, state0, batch_first=False):
     """xs as a time-major Tensor, and the initial state, or a clear error naming cell, argument and shapes."""
     name = type(cell).__name__
-    if isinstance(xs, (str, bytes, dict, set)) or xs is None:
+    if isinstance(xs, _NOT_ARRAYS) or xs is None:
         raise TypeError(f"run({name}): xs must be a sequence array of shape (T, B, {cell.input_size}), "
                         f"got {type(xs).__name__}")
-    if not isinstance(xs, Tensor):
-        try:
-            xs = Tensor(xs, dtype=cell.dtype if np.ndim(xs) else None)
-        except (TypeError, ValueError) as e:  # ragged nested lists, strings in an array
-            raise TypeError(f"run({name}): xs must be a numeric sequence array of shape (T, B, {cell.input_size}), "
-                            f"got a {type(xs).__name__} that does not convert: {e}") from None
+    xs = _converted(cell, xs, cell.dtype if np.ndim(xs) else None,
+                    f"xs must be a numeric sequence array of shape (T, B, {cell.input_size})")
     layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
     if xs.ndim != 3:
         raise ValueError(f"run({name}): xs must be 3-d {layout}, got shape {xs.shape}")
@@ -101,15 +111,9 @@ def _state_tensors(cell, state0, expected):
     several = isinstance(expected, tuple)
     parts = as_tuple(state0) if several or isinstance(state0, tuple) else (state0,)
 
-    def tensor(p):
-        if isinstance(p, Tensor) or p is None or isinstance(p, (str, bytes, dict, set)):
-            return p  # check_state names what is wrong with it
-        try:
-            return Tensor(p, dtype=cell.dtype)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"run({type(cell).__name__}): state0 must hold numeric arrays of the state's shape, "
-                            f"got a {type(p).__name__} that does not convert: {e}") from None
-    conv = tuple(map(tensor, parts))
+    conv = tuple(p if p is None or isinstance(p, _NOT_ARRAYS)  # check_state names what is wrong with it
+                 else _converted(cell, p, cell.dtype, "state0 must hold numeric arrays of the state's shape")
+                 for p in parts)
     return conv if several else conv[0] if len(conv) == 1 else conv
 
 
