@@ -60,12 +60,13 @@ class RunResult:
 _NOT_ARRAYS = (str, bytes, dict, set)  # np.asarray would take them, as 0-d or string arrays
 
 
-def _converted(cell, value, dtype, wanted):
-    """`value` as a Tensor (a Tensor as it is), or a TypeError naming run, the cell and what was `wanted`."""
+def _converted(cell, value, wanted):
+    """`value` as a Tensor of the cell's dtype (a Tensor as it is), or a TypeError naming run, the
+    cell and what was `wanted`."""
     if isinstance(value, Tensor):
         return value
-    try:
-        return Tensor(value, dtype=dtype)
+    try:  # np.ndim too: it fails on ragged lists
+        return Tensor(value, dtype=cell.dtype if np.ndim(value) else None)
     except (TypeError, ValueError) as e:  # ragged nested lists, strings in an array
         raise TypeError(f"run({type(cell).__name__}): {wanted}, got a {type(value).__name__} "
                         f"that does not convert: {e}") from None
@@ -77,8 +78,7 @@ def check_inputs(cell, xs, state0, batch_first=False):
     if isinstance(xs, _NOT_ARRAYS) or xs is None:
         raise TypeError(f"run({name}): xs must be a sequence array of shape (T, B, {cell.input_size}), "
                         f"got {type(xs).__name__}")
-    xs = _converted(cell, xs, cell.dtype if np.ndim(xs) else None,
-                    f"xs must be a numeric sequence array of shape (T, B, {cell.input_size})")
+    xs = _converted(cell, xs, f"xs must be a numeric sequence array of shape (T, B, {cell.input_size})")
     layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
     if xs.ndim != 3:
         raise ValueError(f"run({name}): xs must be 3-d {layout}, got shape {xs.shape}")
@@ -112,7 +112,7 @@ def _state_tensors(cell, state0, expected):
     parts = as_tuple(state0) if several or isinstance(state0, tuple) else (state0,)
 
     conv = tuple(p if p is None or isinstance(p, _NOT_ARRAYS)  # check_state names what is wrong with it
-                 else _converted(cell, p, cell.dtype, "state0 must hold numeric arrays of the state's shape")
+                 else _converted(cell, p, "state0 must hold numeric arrays of the state's shape")
                  for p in parts)
     return conv if several else conv[0] if len(conv) == 1 else conv
 
