@@ -57,7 +57,7 @@ def _spread(a, low, high, kinks=(), margin=0.0):
     # `margin` of each kink, so no two are closer than (free length)/(2n) and none is near a kink.
     bands = []
     for k in sorted(kinks):
-        b0, b1 = max(low, k - margin), min(high, k + margin)
+        b0, b1 = max(low, _edge(k, -margin)), min(high, _edge(k, margin))
         if b0 < b1:
             if bands and b0 <= bands[-1][1]:
                 bands[-1] = (bands[-1][0], max(bands[-1][1], b1))
@@ -70,9 +70,18 @@ def _spread(a, low, high, kinks=(), margin=0.0):
         rank = np.argsort(np.argsort(a, axis=None)).reshape(a.shape)
         step = free / a.size
         x = low + (rank + 0.3) * step + (a - low) / (high - low) * 0.4 * step
-    for b0, b1 in bands:  # in increasing order: skip each band
-        x = np.where(x >= b0, x + (b1 - b0), x)
+    for b0, b1 in bands:  # in increasing order: skip each band (rounding must not land inside it)
+        x = np.where(x >= b0, np.maximum(x + (b1 - b0), b1), x)
     return x
+
+
+def _edge(k, margin):
+    # k + margin, nudged outwards until it is at least |margin| from k in floating point too
+    # (0.5 + 0.2 - 0.5 is 0.19999999999999996)
+    e = k + margin
+    while abs(e - k) < abs(margin):
+        e = np.nextafter(e, np.inf if margin > 0 else -np.inf)
+    return e
 
 
 def arrays(shape, *, low=-2.0, high=2.0, dtype=np.float64, away_from=(), margin=0.05, unique=False):
