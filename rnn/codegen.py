@@ -452,9 +452,9 @@ class _Gen:
         bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
         helpers = (FAST_F32 if self.plan.dtype == "float32" and FAST_FLOAT32 else
                    FAST_F64 if self.plan.dtype == "float64" and FAST_FLOAT64 else EXACT)
-        src = [HEADER.format(cell=self.plan_cell(), llvm=" ".join(LLVM_OPTIONS)) + helpers + MATMUL, "", "@njit(cache=True, error_model=\"numpy\")", f"def forward({fargs}):"]
+        src = [HEADER.format(cell=self.plan_cell(), llvm=" ".join(LLVM_OPTIONS)) + helpers + MATMUL, "", "@jit", f"def forward({fargs}):"]
         src += ["    " + s for s in prelude] + ["    for t in range(T):"] + ["        " + s for s in fwd]
-        src += ["", "", "@njit(cache=True, error_model=\"numpy\")", f"def backward({bargs}):"]
+        src += ["", "", "@jit", f"def backward({bargs}):"]
         src += ["    " + s for s in prelude + gl] + ["    for t in range(T - 1, -1, -1):",
                                                     "        p = t & 1  # this step's state-input gradients",
                                                     "        q = 1 - p  # the next step's, read as sources"]
@@ -476,17 +476,21 @@ import math
 
 import numpy as np
 from numba import njit
+
+# "contract": a * b + c may become one fused multiply-add (one rounding instead of two, so
+# never less accurate); the products' inner loops and the gate math run on fma instructions.
+jit = njit(cache=True, error_model="numpy", fastmath={{"contract"}})
 '''
 
 
 EXACT = """
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _tanh(a, one):
     return math.tanh(a)
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _sigmoid(a, one):
     # the engine's form: exp of a non-positive number never overflows
     e = math.exp(-abs(a))
@@ -499,7 +503,7 @@ def _sigmoid(a, one):
 # few float32 ulps and has no branch or call; sigmoid(a) = (1 + tanh(a/2)) / 2.
 FAST_F32 = """
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _tanh(a, one):
     x = min(max(a, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
     x2 = x * x
@@ -515,7 +519,7 @@ def _tanh(a, one):
     return x * p / q
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _sigmoid(a, one):
     half = np.float32(0.5)
     return half + half * _tanh(half * a, one)
@@ -537,7 +541,7 @@ _LN2_HI = 0.6931471803691238  # ln 2 to 32 bits: n * _LN2_HI is exact (fdlibm's 
 _LN2_LO = 1.9082149292705877e-10
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _expm1_parts(y):
     # y <= 0: (2**n, exp(r) - 1) with exp(y) = 2**n * (1 + (exp(r) - 1)); no libm call, so
     # loops using it vectorise
@@ -559,7 +563,7 @@ def _expm1_parts(y):
     return scale, r * p
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _tanh(a, one):
     # tanh|a| = -m / (m + 2) with m = exp(-2|a|) - 1: no cancellation near 0
     s, q = _expm1_parts(-2.0 * abs(a))
@@ -568,7 +572,7 @@ def _tanh(a, one):
     return t if a >= 0 else -t
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _sigmoid(a, one):
     # the engine's form: exp of a non-positive number never overflows
     s, q = _expm1_parts(-abs(a))
@@ -581,67 +585,51 @@ def _sigmoid(a, one):
 # The per-step recurrent products are small: (B, K) @ (K, N) with K, N a few hundred at most.
 # Through a BLAS without small-matrix kernels each costs a call with its checks and packing:
 # for LSTM (B, H) = (8, 64) an sgemm took 8 us per step, these loops 2.5 us (float64: 8.8 ->
-# 5.4 us).  Two rows of the result share each pass over four rows of W, so W (row-major, the
+# 5.4 us).  Two rows of the result share each pass over eight rows of W, so W (row-major, the
 # output axis contiguous and innermost, where LLVM vectorises with fma) is streamed once per
-# two batch rows.  BLAS takes over from `blas_rows` batch rows on (rnn.kernel_blas.blas_rows
+# two batch rows; the eight products are summed as a tree, so four fma chains run side by
+# side instead of one chain through out[n] (LSTM H = 32, B = 1: -12% forward, -20% backward).  BLAS takes over from `blas_rows` batch rows on (rnn.kernel_blas.blas_rows
 # picks it for the BLAS loaded), and past K * N = 65536 (LSTM H > 128), where W no longer
 # fits in L2 and BLAS's blocking wins.
 MATMUL = """
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _rows1(h, W, out):
     K = h.shape[0]
     N = W.shape[1]
-    k4 = K - K % 4
+    k8 = K - K % 8
     for n in range(N):
         out[n] = 0
-    for k in range(0, k4, 4):
-        a0 = h[k]
-        a1 = h[k + 1]
-        a2 = h[k + 2]
-        a3 = h[k + 3]
-        w0 = W[k]
-        w1 = W[k + 1]
-        w2 = W[k + 2]
-        w3 = W[k + 3]
+    for k in range(0, k8, 8):
+        a0, a1, a2, a3, a4, a5, a6, a7 = h[k], h[k + 1], h[k + 2], h[k + 3], h[k + 4], h[k + 5], h[k + 6], h[k + 7]
+        w0, w1, w2, w3, w4, w5, w6, w7 = W[k], W[k + 1], W[k + 2], W[k + 3], W[k + 4], W[k + 5], W[k + 6], W[k + 7]
         for n in range(N):
-            out[n] += a0 * w0[n] + a1 * w1[n] + a2 * w2[n] + a3 * w3[n]
-    for k in range(k4, K):
+            out[n] += ((a0 * w0[n] + a1 * w1[n]) + (a2 * w2[n] + a3 * w3[n])) + \\
+                      ((a4 * w4[n] + a5 * w5[n]) + (a6 * w6[n] + a7 * w7[n]))
+    for k in range(k8, K):
         a0 = h[k]
         w0 = W[k]
         for n in range(N):
             out[n] += a0 * w0[n]
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _rows2(ha, hb, W, oa, ob):
     K = ha.shape[0]
     N = W.shape[1]
-    k4 = K - K % 4
+    k8 = K - K % 8
     for n in range(N):
         oa[n] = 0
         ob[n] = 0
-    for k in range(0, k4, 4):
-        a0 = ha[k]
-        a1 = ha[k + 1]
-        a2 = ha[k + 2]
-        a3 = ha[k + 3]
-        c0 = hb[k]
-        c1 = hb[k + 1]
-        c2 = hb[k + 2]
-        c3 = hb[k + 3]
-        w0 = W[k]
-        w1 = W[k + 1]
-        w2 = W[k + 2]
-        w3 = W[k + 3]
+    for k in range(0, k8, 8):
+        a0, a1, a2, a3, a4, a5, a6, a7 = ha[k], ha[k + 1], ha[k + 2], ha[k + 3], ha[k + 4], ha[k + 5], ha[k + 6], ha[k + 7]
+        c0, c1, c2, c3, c4, c5, c6, c7 = hb[k], hb[k + 1], hb[k + 2], hb[k + 3], hb[k + 4], hb[k + 5], hb[k + 6], hb[k + 7]
+        w0, w1, w2, w3, w4, w5, w6, w7 = W[k], W[k + 1], W[k + 2], W[k + 3], W[k + 4], W[k + 5], W[k + 6], W[k + 7]
         for n in range(N):
-            x0 = w0[n]
-            x1 = w1[n]
-            x2 = w2[n]
-            x3 = w3[n]
-            oa[n] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
-            ob[n] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
-    for k in range(k4, K):
+            x0, x1, x2, x3, x4, x5, x6, x7 = w0[n], w1[n], w2[n], w3[n], w4[n], w5[n], w6[n], w7[n]
+            oa[n] += ((a0 * x0 + a1 * x1) + (a2 * x2 + a3 * x3)) + ((a4 * x4 + a5 * x5) + (a6 * x6 + a7 * x7))
+            ob[n] += ((c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3)) + ((c4 * x4 + c5 * x5) + (c6 * x6 + c7 * x7))
+    for k in range(k8, K):
         a0 = ha[k]
         c0 = hb[k]
         w0 = W[k]
@@ -650,7 +638,7 @@ def _rows2(ha, hb, W, oa, ob):
             ob[n] += c0 * w0[n]
 
 
-@njit(cache=True, error_model="numpy")
+@jit
 def _matmul(h, W, out, blas_rows):
     # out = h @ W; h (B, K), W (K, N) and out (B, N) C-contiguous
     B, K = h.shape
