@@ -42,7 +42,8 @@ class Cell(Module, metaclass=ABCMeta):
         return self.step(x, state)
 
     def initial_state(self, batch):
-        zeros = tuple(mg.zeros(batch, self.hidden_size, dtype=self.dtype) for _ in self.state_names)
+        dtype = self.dtype
+        zeros = tuple(mg.zeros(batch, self.hidden_size, dtype=dtype) for _ in self.state_names)
         return zeros[0] if len(zeros) == 1 else zeros
 
     def output(self, state):

@@ -12,6 +12,7 @@ engine as usual:
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -47,8 +48,29 @@ class Prepared:
         self.dims = np.asarray(layout.dims[:-1] + [blas_rows()], dtype=np.int64)
         self._kconsts, self._carved = {}, {}
         self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
+        self.inputs = [(name, what, key) for name, what, key, _ in self.forward_arrays  # what a call fills in
+                       if not what.startswith("grad") and what not in ("rec", "stored")]
         self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()
                                 if what.startswith("grad") and name != "G"]
+        # W.T of a parameter W as a product's right operand (x @ W.T, as the built-in cells write it)
+        # is read off W: the engine records no transpose node, and the gradient comes out in W's layout.
+        rights = {plan.nodes[key].args[1] for _, what, key in self.inputs
+                  if what in ("hoist", "rec_weight", "rec_weight_t")}
+        self.folded = {r: plan.nodes[r].args[0] for r in rights if _param_transpose(plan, r)}
+        roots = [a for nid in plan.xpre for a in plan.nodes[nid].args]
+        for _, what, key in self.inputs:
+            if what == "engine":
+                roots.append(key)
+            elif what in ("hoist", "rec_weight", "rec_weight_t"):
+                left, right = plan.nodes[key].args
+                roots += ([left] if what == "hoist" else []) + ([] if right in self.folded else [right])
+        needed, stack = set(), [r for r in roots if plan.nodes[r].kind == "pre"]
+        while stack:
+            nid = stack.pop()
+            if nid not in needed:
+                needed.add(nid)
+                stack.extend(a for a in plan.nodes[nid].args if plan.nodes[a].kind == "pre")
+        self.pre = [nid for nid in plan.pre if nid in needed]  # what the engine still evaluates
 
     def carved(self, T, B, dtype):
         """Per (T, B, dtype): the carve plans of the forward's own arrays and of the backward's."""
@@ -75,6 +97,12 @@ class Prepared:
         return got
 
 
+def _param_transpose(plan, nid):
+    n = plan.nodes[nid]
+    return (n.op == "transpose" and n.attrs.get("axes") in (None, (1, 0))
+            and plan.nodes[n.args[0]].kind == "param" and len(plan.nodes[n.args[0]].shape) == 2)
+
+
 def signature(rolled):
     """Everything the generated code and plan depend on: ops, attributes, shapes, wiring, constants."""
     args = rolled.arguments()
@@ -91,7 +119,8 @@ _PLAIN = (int, float, str, bool, type(None), tuple, np.generic, np.dtype)
 
 def _config(cell, named=None):
     """What a trace depends on besides the code: plain attributes and parameter shapes; a change re-traces."""
-    plain = tuple((k, repr(v)) for k, v in sorted(vars(cell).items()) if isinstance(v, _PLAIN))
+    plain = tuple((k, v.str if isinstance(v, np.dtype) else repr(v))  # a dtype's repr costs 2 us
+                  for k, v in sorted(vars(cell).items()) if isinstance(v, _PLAIN))
     named = cell.named_parameters() if named is None else named.items()
     return plain + tuple((n, p.shape, p.dtype.str) for n, p in named)
 
@@ -128,7 +157,7 @@ def source_of(cell, batch=1):
 
 
 def _engine_values(prep, named, xs):
-    """Engine tensors for parameters, constants and parameter-only nodes, then the hoisted products."""
+    """Engine tensors for parameters, constants, parameter-only nodes and x-only nodes."""
     plan = prep.plan
     env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
     env.update((cid, Tensor(v)) for cid, v in prep.consts.items())
@@ -141,30 +170,16 @@ def _engine_values(prep, named, xs):
         fn = PRIMITIVES[n.op]
         return fn(args, **n.attrs) if n.op == "concatenate" else fn(*args, **n.attrs)
 
-    for nid in plan.pre:
+    for nid in prep.pre:
         env[nid] = apply(nid)
-    if plan.hoist:
+    if plan.xpre:  # ops on x(t) alone run once over all T*B rows
         T, B, I = xs.shape
         env[plan.x] = reshape(xs, shape=(T * B, I)) if xs.requires_grad else Tensor(xs.data.reshape(T * B, I))
         for nid in plan.xpre:
             env[nid] = apply(nid)
-        for nid in plan.hoist:
-            left, right = plan.nodes[nid].args
-            prod = _product(env[left], env[right])
-            env[nid] = reshape(prod, shape=(T, B, prod.shape[-1])) if prod.requires_grad else \
-                Tensor(prod.data.reshape(T, B, -1))
+    else:
+        env[plan.x] = xs
     return env
-
-
-def _product(a, b):
-    """Engine matmul of 2-d tensors whose forward and vjp GEMMs run on the kernels' BLAS."""
-    out = Tensor(matmul2d(a.data, b.data))
-    if is_grad_enabled() and (a.requires_grad or b.requires_grad):
-        def vjp(g):
-            return (matmul2d(g, b.data.T) if a.requires_grad else None,
-                    matmul2d(a.data.T, g) if b.requires_grad else None)
-        out.requires_grad, out.op, out._parents, out._vjp = True, "matmul", (a, b), vjp
-    return out
 
 
 def _shape(spec, T, B):
@@ -185,23 +200,25 @@ def run_numba(cell, xs, state0):
 
     fnames, fplan, bnames, bplan, bzero = prep.carved(T, B, dtype)
     arrays, parents, which = dict(zip(fnames, carve(fplan, dtype))), [], []  # which[i]: how parents[i]'s gradient is found
-    for name, what, key, spec in prep.forward_arrays:
-        if what.startswith("grad") or what in ("rec", "stored"):
-            continue
+    for name, what, key in prep.inputs:
         if what == "x":
             arrays[name] = np.ascontiguousarray(xs.data)
             parents.append(xs), which.append(("x", name))
         elif what == "state":
             arrays[name][0] = state0[state_index[key]].data
-        elif what == "hoist":
-            arrays[name] = np.ascontiguousarray(env[key].data)
-            parents.append(env[key]), which.append(("hoist", name))
+        elif what == "hoist":  # x(t) @ W for all t: one GEMM, its two gradients two GEMMs in the vjp
+            left, (right, folded) = env[plan.nodes[key].args[0]], _right(prep, env, named, key)
+            arrays[name] = matmul2d(left.data.reshape(T * B, -1), right.data.T if folded else right.data
+                                    ).reshape(T, B, -1)
+            parents.extend((left, right))
+            which.extend((("hoist_left", (name, left, right, folded)), ("hoist_right", (name, left, right, folded))))
         elif what == "rec_weight":
-            right = env[plan.nodes[key].args[1]]
-            arrays[name] = np.ascontiguousarray(right.data)
-            parents.append(right), which.append(("weight", key))
+            right, folded = _right(prep, env, named, key)
+            arrays[name] = np.ascontiguousarray(right.data.T if folded else right.data)
+            parents.append(right), which.append(("weight", (key, folded)))
         elif what == "rec_weight_t":  # the backward's products use W.T row-major
-            arrays[name] = np.ascontiguousarray(env[plan.nodes[key].args[1]].data.T)
+            right, folded = _right(prep, env, named, key)
+            arrays[name] = np.ascontiguousarray(right.data if folded else right.data.T)
         elif what == "engine":
             t = env[key]
             arrays[name] = np.ascontiguousarray(t.data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t.data)
@@ -228,12 +245,11 @@ def run_numba(cell, xs, state0):
         out._parents = tuple(parents)
         out._vjp = _make_vjp(prep, arrays, which, T, B, dims, consts, weakref.ref(steps), snames)
 
-    widths = [s.shape[-1] for s in S]
-    offs = np.cumsum([0] + widths)
     if len(S) == 1:
         per_state = [out]
     else:
-        per_state = [_view(out, (Ellipsis, slice(int(a), int(b)))) for a, b in zip(offs[:-1], offs[1:])]
+        offs = list(itertools.accumulate([0] + [s.shape[-1] for s in S]))
+        per_state = [_view(out, (Ellipsis, slice(a, b))) for a, b in zip(offs[:-1], offs[1:])]
     steps.per_state = per_state
     final = tuple(_view(s, T - 1) for s in per_state)
     if type(cell).output is Cell.output:
@@ -297,12 +313,21 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
         for kind, name in which:
             if kind == "x":
                 out.append(grads["dxs"])
-            elif kind == "hoist":
-                out.append(grads["d" + name])
+            elif kind in ("hoist_left", "hoist_right"):
+                hname, left, right, folded = name
+                dXA = grads["d" + hname].reshape(T * B, -1)
+                if kind == "hoist_left":
+                    out.append(matmul2d(dXA, right.data if folded else right.data.T).reshape(left.shape)
+                               if left.requires_grad else None)
+                elif right.requires_grad:
+                    L = left.data.reshape(T * B, -1)
+                    out.append(matmul2d(dXA.T, L) if folded else matmul2d(L.T, dXA))
+                else:
+                    out.append(None)
             elif kind == "engine":
                 out.append(grads["d" + name])
             elif kind == "weight":
-                out.append(_weight_grad(plan, allv, name, T, B))
+                out.append(_weight_grad(plan, allv, *name, T, B))
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
@@ -311,8 +336,8 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     return vjp
 
 
-def _weight_grad(plan, allv, rid, T, B):
-    """Sum over steps of left(t)^T dA(t): one GEMM over all T*B rows."""
+def _weight_grad(plan, allv, rid, folded, T, B):
+    """Sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM over all T*B rows."""
     left = plan.nodes[rid].args[0]
     states = {sin: n for n, sin, _ in plan.states}
     outs = {sout: n for n, _, sout in plan.states}
@@ -322,8 +347,15 @@ def _weight_grad(plan, allv, rid, T, B):
         L = allv["S_" + _sname(plan, outs[left])][1:]
     else:
         L = allv["V_" + ident(left)]
-    dA = allv["dA_" + ident(rid)]
-    return matmul2d(L.reshape(T * B, -1).T, dA.reshape(T * B, -1))
+    L, dA = L.reshape(T * B, -1), allv["dA_" + ident(rid)].reshape(T * B, -1)
+    return matmul2d(dA.T, L) if folded else matmul2d(L.T, dA)
+
+
+def _right(prep, env, named, key):
+    """(right operand of matmul node `key`, folded): folded, the parameter W whose transpose it is."""
+    r = prep.plan.nodes[key].args[1]
+    pid = prep.folded.get(r)
+    return (named[prep.plan.params[pid]], True) if pid is not None else (env[r], False)
 
 
 class StepStates(Sequence):

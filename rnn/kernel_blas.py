@@ -65,29 +65,33 @@ def blas_kernel():
     return mine[0].get("architecture") if mine else None
 
 
-_POOL: dict = {}          # (length, dtype) -> flat buffers the kernels' arrays are views of
+_POOL: dict = {}          # (length, dtype) -> [(flat buffer, its address)]: the kernels' arrays are views of them
 _POOL_MAX_BYTES = 1 << 30  # past this, allocate without pooling
 _pool_bytes = 0
 
 
 def _buffer(n, dtype):
-    """A flat buffer of n elements, reused from an earlier call when nothing refers to it any more.
+    """(a flat buffer of n elements, its address), reused from an earlier call when nothing refers
+    to the buffer any more.
 
     Fresh large arrays are fresh mmaps whose pages the kernel zeroes on first touch:
     for LSTM float64 (100, 64, 256, 256) that page clearing was a third of the time.
     Every array handed out is a view of its buffer (numpy views keep their base),
-    so a buffer only the pool refers to is free to reuse."""
+    so a buffer only the pool refers to is free to reuse.  The address is kept beside
+    it: reading it off __array_interface__ cost 1 us a call."""
     global _pool_bytes
     key = (n, dtype)
     bufs = _POOL.setdefault(key, [])
-    for buf in bufs:
-        if sys.getrefcount(buf) == 3:  # the list, `buf`, getrefcount's argument: no array uses it
-            return buf
+    for entry in bufs:
+        buf = entry[0]
+        if sys.getrefcount(buf) == 3:  # the entry, `buf`, getrefcount's argument: no array uses it
+            return entry
     buf = np.empty(n, dtype)
+    entry = (buf, buf.__array_interface__["data"][0])
     if len(bufs) < 4 and _pool_bytes + buf.nbytes <= _POOL_MAX_BYTES:
-        bufs.append(buf)
+        bufs.append(entry)
         _pool_bytes += buf.nbytes
-    return buf
+    return entry
 
 
 _DTYPES = {np.float32: np.dtype(np.float32), np.float64: np.dtype(np.float64)}
@@ -102,8 +106,8 @@ def staggered(shape, dtype, k, zero=False):
     n = math.prod(shape)  # np.prod costs ~3 us per call, and there are ~20 calls per run
     line = 64 // size
     shift = (k * 17 % 64) * line
-    buf = _buffer(n + shift + line, dtype)
-    start = shift + (-buf.__array_interface__["data"][0] % 64) // size
+    buf, address = _buffer(n + shift + line, dtype)
+    start = shift + (-address % 64) // size
     out = buf[start:start + n].reshape(shape)
     if zero:
         out.fill(0)
@@ -128,8 +132,8 @@ def carve_plan(shapes, dtype, ks):
 def carve(plan, dtype):
     """The arrays of a `carve_plan`, views of one pooled buffer: one pool lookup instead of one per array."""
     total, where = plan
-    buf = _buffer(total, dtype)
-    base = (-buf.__array_interface__["data"][0] % 4096) // buf.itemsize
+    buf, address = _buffer(total, dtype)
+    base = (-address % 4096) // buf.itemsize
     return [buf[base + o:base + o + n].reshape(shape) for o, n, shape in where]
 
 
