@@ -122,7 +122,7 @@ def _config(cell, named=None):
     plain = tuple((k, v.str if isinstance(v, np.dtype) else repr(v))  # a dtype's repr costs 2 us
                   for k, v in sorted(vars(cell).items()) if isinstance(v, _PLAIN))
     named = cell.named_parameters() if named is None else named.items()
-    return plain + tuple((n, p.shape, p.dtype.str) for n, p in named)
+    return plain + tuple((n, p.data.shape, p.data.dtype) for n, p in named)
 
 
 def prepare(cell, batch, named=None):
