@@ -71,6 +71,7 @@ class Prepared:
                 needed.add(nid)
                 stack.extend(a for a in plan.nodes[nid].args if plan.nodes[a].kind == "pre")
         self.pre = [nid for nid in plan.pre if nid in needed]  # what the engine still evaluates
+        self.weight_left = {key: _weight_left(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
 
     def carved(self, T, B, dtype):
         """Per (T, B, dtype): the carve plans of the forward's own arrays and of the backward's."""
@@ -251,7 +252,6 @@ def run_numba(cell, xs, state0):
         offs = list(itertools.accumulate([0] + [s.shape[-1] for s in S]))
         per_state = [_view(out, (Ellipsis, slice(a, b))) for a, b in zip(offs[:-1], offs[1:])]
     steps.per_state = per_state
-    final = tuple(_view(s, T - 1) for s in per_state)
     if type(cell).output is Cell.output:
         outputs = per_state[0]
     else:
@@ -266,7 +266,7 @@ def run_numba(cell, xs, state0):
         for t, ids in enumerate(graph.meta["state_out"]):
             known.update(zip(ids, steps[t]))
         return known
-    return KernelRunResult(outputs, final if len(final) > 1 else final[0], None, "numba", steps,
+    return KernelRunResult(outputs, None, None, "numba", steps,
                            unfold_args=(prep.rolled, T, known_tensors))
 
 
@@ -327,7 +327,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             elif kind == "engine":
                 out.append(grads["d" + name])
             elif kind == "weight":
-                out.append(_weight_grad(plan, allv, *name, T, B))
+                out.append(_weight_grad(prep, allv, *name, T, B))
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
@@ -336,17 +336,19 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     return vjp
 
 
-def _weight_grad(plan, allv, rid, folded, T, B):
-    """Sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM over all T*B rows."""
+def _weight_left(plan, rid):
+    """(array holding the left operand of recurrent product `rid` at every step, its rows' offset)."""
     left = plan.nodes[rid].args[0]
-    states = {sin: n for n, sin, _ in plan.states}
-    outs = {sout: n for n, _, sout in plan.states}
-    if left in states:
-        L = allv["S_" + _sname(plan, states[left])][:T]
-    elif left in outs:
-        L = allv["S_" + _sname(plan, outs[left])][1:]
-    else:
-        L = allv["V_" + ident(left)]
+    for n, sin, sout in plan.states:
+        if left in (sin, sout):  # S_h holds h(0..T): a product of h(t-1) reads rows 0..T-1
+            return "S_" + _sname(plan, n), int(left == sout)
+    return "V_" + ident(left), None
+
+
+def _weight_grad(prep, allv, rid, folded, T, B):
+    """Sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM over all T*B rows."""
+    name, offset = prep.weight_left[rid]
+    L = allv[name] if offset is None else allv[name][offset:offset + T]
     L, dA = L.reshape(T * B, -1), allv["dA_" + ident(rid)].reshape(T * B, -1)
     return matmul2d(dA.T, L) if folded else matmul2d(L.T, dA)
 
@@ -395,11 +397,22 @@ class StepStates(Sequence):
 
 
 class KernelRunResult(RunResult):
-    """A RunResult whose unfolded graph is built only when someone looks at it."""
+    """A RunResult whose unfolded graph and final state are made only when someone looks at them."""
 
     def __init__(self, *args, unfold_args=None, **kw):
-        self._unfold_args, self._graph = unfold_args, None
+        self._unfold_args, self._graph, self._state = unfold_args, None, None
         super().__init__(*args, **kw)
+
+    @property
+    def state(self):
+        if self._state is None:  # the last step's states, as with the graph backend
+            last = self.states[len(self.states) - 1]
+            self._state = last if len(last) > 1 else last[0]
+        return self._state
+
+    @state.setter
+    def state(self, s):
+        self._state = s
 
     @property
     def graph(self):

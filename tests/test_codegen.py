@@ -347,3 +347,19 @@ def test_weights_reach_the_kernel_node_without_transpose_nodes():
         kernel = next(t for t in toposort(out) if t.op == "rnn_kernel")
         parents = {id(p) for p in kernel._parents}
         assert id(xs) in parents and all(id(p) in parents for p in cell.parameters())
+
+
+@pytest.mark.parametrize("cls", [rnn.ElmanCell, rnn.LSTMCell])
+def test_final_state_is_the_last_step_state_with_its_gradient(cls):
+    """As with the graph backend, result.state is states[-1]: after backward its .grad is dL/dstate(T)."""
+    cell = cls(3, 4, rng=np.random.default_rng(0))
+    xs = np.random.default_rng(1).standard_normal((5, 2, 3))
+    got = {}
+    for backend in ("graph", "numba"):
+        r = rnn.run(cell, xs, backend=backend)
+        last = r.states[-1] if isinstance(r.state, tuple) else r.states[-1][0]
+        assert r.state is last
+        (r.outputs * r.outputs).sum().backward()
+        got[backend] = [s.grad for s in as_tuple(r.state)]
+    for g, n in zip(got["graph"], got["numba"]):
+        assert g is not None and rel(g, n) < 1e-12
