@@ -355,8 +355,9 @@ class _Gen:
                 continue
             if key is not None:
                 written[key] = a
-                step = written.get(("step", key[1][0], key[2], key[3])) if key[0] == "vec" else None
-                if step is not None and len(key[1]) == 1:
+                step = (written.get(("step", key[1][0], key[2], key[3]))
+                        if key[0] == "vec" and len(key[1]) == 1 else None)
+                if step is not None:
                     sums.append((a, step, len(blocks)))
                     continue
             for k, ts in zip(blocks, terms):

@@ -5,8 +5,9 @@ kernel and then the GEMMs that give the weight gradients.  What surrounds it is
 plain engine ops, so gradients reach parameters, xs and state0 through the
 engine as usual:
 
-    W.T, slices of W (parameter-only nodes)  -> engine ops, once per call
-    x(t) @ W for all t (hoisted products)    -> one engine matmul over (T*B, I)
+    W.T of a parameter W                     -> read off W by this node: no engine op
+    slices of W, other parameter-only nodes  -> engine ops, once per call
+    x(t) @ W for all t (hoisted products)    -> one GEMM over (T*B, I) in this node, two in its vjp
     the loop                                 -> this node: all new states, (T, B, sum of widths)
     outputs, final state                     -> engine slices of that node
 """
@@ -57,20 +58,7 @@ class Prepared:
         rights = {plan.nodes[key].args[1] for _, what, key in self.inputs
                   if what in ("hoist", "rec_weight", "rec_weight_t")}
         self.folded = {r: plan.nodes[r].args[0] for r in rights if _param_transpose(plan, r)}
-        roots = [a for nid in plan.xpre for a in plan.nodes[nid].args]
-        for _, what, key in self.inputs:
-            if what == "engine":
-                roots.append(key)
-            elif what in ("hoist", "rec_weight", "rec_weight_t"):
-                left, right = plan.nodes[key].args
-                roots += ([left] if what == "hoist" else []) + ([] if right in self.folded else [right])
-        needed, stack = set(), [r for r in roots if plan.nodes[r].kind == "pre"]
-        while stack:
-            nid = stack.pop()
-            if nid not in needed:
-                needed.add(nid)
-                stack.extend(a for a in plan.nodes[nid].args if plan.nodes[a].kind == "pre")
-        self.pre = [nid for nid in plan.pre if nid in needed]  # what the engine still evaluates
+        self.pre = _pre_needed(plan, self.inputs, self.folded)
         self.weight_left = {key: _weight_left(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
 
     def carved(self, T, B, dtype):
@@ -96,6 +84,25 @@ class Prepared:
         if got is None:
             got = self._kconsts[dtype] = np.asarray(self.layout.consts, dtype=dtype)
         return got
+
+
+def _pre_needed(plan, inputs, folded):
+    """The parameter-only nodes the engine still evaluates per call: those the kernel reads, or that
+    feed x-only nodes, apart from folded transposes."""
+    roots = [a for nid in plan.xpre for a in plan.nodes[nid].args]
+    for _, what, key in inputs:
+        if what == "engine":
+            roots.append(key)
+        elif what in ("hoist", "rec_weight", "rec_weight_t"):
+            left, right = plan.nodes[key].args
+            roots += ([left] if what == "hoist" else []) + ([] if right in folded else [right])
+    needed, stack = set(), [r for r in roots if plan.nodes[r].kind == "pre"]
+    while stack:
+        nid = stack.pop()
+        if nid not in needed:
+            needed.add(nid)
+            stack.extend(a for a in plan.nodes[nid].args if plan.nodes[a].kind == "pre")
+    return [nid for nid in plan.pre if nid in needed]
 
 
 def _param_transpose(plan, nid):
