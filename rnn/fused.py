@@ -59,7 +59,7 @@ class Prepared:
                   if what in ("hoist", "rec_weight", "rec_weight_t")}
         self.folded = {r: plan.nodes[r].args[0] for r in rights if _param_transpose(plan, r)}
         self.pre = _pre_needed(plan, self.inputs, self.folded)
-        self.weight_left = {key: _weight_left(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
+        self.weight_arrays = {key: _weight_arrays(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
 
     def carved(self, T, B, dtype):
         """Per (T, B, dtype): the carve plans of the forward's own arrays and of the backward's."""
@@ -343,20 +343,21 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     return vjp
 
 
-def _weight_left(plan, rid):
-    """(array holding the left operand of recurrent product `rid` at every step, its rows' offset)."""
-    left = plan.nodes[rid].args[0]
+def _weight_arrays(plan, rid):
+    """For recurrent product `rid`: (array holding its left operand at every step, the rows' offset,
+    its gradient array)."""
+    left, grad = plan.nodes[rid].args[0], "dA_" + ident(rid)
     for n, sin, sout in plan.states:
         if left in (sin, sout):  # S_h holds h(0..T): a product of h(t-1) reads rows 0..T-1
-            return "S_" + _sname(plan, n), int(left == sout)
-    return "V_" + ident(left), None
+            return "S_" + _sname(plan, n), int(left == sout), grad
+    return "V_" + ident(left), None, grad
 
 
 def _weight_grad(prep, allv, rid, folded, T, B):
     """Sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM over all T*B rows."""
-    name, offset = prep.weight_left[rid]
+    name, offset, grad = prep.weight_arrays[rid]
     L = allv[name] if offset is None else allv[name][offset:offset + T]
-    L, dA = L.reshape(T * B, -1), allv["dA_" + ident(rid)].reshape(T * B, -1)
+    L, dA = L.reshape(T * B, -1), allv[grad].reshape(T * B, -1)
     return matmul2d(dA.T, L) if folded else matmul2d(L.T, dA)
 
 
