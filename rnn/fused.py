@@ -298,7 +298,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
     """The kernel node's vjp.  It holds the StepStates weakly: a strong reference would close a
     cycle (out -> vjp -> steps -> per-state views -> out) that keeps every kernel array alive
     until the garbage collector runs, so their pooled buffers could not be reused."""
-    plan, lay = prep.plan, prep.layout
+    lay = prep.layout
 
     def vjp(g):
         dtype = consts.dtype
