@@ -172,7 +172,7 @@ def trace(*roots, roles=None):
             else:
                 role = "input" if (t.requires_grad or t.name) else "constant"
         nodes.append(Node(ids[id(t)], t.op or "leaf", role, t.shape, t.dtype.name, name, dict(t.attrs),
-                          t.data if role == "constant" else None))
+                          t._data if role == "constant" else None))
         edges.extend(Edge(ids[id(p)], ids[id(t)], slot) for slot, p in enumerate(t._parents))
     g = Graph(nodes, edges)
     g.tensors = {ids[id(t)]: t for t in order}

@@ -4,6 +4,17 @@ Every primitive is a NumPy forward and its vector-Jacobian product, written
 side by side.  The decorator records the op (name, parents, attributes) on the
 output so that `backward()` can walk the graph and `trace()` can read it back
 as plain data.  Everything else in the engine is built from these primitives.
+
+A vjp reads the arrays its forward saw, so `backward()` is only right if they
+have not changed since.  Two rules keep it so (see `record`):
+
+* the value an op computes is a read-only array while it is recorded: NumPy
+  refuses a write into it;
+* a leaf (a parameter, an input, a constant) stays writable — optimizers and
+  users update it in place — so when an op records it, the leaf's values are
+  copied (once per leaf until its `.data` is handed out again), and
+  `backward()` first checks that every recorded leaf still holds those values,
+  naming the tensor and the op if not.
 """
 from __future__ import annotations
 
@@ -61,7 +72,7 @@ def unbroadcast(grad, shape):
 
 def _as_array(data, dtype=None, what="Tensor"):
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     try:
         arr = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError) as e:
@@ -83,11 +94,17 @@ class Tensor:
     """
 
     __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__
+    # Class defaults, so that making a tensor sets none of them (see record() for what they mean).
+    _private = False        # a constant made from a Python number: no one else holds its array
+    _saved = None           # (parent index, array, copy) per leaf this op recorded
+    _version = 0            # bumped whenever the array is handed out (it may be written) or replaced
+    _copy = None            # the copy of this leaf's values taken at `_copy_version`
+    _copy_version = -1
 
     def __init__(self, data, requires_grad=False, name=None, dtype=None):
-        self.data = _as_array(data, dtype)
-        if self.data.dtype.kind != "f" and requires_grad:
-            raise TypeError(f"Tensor: only floating-point tensors can require grad, got {self.data.dtype}")
+        self._data = _as_array(data, dtype)
+        if self._data.dtype.kind != "f" and requires_grad:
+            raise TypeError(f"Tensor: only floating-point tensors can require grad, got {self._data.dtype}")
         self.requires_grad = bool(requires_grad)
         self.name = name
         self.grad = None
@@ -97,37 +114,49 @@ class Tensor:
         self._vjp = None
         self._retain = False
 
+    @property
+    def data(self):
+        """The values, a NumPy array.  Writing into a leaf's array in place is allowed (optimizers
+        do); a value an op computed is read-only while it is recorded."""
+        self._version += 1  # the caller may write through it: the next op to record it copies it again
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = _as_array(value, what="Tensor.data")
+        self._version += 1
+
     # --- plain attributes -------------------------------------------------
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
+    shape = property(lambda self: self._data.shape)
+    dtype = property(lambda self: self._data.dtype)
+    ndim = property(lambda self: self._data.ndim)
+    size = property(lambda self: self._data.size)
     is_leaf = property(lambda self: self.op is None)
 
     def __len__(self):
-        return len(self.data)
+        return len(self._data)
 
     def __bool__(self):  # as NumPy: only a one-element tensor has a truth value
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self._data)
 
     def __repr__(self):
         extra = f", name={self.name!r}" if self.name else ""
         extra += ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{extra})"
+        return f"Tensor({np.array2string(self._data, precision=4, threshold=20)}, dtype={self.dtype}{extra})"
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item: tensor of shape {self.shape} has {self.data.size} elements, not 1")
-        return self.data.item()
+        if self._data.size != 1:
+            raise ValueError(f"item: tensor of shape {self.shape} has {self._data.size} elements, not 1")
+        return self._data.item()
 
     def numpy(self):
         return self.data
 
     def detach(self):
-        """The same values, cut from the graph (gradients stop here)."""
-        return Tensor(self.data, name=self.name)
+        """The same values, cut from the graph (gradients stop here); they share the array."""
+        return Tensor(self._data, name=self.name)
 
     def retain_grad(self):
         """Keep `.grad` on this intermediate tensor after backward()."""
@@ -144,16 +173,18 @@ class Tensor:
             raise RuntimeError(f"backward: tensor of shape {self.shape} does not require grad "
                                "(no input that requires grad took part in computing it)")
         if grad is None:
-            if self.data.size != 1:
+            if self._data.size != 1:
                 raise RuntimeError(f"backward: tensor of shape {self.shape} is not a scalar; "
                                    "pass grad= an array of that shape")
-            grad = np.ones_like(self.data)
+            grad = np.ones_like(self._data)
         else:
             grad = _as_array(grad, self.dtype, "backward")
             if grad.shape != self.shape:
                 raise ShapeError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
+        order = toposort(self)
+        check_saved(order)  # before any gradient is written: a refused backward changes nothing
         grads = {id(self): grad}
-        for node in reversed(toposort(self)):
+        for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -188,7 +219,7 @@ class Tensor:
     def __matmul__(self, o): return matmul(self, o)
     def __rmatmul__(self, o): return matmul(o, self)
     def __getitem__(self, index):
-        unwrap = lambda i: i.data if isinstance(i, Tensor) else i
+        unwrap = lambda i: i._data if isinstance(i, Tensor) else i
         index = tuple(map(unwrap, index)) if isinstance(index, tuple) else unwrap(index)
         return getitem(self, index=index)
 
@@ -245,6 +276,48 @@ def toposort(*roots):
     return order
 
 
+# --- recording, and checking what was recorded ---------------------------------
+
+def record(out, op, parents, vjp, attrs=None):
+    """Make `out` the recorded result of `op` over `parents`, differentiated by `vjp`.
+
+    The vjp will read the arrays the forward saw.  So `out`'s array is made
+    read-only, and each leaf parent's values are copied (shared by every op that
+    records the leaf until its `.data` is handed out again) for `check_saved`."""
+    data, saved = out._data, None
+    for i, p in enumerate(parents):
+        arr = p._data
+        if arr is data:  # stop_gradient returns its input: freeze a view of it, not the input's array
+            data = out._data = data.view()
+        if p._vjp is None and not p._private:
+            if p._copy_version != p._version:
+                p._copy, p._copy_version = arr.copy(), p._version
+            if saved is None:
+                saved = []
+            saved.append((i, arr, p._copy))
+    data.flags.writeable = False
+    out.requires_grad = True
+    out.op, out.attrs, out._parents, out._vjp, out._saved = op, attrs or {}, tuple(parents), vjp, saved
+    return out
+
+
+def check_saved(order):
+    """Raise if a leaf that an op in `order` recorded was changed in place since."""
+    seen = set()
+    for node in order:
+        for i, arr, copy in node._saved or ():
+            if id(copy) in seen:
+                continue
+            seen.add(id(copy))
+            if arr.tobytes() != copy.tobytes():  # bitwise: a NaN that stays a NaN is unchanged
+                leaf = node._parents[i]
+                who = f"the tensor {leaf.name!r}" if leaf.name else "a tensor"
+                raise RuntimeError(
+                    f"backward: {who} of shape {leaf.shape} (argument {i} of {node.op}) was changed in place after "
+                    f"{node.op} recorded it, so its gradients would mix old and new values; recompute the "
+                    "forward after changing it, or change a copy")
+
+
 # --- the primitive machinery -------------------------------------------------
 
 def _coerce(args, op):
@@ -255,7 +328,9 @@ def _coerce(args, op):
         if isinstance(a, Tensor):
             out.append(a)
         elif isinstance(a, (int, float, bool, np.number)) and like is not None:
-            out.append(Tensor(np.asarray(a, dtype=like)))
+            t = Tensor(np.asarray(a, dtype=like))
+            t._private = True
+            out.append(t)
         else:
             out.append(Tensor(_as_array(a, what=op)))
     return out
@@ -263,7 +338,7 @@ def _coerce(args, op):
 
 def _true(t):
     """t for true division: an integer tensor (never one that requires grad) as float64, like NumPy's /."""
-    return t if t.dtype.kind == "f" else Tensor(t.data.astype(np.float64))
+    return t if t.dtype.kind == "f" else Tensor(t._data.astype(np.float64))
 
 
 def _float_beside(o, t):
@@ -304,14 +379,13 @@ def primitive(name, float_only=False, variadic=False):
                                         f"{name} needs floating point (use .astype('float64'))")
             try:
                 with np.errstate(over="ignore", under="ignore"):
-                    data, vjp = fn(*[t.data for t in tensors], **attrs)
+                    data, vjp = fn(*[t._data for t in tensors], **attrs)
             except (ValueError, IndexError) as e:
                 raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
             out = Tensor(data)
             # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
             if _GradMode.enabled and out.dtype.kind == "f" and any(t.requires_grad for t in tensors):
-                out.requires_grad = True
-                out.op, out.attrs, out._parents, out._vjp = name, attrs, tuple(tensors), vjp
+                record(out, name, tensors, vjp, attrs)
             return out
         PRIMITIVES[name] = op
         return op
