@@ -22,18 +22,19 @@ import numpy as np
 
 from minigrad import Tensor
 from minigrad.graph import Graph
-from minigrad.tensor import PRIMITIVES, is_grad_enabled, reshape
+from minigrad.tensor import PRIMITIVES, enable_grad, is_grad_enabled, record, reshape
 
 from . import kernel_cache
 from .cell import Cell
+from .fingerprint import fingerprint, same_arrays
 from .codegen import generate, ident
 from .kernel_blas import blas_rows, carve, carve_plan, matmul2d, staggered
-from .kernel_plan import UnsupportedCellError, make_plan
+from .kernel_plan import KernelError, UnsupportedCellError, make_plan
 from .rolled import as_tuple
 from .run import RunResult
 from .unfold import unfold
 
-_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, config): Prepared or UnsupportedCellError}
+_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, fingerprint): (Prepared or the error, array copies)}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
 _UNFOLDED: OrderedDict = OrderedDict()    # (id(rolled), T) -> unfolded graph, a few recent ones
 
@@ -122,24 +123,16 @@ def signature(rolled):
     return tuple(parts)
 
 
-_PLAIN = (int, float, str, bool, type(None), tuple, np.generic, np.dtype)
-
-
-def _config(cell, named=None):
-    """What a trace depends on besides the code: plain attributes and parameter shapes; a change re-traces."""
-    plain = tuple((k, v.str if isinstance(v, np.dtype) else repr(v))  # a dtype's repr costs 2 us
-                  for k, v in sorted(vars(cell).items()) if isinstance(v, _PLAIN))
-    named = cell.named_parameters() if named is None else named.items()
-    return plain + tuple((n, p.data.shape, p.data.dtype) for n, p in named)
-
-
-def prepare(cell, batch, named=None):
-    """The traced step, its plan and its compiled kernels, kept per (cell, batch, config); raises UnsupportedCellError.
-
-    `named`: dict(cell.named_parameters()) when the caller has it already."""
-    per = _PER_CELL.setdefault(cell, {})
-    key = (batch, _config(cell, named))
+def prepare(cell, batch):
+    """The traced step, its plan and its compiled kernels for `cell` as it is now; raises
+    UnsupportedCellError.  Kept per (cell, batch) and reused while nothing the step can read
+    from the cell has changed (see rnn.fingerprint): a changed one is traced again."""
+    per = _PER_CELL.setdefault(cell, OrderedDict())
+    key, arrays = fingerprint(cell)
+    key = (batch, key)
     got = per.get(key)
+    if got is not None and not same_arrays(arrays, got[1]):
+        got = None
     if got is None:
         rolled = cell.rolled(batch)
         sig = signature(rolled)
@@ -148,14 +141,18 @@ def prepare(cell, batch, named=None):
                 plan = make_plan(rolled)
                 source, layout = generate(plan)
                 _BY_SIGNATURE[sig] = (plan, layout, source)
+                while len(_BY_SIGNATURE) > 64:  # e.g. a mask that changes every call: each is a new signature
+                    _BY_SIGNATURE.pop(next(iter(_BY_SIGNATURE)))
             plan, layout, source = _BY_SIGNATURE[sig]
-            got = Prepared(rolled, plan, layout, kernel_cache.load(source))
+            prep = Prepared(rolled, plan, layout, kernel_cache.load(source))
         except UnsupportedCellError as e:
-            got = e
-        per[key] = got
-    if isinstance(got, UnsupportedCellError):
-        raise got
-    return got
+            prep = e
+        got = per[key] = (prep, [a.copy() for a in arrays])
+        while len(per) > 8:
+            per.popitem(last=False)
+    if isinstance(got[0], UnsupportedCellError):
+        raise got[0]
+    return got[0]
 
 
 def source_of(cell, batch=1):
@@ -182,7 +179,7 @@ def _engine_values(prep, named, xs):
         env[nid] = apply(nid)
     if plan.xpre:  # ops on x(t) alone run once over all T*B rows
         T, B, I = xs.shape
-        env[plan.x] = reshape(xs, shape=(T * B, I)) if xs.requires_grad else Tensor(xs.data.reshape(T * B, I))
+        env[plan.x] = reshape(xs, shape=(T * B, I)) if xs.requires_grad else Tensor(xs._data.reshape(T * B, I))
         for nid in plan.xpre:
             env[nid] = apply(nid)
     else:
@@ -197,9 +194,43 @@ def _shape(spec, T, B):
 
 def run_numba(cell, xs, state0):
     """Run `cell` over time-major `xs` with the generated kernels; see rnn.run."""
+    prep = prepare(cell, xs.shape[1])
+    if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
+        _verify(cell, prep, xs.shape[1], xs.dtype)
+    return _run(cell, prep, xs, state0)
+
+
+def _verify(cell, prep, B, dtype):
+    """Load or compile both kernels now, on one step of zeros, so that a failure (a damaged Numba
+    cache, a typing error) surfaces here, where rnn.run can still fall back, and not in the middle
+    of backward().  Numba's cache files for the kernels are removed and compiled afresh once first."""
+    params = cell.parameters()
+    grads = [p.grad for p in params]
+    for attempt in (1, 2):
+        try:
+            xs = Tensor(np.zeros((1, B, cell.input_size), dtype), requires_grad=True)
+            state0 = tuple(Tensor(np.zeros(s.shape, dtype), requires_grad=True)
+                           for s in as_tuple(cell.initial_state(B)))
+            with enable_grad():
+                per_state = _run(cell, prep, xs, state0 if len(state0) > 1 else state0[0]).states.per_state
+                sum((s.sum() for s in per_state[1:]), per_state[0].sum()).backward()
+            prep.module.verified_dtypes.add(dtype)
+            return
+        except Exception as e:
+            if attempt == 2:
+                raise KernelError(f"numba backend: the generated kernels for {type(cell).__name__} do not load or "
+                                  f"compile ({prep.module.__file__}, {kernel_cache.where()}): "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            prep.module = kernel_cache.reload_clean(prep.module)
+            prep.module.__dict__.setdefault("verified_dtypes", set())
+        finally:
+            for p, g in zip(params, grads):
+                p.grad = g
+
+
+def _run(cell, prep, xs, state0):
     T, B, _ = xs.shape
     named = dict(cell.named_parameters())
-    prep = prepare(cell, B, named)
     plan, lay = prep.plan, prep.layout
     dtype = xs.dtype
     env = _engine_values(prep, named, xs)
@@ -210,26 +241,28 @@ def run_numba(cell, xs, state0):
     arrays, parents, which = dict(zip(fnames, carve(fplan, dtype))), [], []  # which[i]: how parents[i]'s gradient is found
     for name, what, key in prep.inputs:
         if what == "x":
-            arrays[name] = np.ascontiguousarray(xs.data)
+            arrays[name] = np.ascontiguousarray(xs._data)
             parents.append(xs), which.append(("x", name))
         elif what == "state":
-            arrays[name][0] = state0[state_index[key]].data
+            arrays[name][0] = state0[state_index[key]]._data
         elif what == "hoist":  # x(t) @ W for all t: one GEMM, its two gradients two GEMMs in the vjp
             left, (right, folded) = env[plan.nodes[key].args[0]], _right(prep, env, named, key)
-            arrays[name] = matmul2d(left.data.reshape(T * B, -1), right.data.T if folded else right.data
+            arrays[name] = matmul2d(left._data.reshape(T * B, -1), right._data.T if folded else right._data
                                     ).reshape(T, B, -1)
             parents.extend((left, right))
-            which.extend((("hoist_left", (name, left, right, folded)), ("hoist_right", (name, left, right, folded))))
+            # the arrays as the forward saw them: the vjp must not read a .data replaced since
+            operands = (name, left._data, left.requires_grad, right._data, right.requires_grad, folded)
+            which.extend((("hoist_left", operands), ("hoist_right", operands)))
         elif what == "rec_weight":
             right, folded = _right(prep, env, named, key)
-            arrays[name] = np.ascontiguousarray(right.data.T if folded else right.data)
+            arrays[name] = np.ascontiguousarray(right._data.T if folded else right._data)
             parents.append(right), which.append(("weight", (key, folded)))
         elif what == "rec_weight_t":  # the backward's products use W.T row-major
             right, folded = _right(prep, env, named, key)
-            arrays[name] = np.ascontiguousarray(right.data if folded else right.data.T)
+            arrays[name] = np.ascontiguousarray(right._data if folded else right._data.T)
         elif what == "engine":
             t = env[key]
-            arrays[name] = np.ascontiguousarray(t.data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t.data)
+            arrays[name] = np.ascontiguousarray(t._data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t._data)
             if plan.nodes[key].grad:
                 parents.append(t), which.append(("engine", name))
     for i, s in enumerate(state0):
@@ -248,10 +281,8 @@ def run_numba(cell, xs, state0):
     out = Tensor(data)
     steps = StepStates(S, [])
     if is_grad_enabled() and any(p.requires_grad for p in parents):
-        out.requires_grad, out.op = True, "rnn_kernel"
-        out.attrs = {"cell": plan.cell, "T": T}
-        out._parents = tuple(parents)
-        out._vjp = _make_vjp(prep, arrays, which, T, B, dims, consts, weakref.ref(steps), snames)
+        record(out, "rnn_kernel", parents, _make_vjp(prep, arrays, which, T, B, dims, consts, weakref.ref(steps),
+                                                     snames), {"cell": plan.cell, "T": T})
 
     if len(S) == 1:
         per_state = [out]
@@ -279,13 +310,13 @@ def run_numba(cell, xs, state0):
 
 def _view(t, index):
     """Engine getitem for a basic slice: its vjp writes g into zeros instead of np.add.at (far slower)."""
-    out = Tensor(t.data[index])
+    out = Tensor(t._data[index])
     if t.requires_grad:
         def vjp(g):
             full = staggered(t.shape, t.dtype, 2, zero=True)  # pooled: see the concatenate in run_numba
             full[index] = g
             return (full,)
-        out.requires_grad, out.op, out.attrs, out._parents, out._vjp = True, "getitem", {"index": index}, (t,), vjp
+        record(out, "getitem", (t,), vjp, {"index": index})
     return out
 
 
@@ -321,13 +352,13 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             if kind == "x":
                 out.append(grads["dxs"])
             elif kind in ("hoist_left", "hoist_right"):
-                hname, left, right, folded = name
+                hname, left, left_grad, right, right_grad, folded = name
                 dXA = grads["d" + hname].reshape(T * B, -1)
                 if kind == "hoist_left":
-                    out.append(matmul2d(dXA, right.data if folded else right.data.T).reshape(left.shape)
-                               if left.requires_grad else None)
-                elif right.requires_grad:
-                    L = left.data.reshape(T * B, -1)
+                    out.append(matmul2d(dXA, right if folded else right.T).reshape(left.shape)
+                               if left_grad else None)
+                elif right_grad:
+                    L = left.reshape(T * B, -1)
                     out.append(matmul2d(dXA.T, L) if folded else matmul2d(L.T, dXA))
                 else:
                     out.append(None)

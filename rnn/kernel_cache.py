@@ -1,9 +1,16 @@
 """Generated kernels as importable modules, so Numba's on-disk cache works across processes.
 
-The source is written once to ``$MINIGRAD_CACHE/<hash>.py`` (default
-``~/.cache/minigrad/kernels``), atomically, and imported with importlib; Numba
-keeps its compiled code in ``__pycache__`` beside it.  A second process with the
-same source finds both and does not compile.  In memory, modules are kept by hash.
+The source is written to ``$MINIGRAD_CACHE/rnn_kernel_<hash>.py`` (default
+``~/.cache/minigrad/kernels``) and imported with importlib; Numba keeps its
+compiled code in ``__pycache__`` beside it.  A second process with the same
+source finds both and does not compile.  In memory, modules are kept by hash.
+
+Nothing in the folder is trusted: before a file is imported its bytes must be
+exactly the source we generated (whose hash names it, and which names the
+generator's version), so a truncated, edited or foreign file is written again
+rather than run.  Writes go to a temporary file that is fsynced and renamed
+over the target.  Numba's own cache files are checked by Numba; when they do
+not load, `reload_clean` removes them so the kernels compile afresh.
 """
 from __future__ import annotations
 
@@ -11,10 +18,13 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import llvmlite.binding as llvm
+
+from minigrad.files import write_atomic
+
+from .kernel_plan import KernelError
 
 # The fused element-wise loops read and write a dozen arrays LLVM cannot prove
 # distinct; past 8 pointer checks its loop vectoriser gives up ("too many memory
@@ -33,37 +43,75 @@ def cache_dir():
     return Path(env) if env else Path.home() / ".cache" / "minigrad" / "kernels"
 
 
+def where():
+    """The cache folder as the user set it, for messages."""
+    env = os.environ.get("MINIGRAD_CACHE")
+    return f"MINIGRAD_CACHE={env}" if env else f"the kernel cache {cache_dir()} (set MINIGRAD_CACHE to move it)"
+
+
 def source_hash(source):
     return hashlib.sha256(source.encode()).hexdigest()[:20]
 
 
-def write_once(path, text):
-    """Write `text` to `path` unless it exists; a rename makes the file appear whole or not at all."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+def write_checked(path, text):
+    """Make `path` hold exactly `text`: kept if it does, else written whole (see minigrad.files).
+    True if it had to be written."""
+    data = text.encode()
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)  # a racing writer wrote the same text: either copy is right
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda f: f.write(data))  # a racing writer writes the same bytes: either copy is right
+    return True
 
 
 def load(source):
-    """The module compiled from `source`: in memory, else from the cache directory."""
+    """The module compiled from `source`: in memory, else from the cache folder; KernelError if it
+    cannot be written or imported there."""
     key = source_hash(source)
     mod = _MODULES.get(key)
     if mod is None:
         path = cache_dir() / f"rnn_kernel_{key}.py"
-        write_once(path, source)
-        name = f"minigrad_kernels.rnn_kernel_{key}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # numba's cache locator finds functions through their module
+        try:
+            if write_checked(path, source):
+                _remove_numba_files(path)  # compiled from other bytes, if any: never theirs
+        except OSError as e:
+            raise KernelError(f"numba backend: cannot write the generated kernel to {where()}: "
+                              f"{e.strerror or e} ({e.filename or path})") from None
+        mod = _MODULES[key] = _import(path, key)
+    return mod
+
+
+def _import(path, key):
+    name = f"minigrad_kernels.rnn_kernel_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # numba's cache locator finds functions through their module
+    try:
         spec.loader.exec_module(mod)
-        _MODULES[key] = mod
+    except Exception as e:
+        sys.modules.pop(name, None)
+        raise KernelError(f"numba backend: cannot import the generated kernel {path} ({where()}): "
+                          f"{type(e).__name__}: {e}") from None
+    return mod
+
+
+def _remove_numba_files(path):
+    for f in (path.parent / "__pycache__").glob(f"{path.stem}.*"):
+        try:
+            f.unlink()
+        except OSError:
+            pass
+
+
+def reload_clean(module):
+    """The same kernels imported afresh, with Numba's cache files for them removed first (a damaged
+    index or object file makes Numba raise rather than recompile)."""
+    path = Path(module.__file__)
+    key = path.stem[len("rnn_kernel_"):]
+    _remove_numba_files(path)
+    _MODULES.pop(key, None)
+    mod = _MODULES[key] = _import(path, key)
     return mod

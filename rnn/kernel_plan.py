@@ -34,6 +34,10 @@ class UnsupportedCellError(ValueError):
     """The traced step uses an op (or a form of one) the kernel generator cannot fuse."""
 
 
+class KernelError(RuntimeError):
+    """The generated kernels could not be written, loaded or compiled here (the message says where)."""
+
+
 @dataclass
 class IRNode:
     id: str
@@ -43,6 +47,7 @@ class IRNode:
     attrs: dict
     role: str          # rolled-graph role of a leaf, else "op"
     label: str = ""
+    dtype: str = ""
     value: object = None
     kind: str = ""     # x, state, param, const, pre, hoist, rec, ew
     grad: bool = True  # whether a gradient can reach a leaf below it
@@ -94,7 +99,7 @@ def build_ir(rolled):
     for nid in rolled.topological_order():
         n = rolled.nodes[nid]
         nodes[nid] = IRNode(nid, n.op, list(args[nid]), tuple(n.shape), dict(n.attrs), n.role,
-                            n.label, n.value)
+                            n.label, n.dtype, n.value)
     return nodes
 
 
@@ -135,6 +140,9 @@ def classify(nodes, x_id, state_ids, param_ids):
                       else "param" if nid in param_ids else "const")
             if n.kind == "const" and n.role != "constant":
                 unsupported(n, "a leaf that is neither the step input, a state, a parameter nor a constant")
+            if n.kind in ("param", "state") and n.dtype != nodes[x_id].dtype:
+                unsupported(n, f"it is {n.dtype} and the step input is {nodes[x_id].dtype}: a kernel computes "
+                               "in one dtype (convert the cell, e.g. all parameters to one dtype)")
             deps[nid] = {n.kind} if n.kind != "const" else set()
             n.grad = n.kind != "const"
             continue

@@ -18,6 +18,8 @@ constants and ops.  `graph.meta` records::
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from minigrad import Tensor, enable_grad
@@ -59,20 +61,38 @@ def rolled(cell, batch=1):
     """Trace `cell.step` once and close its loop with delay edges.
 
     The trace runs on random placeholder values of batch `batch`; shapes in the
-    graph are those of that batch.  A second trace on other values makes sure
-    the graph does not depend on them: a step that leaves the engine (``.data``,
-    ``.numpy()``, ``detach()``; use ``mg.stop_gradient``) or branches on values
-    would otherwise be frozen into constants, silently.
+    graph are those of that batch.  A second trace on other values — other
+    inputs, states and parameter values — makes sure the graph does not depend
+    on them: a step that leaves the engine (``.data``, ``.numpy()``,
+    ``detach()``; use ``mg.stop_gradient``) or branches on values would
+    otherwise be frozen into constants, silently.
     """
-    graph, other = _trace(cell, batch, seed=0), _trace(cell, batch, seed=1)
+    graph = _trace(cell, batch, seed=0)
+    with _other_parameter_values(cell, np.random.default_rng(2)):
+        other = _trace(cell, batch, seed=1)
     frozen = [n for n in graph.nodes.values() if n.role == "constant"
               and (n.id not in other.nodes or not np.array_equal(n.value, other.nodes[n.id].value))]
     if [n.op for n in graph.nodes.values()] != [n.op for n in other.nodes.values()] or frozen:
         what = f" (node {frozen[0].id}, shape {frozen[0].shape})" if frozen else ""
         raise ValueError(f"{type(cell).__name__}.step: its graph depends on the values it is given{what}: "
-                         "the step leaves the engine (.data, .numpy(), detach() — use mg.stop_gradient to cut "
-                         "a gradient) or branches on tensor values; write it with engine ops only")
+                         "the step leaves the engine (.data, .numpy(), detach() of an input, a state or a "
+                         "parameter — use mg.stop_gradient to cut a gradient) or branches on tensor values; "
+                         "write it with engine ops only")
     return check_delays(graph)
+
+
+@contextmanager
+def _other_parameter_values(cell, rng):
+    """Every parameter holds other values (same shape and dtype) inside the block, its own after."""
+    params = cell.parameters()
+    saved = [p._data for p in params]
+    try:
+        for p in params:  # straight into _data: this is no write that any recorded graph must notice
+            p._data = (rng.uniform(0.5, 1.5, p.shape) * rng.choice([-1, 1], p.shape)).astype(p.dtype)
+        yield
+    finally:
+        for p, arr in zip(params, saved):
+            p._data = arr
 
 
 def _trace(cell, batch, seed):

@@ -124,11 +124,11 @@ def run(cell, xs, state0=None, *, batch_first=False, backend="auto"):
     xs, state0 = check_inputs(cell, xs, state0, batch_first)
     result = reason = None
     if backend != "graph":
-        from .kernel_plan import UnsupportedCellError  # plain Python: importable without numba
+        from .kernel_plan import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
             from .fused import run_numba
             result = run_numba(cell, xs, state0)
-        except (ImportError, UnsupportedCellError) as e:
+        except (ImportError, UnsupportedCellError, KernelError) as e:
             if backend == "numba":
                 raise
             reason = str(e)
@@ -145,7 +145,7 @@ def feeds_for(graph, cell, xs, state0):
     named = dict(cell.named_parameters())
     feeds = {pid: named[pname] for pid, pname in graph.meta["params"].items()}
     for t, xid in enumerate(graph.meta["x"]):
-        feeds[xid] = xs[t] if xs.requires_grad else Tensor(xs.data[t])
+        feeds[xid] = xs[t] if xs.requires_grad else Tensor(xs._data[t])
     feeds.update(zip(graph.meta["state0"], as_tuple(state0)))
     return feeds
 
