@@ -4,12 +4,16 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test dot
+.PHONY: demo test test-fast dot
 demo: $(VENV)/.installed dot
 	$(VENV)/bin/minigrad demo
 
 test: $(VENV)/.installed dot
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (fresh kernel compiles, subprocesses): for the edit-test loop.
+test-fast: $(VENV)/.installed dot
+	$(PY) -m pytest -q -m "not slow"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

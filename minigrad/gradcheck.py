@@ -34,7 +34,7 @@ def _projected(fn, inputs, weights):
     return total, outs
 
 
-def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
+def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=True, seed=0):
     """Compare the gradients of `fn(*inputs)` with central differences.
 
     The output (a tensor or a tuple of tensors, any shape) is reduced with a
@@ -49,7 +49,7 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tru
         warnings.warn("gradcheck: float32 inputs are checked through float64 copies; "
                       "float32 itself is too coarse for central differences", stacklevel=2)
     # float64 tensors are perturbed in place, so `fn` may also reach them another way (a module's parameters)
-    inputs = [Tensor(t.data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
+    inputs = [Tensor(t._data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
               if t.dtype == np.float32 else t for t in inputs]
     saved_grads = [t.grad for t in inputs]
     for t in inputs:

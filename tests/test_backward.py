@@ -180,7 +180,17 @@ def test_broadcast_gradients_have_the_input_shape(data):
     (a * b + a).sum().backward()
     assert a.grad.shape == sa and b.grad.shape == sb
     full = np.broadcast_shapes(sa, sb)
-    np.testing.assert_allclose(b.grad, mg.unbroadcast(np.broadcast_to(a.data, full), sb))
+    # Independently of unbroadcast: each element of the broadcast product adds its factor to the
+    # one element of the operand it came from.
+    A, B = np.broadcast_to(a.data, full), np.broadcast_to(b.data, full)
+    want_a, want_b = np.zeros(sa), np.zeros(sb)
+    for idx in np.ndindex(full):
+        ia = tuple(0 if s == 1 else i for i, s in zip(idx[len(full) - len(sa):], sa))
+        ib = tuple(0 if s == 1 else i for i, s in zip(idx[len(full) - len(sb):], sb))
+        want_b[ib] += A[idx]
+        want_a[ia] += B[idx] + 1
+    np.testing.assert_allclose(b.grad, want_b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.grad, want_a, rtol=1e-12, atol=1e-12)
 
 
 def test_cast_to_integer_stops_the_gradient():

@@ -16,6 +16,8 @@ from rnn.fused import prepare, source_of
 from rnn.kernel_plan import UnsupportedCellError
 from rnn.rolled import as_tuple
 
+pytestmark = pytest.mark.slow  # compiles kernels
+
 
 class LeakyCell(Cell):
     """Leaky units: h' = (1 - a) h + a tanh(x W + h U + b), a a constant (Goodfellow §10.9.2)."""

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # compiles kernels in subprocesses
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY_RUN = """

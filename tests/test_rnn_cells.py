@@ -53,6 +53,12 @@ def elman_numpy(p, xs, h, act):
     return np.stack(hs), h
 
 
+@pytest.fixture(params=["graph", "numba"])
+def backend(request):
+    """Each equation test runs on the explicit DAG and on the generated kernels alike."""
+    return request.param
+
+
 @pytest.fixture
 def data():
     rng = np.random.default_rng(3)
@@ -60,40 +66,40 @@ def data():
     return rng, rng.normal(size=(T, B, I)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
 
 
-def test_lstm_matches_pytorch_equations(data):
+def test_lstm_matches_pytorch_equations(data, backend):
     rng, xs, h0, c0 = data
     cell = rnn.LSTMCell(4, 6, rng=rng)
     # The f-block bias starts at 1; perturb it so a mixed-up gate order cannot go unnoticed.
     cell.bias_hh.data[:] = rng.normal(size=cell.bias_hh.shape)
-    res = rnn.run(cell, xs, (mg.tensor(h0), mg.tensor(c0)))
+    res = rnn.run(cell, xs, (mg.tensor(h0), mg.tensor(c0)), backend=backend)
     want, h, c = lstm_numpy(cell.state_dict(), xs, h0, c0)
     np.testing.assert_allclose(res.outputs.data, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.state[0].data, h, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.state[1].data, c, rtol=1e-12, atol=1e-12)
 
 
-def test_gru_matches_pytorch_equations(data):
+def test_gru_matches_pytorch_equations(data, backend):
     rng, xs, h0, _ = data
     cell = rnn.GRUCell(4, 6, rng=rng)
-    res = rnn.run(cell, xs, mg.tensor(h0))
+    res = rnn.run(cell, xs, mg.tensor(h0), backend=backend)
     want, h = gru_numpy(cell.state_dict(), xs, h0)
     np.testing.assert_allclose(res.outputs.data, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.state.data, h, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("nonlinearity,act", [("tanh", np.tanh), ("relu", lambda a: np.maximum(a, 0))])
-def test_elman_matches_its_equation(data, nonlinearity, act):
+def test_elman_matches_its_equation(data, nonlinearity, act, backend):
     rng, xs, h0, _ = data
     cell = rnn.ElmanCell(4, 6, nonlinearity=nonlinearity, rng=rng)
-    res = rnn.run(cell, xs, mg.tensor(h0))
+    res = rnn.run(cell, xs, mg.tensor(h0), backend=backend)
     want, _ = elman_numpy(cell.state_dict(), xs, h0, act)
     np.testing.assert_allclose(res.outputs.data, want, rtol=1e-12, atol=1e-12)
 
 
-def test_custom_cell_runs_like_its_formula(data):
+def test_custom_cell_runs_like_its_formula(data, backend):
     rng, xs, h0, _ = data
     cell = LeakyCell(4, 6, rng=rng)
-    res = rnn.run(cell, xs, mg.tensor(h0))
+    res = rnn.run(cell, xs, mg.tensor(h0), backend=backend)
     np.testing.assert_allclose(res.outputs.data, leaky_numpy(cell, xs, h0), rtol=1e-12, atol=1e-12)
 
 

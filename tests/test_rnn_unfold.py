@@ -46,13 +46,15 @@ def test_unfold_copies_each_step_and_shares_parameters(kind, T):
     assert all(pos[e.src] < pos[e.dst] for e in g.edges)
 
 
+@pytest.mark.parametrize("backend", ["graph", "numba"])
 @pytest.mark.parametrize("kind", CELL_KINDS)
-def test_evaluating_the_unfolding_equals_a_python_loop(kind):
+def test_evaluating_the_unfolding_equals_a_python_loop(kind, backend):
     rng = np.random.default_rng(5)
     cell = make_cell(kind, 3, 4, seed=1)
     xs = rng.normal(size=(6, 2, 3))
     state0 = random_state(cell, 2, rng)
-    res = rnn.run(cell, xs, state0)
+    res = rnn.run(cell, xs, state0, backend=backend)
+    assert res.backend == backend
     want_out, want_state = python_loop(cell, xs, state0)
     np.testing.assert_allclose(res.outputs.data, want_out.data, rtol=1e-13, atol=1e-13)
     for a, b in zip(as_tuple(res.state), as_tuple(want_state)):

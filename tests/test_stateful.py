@@ -91,8 +91,8 @@ def test_state_is_settable():
     s.state = (h, c)  # plain arrays are accepted
     y = s.step(x)
     want_h, want_c = cell.step(mg.tensor(x), (mg.tensor(h), mg.tensor(c)))
-    np.testing.assert_allclose(y.data, want_h.data, rtol=1e-13)
-    np.testing.assert_allclose(s.state[1].data, want_c.data, rtol=1e-13)
+    np.testing.assert_allclose(y.data, want_h.data, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(s.state[1].data, want_c.data, rtol=1e-13, atol=1e-15)
     # A 1-d state is one example's state.
     s.state = (h[0], c[0])
     assert s.step(x[0]).shape == (3,) and s.state[0].shape == (1, 3)

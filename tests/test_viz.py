@@ -132,6 +132,24 @@ def test_draw_graph_shows_value_and_grad_of_scalars_and_roles():
 dot_missing = shutil.which("dot") is None
 
 
+def test_hostile_names_are_escaped_in_the_dot_source():
+    """Checked on the DOT text itself, so it runs where Graphviz is not installed too."""
+    x = mg.tensor(1.5, requires_grad=True, name=HOSTILE)
+    y = (x * 2).sum()
+    y.name = HOSTILE
+    src = viz.draw_graph(y).source
+    labels = re.findall(r"label=<(.*)> ", src)
+    assert len(labels) >= 2
+    for label in labels:
+        # Inside an HTML-like label only our own markup may appear: the name's <, >, &, " are entities...
+        assert "<script>" not in label and "<x>" not in label and '"b' not in label
+        assert label.count("<b>") == label.count("</b>")
+    # ...its newline a line break, and its backslash doubled so Graphviz shows one literally.
+    named = [lab for lab in labels if "a&quot;b}{&lt;x&gt;&amp;" in lab]
+    assert len(named) == 2 and all('<br align="center"/>' in lab and "&lt;/script&gt;\\\\" in lab
+                                   for lab in named)
+
+
 @pytest.mark.skipif(dot_missing, reason="Graphviz's dot is not installed")
 def test_hostile_names_are_escaped(tmp_path):
     x = mg.tensor(1.5, requires_grad=True, name=HOSTILE)
