@@ -10,7 +10,7 @@ import numpy as _np
 
 from . import nn, optim
 from .checkpoint import CheckpointError, load, save
-from .clip import NonFiniteGradError, clip_grad_norm_, clip_grad_value_
+from .clip import NonFiniteGradError, clip_grad_norm_, clip_grad_value_, grad_norm
 from .errors import ShapeError
 from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, softmax, split, stack
 from .gradcheck import GradcheckError, gradcheck
@@ -24,14 +24,26 @@ def tensor(data, requires_grad=False, name=None, dtype=None):
     return Tensor(data, requires_grad=requires_grad, name=name, dtype=dtype)
 
 
+def _shape(fn, shape):
+    """`shape` as NumPy takes it: zeros(2, 3) or zeros((2, 3)); non-negative integers, else an error naming `fn`."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if not all(isinstance(n, (int, _np.integer)) and not isinstance(n, (bool, _np.bool_)) for n in shape):
+        raise TypeError(f"{fn}: shape must be integers, got {shape!r}")
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{fn}: shape must not be negative, got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
 def zeros(*shape, requires_grad=False, dtype=_np.float64, name=None):
-    return Tensor(_np.zeros(shape, dtype=dtype), requires_grad=requires_grad, name=name)
+    return Tensor(_np.zeros(_shape("zeros", shape), dtype=dtype), requires_grad=requires_grad, name=name)
 
 
 def ones(*shape, requires_grad=False, dtype=_np.float64, name=None):
-    return Tensor(_np.ones(shape, dtype=dtype), requires_grad=requires_grad, name=name)
+    return Tensor(_np.ones(_shape("ones", shape), dtype=dtype), requires_grad=requires_grad, name=name)
 
 
 def randn(*shape, rng=None, requires_grad=False, dtype=_np.float64, name=None):
+    shape = _shape("randn", shape)
     rng = rng if rng is not None else _np.random.default_rng()
     return Tensor(rng.standard_normal(shape).astype(dtype), requires_grad=requires_grad, name=name)

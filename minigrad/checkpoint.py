@@ -15,23 +15,33 @@ Layout of the file (an ordinary uncompressed .npz, readable with np.load):
 Nothing is ever pickled: arrays are written and read with allow_pickle=False,
 and a file carrying an object array is refused before anything is unpickled.
 Saving writes a temporary file next to the target, fsyncs it and renames it
-over the target, so a crash mid-save leaves the previous checkpoint whole.
-Loading checks every name, shape and dtype of both the module and the
-optimizer before it changes either.
+over the target, so a crash mid-save leaves the previous checkpoint whole;
+the temporaries a killed save leaves behind (".<name>.<12 hex>.tmp") are
+removed by the next save or load of the same name once nobody has written
+them for STALE_AFTER seconds.  Loading reads each array's .npy header first
+and refuses, before allocating anything, an entry that is not a numeric .npy
+array or that declares more data than it holds; it checks every name, shape
+and dtype of both the module and the optimizer before it changes either.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import secrets
+import stat
+import time
 import zipfile
 
 import numpy as np
+
+from .files import temporary_pattern, write_atomic
 
 HEADER_KEY = "__minigrad_checkpoint__"
 FORMAT = "minigrad-checkpoint"
 VERSION = 1
 _MODEL, _OPTIM = "model/", "optim/"
+# A save rewrites its temporary continuously until the rename, so one untouched this long is an orphan.
+STALE_AFTER = 60.0
 
 
 class CheckpointError(ValueError):
@@ -68,17 +78,27 @@ def _arrays_of(state, prefix, owner):
     return out
 
 
-def _fsync_dir(directory):
+def _remove_stale_temporaries(path):
+    """Delete the temporaries interrupted saves of `path` left: our naming for this very name, regular files only.
+
+    Best effort: a file we cannot inspect or remove is left where it is.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    ours = temporary_pattern(path)
+    now = time.time()
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        entries = list(os.scandir(directory))
     except OSError:
-        return   # e.g. Windows cannot open directories; the rename is still atomic there
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return
+    for entry in entries:
+        if not ours.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_AFTER:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def save(path, module, optimizer=None, meta=None):
@@ -108,31 +128,63 @@ def save(path, module, optimizer=None, meta=None):
         header["optimizer"] = {"type": type(optimizer).__name__, "keys": list(optim_state)}
     arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    while True:
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        try:
-            # O_EXCL: never clobber someone else's file; mode 0o666 lets the umask decide, as for open().
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)   # make the rename itself durable
+    _remove_stale_temporaries(path)
+    write_atomic(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 # --- loading ------------------------------------------------------------------------
+# np.savez writes version 1.0 headers (2.0 for very long ones); 3.0 only adds UTF-8 field names, which we never save.
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_member(zf, info, key, refuse):
+    """One entry's array, its .npy header checked first: nothing is allocated for what the file does not hold."""
+    try:
+        with zf.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+            except ValueError as e:
+                raise refuse(f"entry {key!r} is not a .npy array ({e})") from None
+            if version not in _HEADER_READERS:
+                raise refuse(f"entry {key!r} has .npy format version {version[0]}.{version[1]}, "
+                             "which no checkpoint uses")
+            shape, _, dtype = _HEADER_READERS[version](member)
+            if dtype.hasobject:
+                raise refuse(f"entry {key!r} is a pickled (object) array; refusing to unpickle it "
+                             "(a checkpoint holds numeric arrays only)")
+            if dtype.kind not in "biuf":
+                raise refuse(f"entry {key!r} has dtype {dtype}; a checkpoint holds numeric arrays only")
+            declared, held = math.prod(shape) * dtype.itemsize, info.file_size - member.tell()
+            if declared > held:
+                raise refuse(f"entry {key!r} declares shape {shape} of {dtype} ({declared:,} bytes) but holds "
+                             f"only {held:,} bytes; damaged or crafted, not read")
+        with zf.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except CheckpointError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise refuse(f"entry {key!r} is unreadable or truncated ({type(e).__name__}: {e})") from None
+
+
+def _read_arrays(npz, refuse):
+    """{key: array} of every entry of the open .npz, or CheckpointError for the first one that is not ours."""
+    infos = npz.zip.infolist()
+    keys = [i.filename[:-4] if i.filename.endswith(".npy") else i.filename for i in infos]
+    if HEADER_KEY not in keys:
+        shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+        raise refuse(f"not a minigrad checkpoint (an .npz without a {HEADER_KEY!r} entry; "
+                     f"it holds: {shown or 'nothing'})")
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise refuse(f"damaged checkpoint: entry {twice[0]!r} appears more than once")
+    arrays = {}
+    for info, key in zip(infos, keys):
+        if not info.filename.endswith(".npy"):
+            raise refuse(f"entry {key!r} is not a .npy array (a checkpoint holds numeric arrays only)")
+        arrays[key] = _read_member(npz.zip, info, key, refuse)
+    return arrays
+
+
 def _read(path):
     """(header, {key: array}) from `path`, or CheckpointError saying why it is not a checkpoint."""
     def refuse(why):
@@ -150,24 +202,8 @@ def _read(path):
             raise refuse(f"not a minigrad checkpoint (unreadable or truncated: {type(e).__name__}: {e})") from None
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise refuse("not a minigrad checkpoint (a single .npy array, not an .npz)")
-
         with npz:
-            keys = list(npz.files)
-            if HEADER_KEY not in keys:
-                shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
-                raise refuse(f"not a minigrad checkpoint (an .npz without a {HEADER_KEY!r} entry; "
-                             f"it holds: {shown or 'nothing'})")
-            arrays = {}
-            for k in keys:
-                try:
-                    arrays[k] = npz[k]
-                except ValueError as e:
-                    if "pickle" in str(e).lower() or "object" in str(e).lower():
-                        raise refuse(f"entry {k!r} is a pickled (object) array; refusing to unpickle it "
-                                     "(a checkpoint holds numeric arrays only)") from None
-                    raise refuse(f"entry {k!r} is unreadable or truncated ({e})") from None
-                except (OSError, EOFError, zipfile.BadZipFile) as e:
-                    raise refuse(f"entry {k!r} is unreadable or truncated ({type(e).__name__}: {e})") from None
+            arrays = _read_arrays(npz, refuse)
 
     raw = arrays.pop(HEADER_KEY)
     if raw.dtype != np.uint8 or raw.ndim != 1:
@@ -181,9 +217,8 @@ def _read(path):
         raise refuse(f"not a minigrad checkpoint (header format is {got!r}, expected {FORMAT!r})")
     if header.get("version") != VERSION:
         raise refuse(f"checkpoint format version {header.get('version')!r}; this minigrad reads version {VERSION}")
-    for k, arr in arrays.items():
-        if arr.dtype.kind not in "biuf":
-            raise refuse(f"entry {k!r} has dtype {arr.dtype}; a checkpoint holds numeric arrays only")
+    if not isinstance(header.get("meta", {}), dict):
+        raise refuse(f"bad header: 'meta' must be an object, got {type(header['meta']).__name__}")
 
     # The header's key lists and the entries present must agree, or the file was damaged or tampered with.
     listed = set()
@@ -191,7 +226,10 @@ def _read(path):
         if header.get(part) is not None and not isinstance(header[part], dict):
             raise refuse(f"bad header: {part!r} must be an object or null, got {type(header[part]).__name__}")
         if header.get(part) is not None:
-            listed |= {prefix + k for k in header[part].get("keys", [])}
+            keys = header[part].get("keys", [])
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise refuse(f"bad header: {part!r} keys must be a list of names")
+            listed |= {prefix + k for k in keys}
     if listed != set(arrays):
         missing, extra = sorted(listed - set(arrays)), sorted(set(arrays) - listed)
         raise refuse("damaged checkpoint: the header and the stored arrays disagree"
@@ -226,6 +264,7 @@ def load(path, module=None, optimizer=None):
     the file, CheckpointError lists the differences and neither is touched.
     """
     path = os.fspath(path)
+    _remove_stale_temporaries(path)
     header, arrays = _read(path)
     problems = []
     model_state = optim_state = None

@@ -14,6 +14,8 @@ untouched, and the training loop skips the update::
     if np.isfinite(norm):
         opt.step()
     opt.zero_grad()
+
+`grad_norm` measures the same norm without clipping (e.g. before clip_grad_value_).
 """
 from __future__ import annotations
 
@@ -56,6 +58,19 @@ def _l2(arrays):
     return amax * math.sqrt(sum(float(np.sum(np.square(a.astype(np.float64) / amax))) for a in arrays))
 
 
+def _with_grads(params, who):
+    return [(label, p) for label, p in _named_params(params, who) if p.grad is not None]
+
+
+def grad_norm(params):
+    """The joint L2 norm of all gradients, a Python float (inf or NaN if any gradient is), changing nothing.
+
+    What clip_grad_norm_ returns, for a loop that clips by value or not at all
+    but still wants to skip a step whose gradient is not finite.
+    """
+    return _l2([np.asarray(p.grad) for _, p in _with_grads(params, "grad_norm")])
+
+
 def clip_grad_value_(params, clip_value):
     """Clip every gradient element into [-clip_value, clip_value], in place (Mikolov 2012).
 
@@ -84,9 +99,9 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
     max_norm = float(max_norm)
     if not max_norm >= 0 or not math.isfinite(max_norm):
         raise ValueError(f"clip_grad_norm_: max_norm must be finite and >= 0, got {max_norm}")
-    named = [(label, p) for label, p in _named_params(params, "clip_grad_norm_") if p.grad is not None]
+    named = _with_grads(params, "clip_grad_norm_")
     grads = [np.asarray(p.grad) for _, p in named]
-    total = _l2(grads)
+    total = grad_norm(named)
     if not math.isfinite(total):
         if error_if_nonfinite:
             bad = [f"{label} {p.shape}: {int(np.count_nonzero(~np.isfinite(g)))} of {g.size} non-finite"

@@ -12,7 +12,9 @@ def _axis_size(x, axis):
 
 
 def mean(x, axis=None, keepdims=False):
-    return sum(x, axis=axis, keepdims=keepdims) * (1.0 / _axis_size(x, axis))
+    """The mean over `axis`; NaN over no elements, as in NumPy and PyTorch (without NumPy's warning)."""
+    n = _axis_size(x, axis)
+    return sum(x, axis=axis, keepdims=keepdims) * (1.0 / n if n else np.nan)
 
 
 def stack(tensors, axis=0):
@@ -40,7 +42,7 @@ def split(x, sections, axis=-1):
 def logsumexp(x, axis=-1, keepdims=False):
     m = max(x, axis=axis, keepdims=True).detach()  # shift for stability; its gradient cancels exactly
     out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else reshape(out, shape=np.squeeze(out.data, axis=axis).shape)
+    return out if keepdims else reshape(out, shape=np.squeeze(out._data, axis=axis).shape)
 
 
 def log_softmax(x, axis=-1):
@@ -53,7 +55,7 @@ def softmax(x, axis=-1):
 
 def cross_entropy(logits, targets):
     """Mean negative log-likelihood of integer `targets` (N,) under `logits` (N, C)."""
-    targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+    targets = np.asarray(targets._data if isinstance(targets, Tensor) else targets)
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ShapeError(f"cross_entropy: logits must be (N, C) and targets (N,), got logits {logits.shape} "
                          f"and targets {targets.shape}")

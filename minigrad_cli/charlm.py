@@ -18,6 +18,7 @@ from minigrad.nn import Embedding, Linear, Module
 from rnn.rolled import as_tuple, detach_state
 
 from .errors import UsageError
+from .text import chars_needed
 
 CELLS = {"elman": rnn.ElmanCell, "lstm": rnn.LSTMCell, "gru": rnn.GRUCell}
 
@@ -47,7 +48,11 @@ class CharModel(Module):
 
 
 def streams(ids, batch, seq_len):
-    """Cut the text into `batch` equal streams (fewer when the text is short)."""
+    """Cut the text into `batch` equal streams (fewer when the text is short), each long enough for one window.
+
+    A window is seq_len inputs and the seq_len characters after them, so a
+    stream needs chars_needed(seq_len) = seq_len + 1 characters.
+    """
     batch = max(1, min(batch, (len(ids) - 1) // (seq_len + 1)))
     length = len(ids) // batch
     return ids[: batch * length].reshape(batch, length)
@@ -58,11 +63,13 @@ class Trainer:
 
     def __init__(self, model, optimizer, ids, seq_len, batch, clip=None, backend="auto"):
         self.model, self.opt, self.seq_len, self.clip, self.backend = model, optimizer, seq_len, clip, backend
+        if len(ids) < chars_needed(seq_len):
+            raise UsageError(f"text has {len(ids)} characters; --seq-len {seq_len} needs "
+                             f"{chars_needed(seq_len)} (--seq-len + 1)")
         self.data = streams(ids, batch, seq_len)
         self.windows = (self.data.shape[1] - 1) // seq_len
-        if self.windows < 1:
-            raise UsageError(f"text too short for --seq-len {seq_len}: need at least {seq_len + 2} characters")
         self.step, self.losses, self.state, self.skipped = 0, [], None, 0
+        self.backend_used = None
 
     def window(self, step):
         pos = (step % self.windows) * self.seq_len
@@ -87,15 +94,10 @@ class Trainer:
 
     def clip_and_check(self):
         """Clip as asked; False (skip the update) when the gradient is not finite."""
-        params = self.model.parameters()
-        kind, value = self.clip or ("norm", float("inf"))
-        if kind == "value":
-            mg.clip_grad_value_(params, value)
-        norm = mg.clip_grad_norm_(params, value if kind == "norm" else float("inf"), error_if_nonfinite=False)
-        if not np.isfinite(norm):
-            self.skipped += 1
-            return False
-        return True
+        if clip_and_check(self.model.parameters(), self.clip):
+            return True
+        self.skipped += 1
+        return False
 
     def meta(self):
         return {"step": self.step, "losses": self.losses, "skipped": self.skipped,
@@ -106,6 +108,23 @@ class Trainer:
         dtype = self.model.cell.dtype
         self.state = None if meta["carry"] is None else tuple(mg.Tensor(np.array(s, dtype=dtype))
                                                                for s in meta["carry"])
+
+
+def clip_and_check(params, clip):
+    """Clip the gradients as `clip` = (kind, value) or None says; False, touching nothing, if they are not finite.
+
+    The norm is measured before value clipping, which would turn an inf into a finite number.
+    """
+    kind, value = clip or (None, None)
+    if kind == "norm":
+        norm = mg.clip_grad_norm_(params, value, error_if_nonfinite=False)
+    else:
+        norm = mg.grad_norm(params)
+    if not np.isfinite(norm):
+        return False
+    if kind == "value":
+        mg.clip_grad_value_(params, value)
+    return True
 
 
 @mg.no_grad()
@@ -120,8 +139,9 @@ def sample(model, vocab, length, temperature=1.0, prime="", seed=0):
         state = cell.step(model.inputs(np.array([[i]]))[0], state)
     out = []
     for _ in range(length):
-        logits = model.head(cell.output(state)).data[0] / temperature
-        p = np.exp(logits - logits.max())
+        logits = model.head(cell.output(state)).data[0]
+        with np.errstate(over="ignore"):  # shifted first: a tiny temperature sends the rest to -inf, never NaN
+            p = np.exp((logits - logits.max()) / temperature)
         i = int(rng.choice(len(p), p=p / p.sum()))
         out.append(i)
         state = cell.step(model.inputs(np.array([[i]]))[0], state)

@@ -1,8 +1,12 @@
 """One function per subcommand; each takes the parsed arguments and returns an exit code."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,17 +24,35 @@ def make_optimizer(name, params, lr=None):
     return getattr(mg.optim, cls)(params, lr=lr or default_lr)
 
 
-def writable_dir(path):
+def writable_dir(path, what="output folder"):
     """Create `path` if needed and prove we can write there, before any work is done."""
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".minigrad-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # mkstemp's O_EXCL: the probe can never be, and so never delete, a file of the user's.
+        fd, probe = tempfile.mkstemp(prefix=".minigrad-write-test-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
-        raise UsageError(f"cannot write to output folder {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write to {what} {path}: {e.strerror or e}") from None
     return p
+
+
+def claim_outputs(out, names):
+    """Which of the files `names` are already in `out` (writing replaces them); UsageError if one is not a file."""
+    present = []
+    for name in names:
+        path = out / name
+        if path.exists() and not path.is_file():
+            raise UsageError(f"cannot write {path}: a folder or other non-file of that name is in the way")
+        if path.exists():
+            present.append(name)
+    return present
+
+
+def report_replaced(out, names):
+    if names:
+        print(f"replaced {len(names)} earlier file{'s' * (len(names) > 1)} in {out}: {', '.join(names)}")
 
 
 def progress(total, initial, quiet, desc):
@@ -43,15 +65,36 @@ def progress(total, initial, quiet, desc):
 
 def _load(path, module=None, optimizer=None):
     """mg.load, with a checkpoint the user gave us that we cannot use reported as a usage error."""
+    if Path(path).is_dir():
+        raise UsageError(f"checkpoint {path} is a folder, not a checkpoint file")
+    if not Path(path).exists():
+        raise UsageError(f"checkpoint not found: {path}")
     try:
         return mg.load(path, module, optimizer)
     except mg.CheckpointError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+
+
+def _charlm_meta(meta, path):
+    """`meta` if it describes a character model we can build; else a UsageError (before the model is built)."""
+    from .charlm import CELLS
+
+    if meta.get("kind") != "charlm":
+        raise UsageError(f"{path} is not a character-model checkpoint")
+    fits = {"cell": lambda v: v in CELLS,
+            "hidden": lambda v: type(v) is int and v > 0,
+            "embed": lambda v: type(v) is int and v >= 0,
+            "vocab": lambda v: isinstance(v, list) and v and all(isinstance(c, str) and len(c) == 1 for c in v)}
+    bad = [k for k, ok in fits.items() if k not in meta or not ok(meta[k])]
+    if bad:
+        raise UsageError(f"{path}: damaged character-model checkpoint (bad or missing {', '.join(bad)} in its meta)")
+    return meta
 
 
 def _check_resumable(meta, args, vocab):
-    if meta.get("kind") != "charlm":
-        raise UsageError(f"{args.checkpoint} is not a character-model checkpoint")
+    _charlm_meta(meta, args.checkpoint)
     diffs = [f"--{k.replace('_', '-')} {getattr(args, k)} but the checkpoint has {meta[k]}"
              for k in ("cell", "hidden", "embed") if meta[k] != getattr(args, k)]
     if meta["vocab"] != vocab.chars:
@@ -59,6 +102,70 @@ def _check_resumable(meta, args, vocab):
                      f"({len(vocab)} vs {len(meta['vocab'])} characters)")
     if diffs:
         raise UsageError(f"checkpoint {args.checkpoint} is from a different model: " + "; ".join(diffs))
+    if not meta.get("step", 0) < args.steps:  # nothing to train: say so rather than re-save the same run
+        raise UsageError(f"checkpoint {args.checkpoint} is already at step {meta.get('step')}; "
+                         f"--steps {args.steps} must be larger to continue it")
+
+
+def _checkpoint_path(args):
+    """The --checkpoint path, checked before any training: what --resume/--force say, and that we can write it."""
+    if not args.checkpoint:
+        if args.resume:
+            raise UsageError("--resume needs --checkpoint")
+        return None
+    ckpt = Path(args.checkpoint)
+    if ckpt.is_dir():
+        raise UsageError(f"--checkpoint {ckpt} is a folder; give the checkpoint's file name")
+    if args.resume and not ckpt.is_file():
+        raise UsageError(f"--resume: no checkpoint at {ckpt}")
+    if not args.resume and ckpt.exists() and not args.force:
+        raise UsageError(f"{ckpt} exists: pass --resume to continue it or --force to start over")
+    if ckpt.exists() and not ckpt.is_file():
+        raise UsageError(f"--checkpoint {ckpt} is not a regular file")
+    writable_dir(ckpt.parent, "checkpoint folder")
+    return ckpt
+
+
+def _save_or_rescue(ckpt, model, opt, meta):
+    """mg.save to `ckpt`; if that fails, save beside it (or here, or in tmp) and stop with a UsageError saying where."""
+    try:
+        mg.save(ckpt, model, opt, meta=meta)
+        return
+    except OSError as e:
+        why = f"{e.strerror or e}"
+    name = f"{ckpt.name}.rescue-{os.getpid()}.npz"
+    folders = dict.fromkeys([ckpt.parent, Path.cwd(), Path(tempfile.gettempdir())])
+    for rescue in (folder / name for folder in folders):
+        if rescue.exists():  # never over a file that is not ours to replace
+            continue
+        try:
+            mg.save(rescue, model, opt, meta=meta)
+        except OSError:
+            continue
+        raise UsageError(f"cannot save checkpoint {ckpt}: {why}; the training so far (step {meta['step']}) "
+                         f"was saved to {rescue} instead")
+    raise UsageError(f"cannot save checkpoint {ckpt}: {why}; nor could the training so far be saved as {name} "
+                     f"in {', '.join(str(f) for f in folders)}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during training: a KeyboardInterrupt, so it stops the loop and saves as Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def train(args):
@@ -67,17 +174,9 @@ def train(args):
     from .charlm import CharModel, Trainer, sample
     from .text import Vocab, read_text
 
-    text = read_text(args.text, args.seq_len + 2)
+    text = read_text(args.text, args.seq_len)
     vocab = Vocab.of(text)
-    ckpt = Path(args.checkpoint) if args.checkpoint else None
-    if ckpt is not None:
-        if args.resume and not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt}")
-        if not args.resume and ckpt.exists() and not args.force:
-            raise UsageError(f"{ckpt} exists: pass --resume to continue it or --force to start over")
-        writable_dir(ckpt.parent)
-    elif args.resume:
-        raise UsageError("--resume needs --checkpoint")
+    ckpt = _checkpoint_path(args)
 
     model = CharModel(len(vocab), args.cell, args.hidden, args.embed, seed=args.seed)
     opt = make_optimizer(args.optim, model.parameters(), args.lr)
@@ -90,43 +189,47 @@ def train(args):
 
     def save():
         if ckpt is not None:
-            mg.save(ckpt, model, opt, meta={"kind": "charlm", "cell": args.cell, "hidden": args.hidden,
-                                            "embed": args.embed, "vocab": vocab.chars, "seed": args.seed,
-                                            **trainer.meta()})
+            _save_or_rescue(ckpt, model, opt, {"kind": "charlm", "cell": args.cell, "hidden": args.hidden,
+                                               "embed": args.embed, "vocab": vocab.chars, "seed": args.seed,
+                                               **trainer.meta()})
 
     bar = progress(args.steps, trainer.step, args.quiet, f"train {args.cell}")
-    start, start_step = time.perf_counter(), trainer.step
+    interrupted = None
     try:
-        while trainer.step < args.steps:
-            loss = trainer.train_step()
-            rate = (trainer.step - start_step) * args.seq_len * trainer.data.shape[0] / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{loss:.3f}", chars_per_s=f"{rate:,.0f}", refresh=False)
-            bar.update(1)
-            if trainer.step % args.sample_every == 0:
-                bar.write(f"--- step {trainer.step}, loss {loss:.3f} ---\n"
-                          f"{sample(model, vocab, 120, 0.8, seed=trainer.step)}\n")
-            if trainer.step % args.save_every == 0:
-                save()
-    except KeyboardInterrupt:
-        bar.close()
-        save()
-        print(f"interrupted at step {trainer.step}" + (f"; checkpoint saved to {ckpt}" if ckpt else ""),
-              file=sys.stderr)
-        return 130
-    bar.close()
+        with _sigterm_interrupts():
+            _train_loop(trainer, args, bar, lambda step: sample(model, vocab, 120, 0.8, seed=step), save)
+    except KeyboardInterrupt as e:
+        interrupted = e
+    finally:
+        bar.close()  # before any message, so it does not land on the bar's line
     save()
+    if interrupted is not None:
+        how = "terminated (SIGTERM)" if isinstance(interrupted, Terminated) else "interrupted"
+        print(f"{how} at step {trainer.step}" + (f"; checkpoint saved to {ckpt}" if ckpt else ""), file=sys.stderr)
+        return 128 + signal.SIGTERM if isinstance(interrupted, Terminated) else 130
     print(f"done: step {trainer.step}, loss {trainer.losses[-1]:.4f} (backend {trainer.backend_used})"
           + (f"; checkpoint {ckpt}" if ckpt else ""))
     return 0
+
+
+def _train_loop(trainer, args, bar, draw, save):
+    start, start_step = time.perf_counter(), trainer.step
+    while trainer.step < args.steps:
+        loss = trainer.train_step()
+        rate = (trainer.step - start_step) * args.seq_len * trainer.data.shape[0] / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{loss:.3f}", chars_per_s=f"{rate:,.0f}", refresh=False)
+        bar.update(1)
+        if trainer.step % args.sample_every == 0:
+            bar.write(f"--- step {trainer.step}, loss {loss:.3f} ---\n{draw(trainer.step)}\n")
+        if trainer.step % args.save_every == 0:
+            save()
 
 
 def sample(args):
     from .charlm import CharModel, sample as draw
     from .text import Vocab
 
-    meta = _load(args.checkpoint)
-    if meta.get("kind") != "charlm":
-        raise UsageError(f"{args.checkpoint} is not a character-model checkpoint")
+    meta = _charlm_meta(_load(args.checkpoint), args.checkpoint)
     vocab = Vocab(meta["vocab"])
     model = CharModel(len(vocab), meta["cell"], meta["hidden"], meta["embed"])
     _load(args.checkpoint, model)
@@ -147,12 +250,13 @@ def train_task(args):
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
 
-    _, held_out = fit(args.task, args.cell, args.T, args.hidden, args.steps, args.batch,
-                      lambda params: make_optimizer(args.optim, params, args.lr), args.clip, args.backend,
-                      args.seed, on_step)
+    model, held_out = fit(args.task, args.cell, args.T, args.hidden, args.steps, args.batch,
+                          lambda params: make_optimizer(args.optim, params, args.lr), args.clip, args.backend,
+                          args.seed, on_step)
     bar.close()
+    skipped = f"; {model.skipped} updates skipped for a non-finite gradient" if model.skipped else ""
     print(f"{args.task} T={args.T} {args.cell}: held-out loss {held_out:.4f} "
-          f"(baseline {BASELINES[args.task](args.T):.4f}; backend {used[0]})")
+          f"(baseline {BASELINES[args.task](args.T):.4f}; backend {used[0]}{skipped})")
     return 0
 
 
@@ -163,13 +267,17 @@ def viz(args):
     from .charlm import CELLS
 
     out = writable_dir(args.out)
+    stems = {name: f"{args.cell}-{name}-{args.detail}" for name in ("rolled", "unrolled")}
+    # v.render writes the picture and its DOT source (.gv) beside it.
+    replaced = claim_outputs(out, [stem + ext for stem in stems.values() for ext in (f".{args.format}", ".gv")])
     cell = CELLS[args.cell](args.input, args.hidden, rng=np.random.default_rng(0))
     pictures = {"rolled": v.draw_rolled(cell, detail=args.detail),
                 "unrolled": v.draw_unrolled(cell, steps=args.steps, detail=args.detail, collapse=args.collapse)}
     for name, graph in pictures.items():
-        path = out / f"{args.cell}-{name}-{args.detail}.{args.format}"
+        path = out / f"{stems[name]}.{args.format}"
         v.render(graph, path, format=args.format)
         print(path)
+    report_replaced(out, replaced)
     return 0
 
 
@@ -183,6 +291,10 @@ def gradcheck(args):
 
 
 def demo(args):
-    from .demo import run_demo
-    return run_demo(writable_dir(args.out), args.seconds, args.backend)
+    from .demo import outputs, run_demo
+    out = writable_dir(args.out)
+    replaced = claim_outputs(out, outputs())
+    code = run_demo(out, args.seconds, args.backend)
+    report_replaced(out, replaced)
+    return code
 

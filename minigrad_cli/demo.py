@@ -22,6 +22,16 @@ from .text import Vocab, zen_of_python
 SEQ_LEN, BATCH, HIDDEN, FLOW_T = 25, 8, 64, 40
 
 
+def outputs():
+    """The name of every file run_demo writes, known before it trains: the command says which it replaces.
+
+    A graph is rendered as .svg with its DOT source (.gv) beside it.
+    """
+    graphs = [f"{cell}-unrolled-grad" for cell in ("lstm", "elman")]
+    graphs += [f"lstm-{kind}-{detail}" for detail in ("block", "ops") for kind in ("rolled", "unrolled")]
+    return ["loss.svg", "gradient-flow.svg", *(g + ext for g in graphs for ext in (".svg", ".gv")), "index.html"]
+
+
 def train_for(name, cell, ids, vocab, seconds, backend):
     """Train one model for about `seconds`, printing samples as it learns."""
     model = CharModel(len(vocab), cell, HIDDEN, seed=0)

@@ -26,8 +26,14 @@ def load_cell_class(spec):
         raise UsageError(f"--cell must be one of {', '.join(CELLS)} or module:Class, got {spec!r}")
     sys.path.insert(0, os.getcwd())  # let `my_cells:Leaky` find my_cells.py in the current folder
     try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise UsageError(f"cannot load cell {spec!r}: {e}") from None
+    except (Exception, SystemExit) as e:  # the user's module is running code of its own: any error can come out
+        raise UsageError(f"cannot load cell {spec!r}: importing {module} raised {type(e).__name__}: {e}") from None
+    try:
+        cls = getattr(mod, name)
+    except AttributeError as e:
         raise UsageError(f"cannot load cell {spec!r}: {e}") from None
     if not (inspect.isclass(cls) and issubclass(cls, rnn.Cell)):
         raise UsageError(f"{spec} is not a subclass of rnn.Cell")

@@ -6,9 +6,9 @@ Every bad input the user can give becomes one line on stderr and exit code 2
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-
 
 from .errors import UsageError
 
@@ -24,21 +24,32 @@ def _clip(spec):
         v = float(value)
     except ValueError:
         v = -1.0
-    if kind not in ("value", "norm") or not v > 0:
-        raise argparse.ArgumentTypeError(f"--clip must be value:V or norm:V with V > 0, got {spec!r}")
+    # inf would clip nothing and nan everything; neither is what the user meant.
+    if kind not in ("value", "norm") or not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"--clip must be value:V or norm:V with V a finite number > 0, got {spec!r}")
     return kind, v
 
 
-def _positive(kind):
+def _number(kind, what, ok):
+    """A parser for finite `kind` numbers v with ok(v); `what` names them in the message."""
     def parse(s):
         try:
             v = kind(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {s!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {s!r}")
+            v = None
+        # nan passes every `v <= 0` test, and inf makes a learning rate or a temperature meaningless.
+        if v is None or not math.isfinite(v) or not ok(v):
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {s!r}")
         return v
     return parse
+
+
+def _positive(kind):
+    return _number(kind, f"positive {'finite ' * (kind is float)}{kind.__name__}", lambda v: v > 0)
+
+
+def _non_negative(kind):
+    return _number(kind, f"non-negative {kind.__name__}", lambda v: v >= 0)
 
 
 def build_parser():
@@ -58,7 +69,7 @@ def build_parser():
     t.add_argument("--T", type=_positive(int), default=100, help="sequence length for --task (default 100)")
     t.add_argument("--cell", choices=("elman", "lstm", "gru"), default="lstm")
     t.add_argument("--hidden", type=_positive(int), default=64)
-    t.add_argument("--embed", type=int, default=0, help="embedding size; 0 = one-hot characters")
+    t.add_argument("--embed", type=_non_negative(int), default=0, help="embedding size; 0 = one-hot characters")
     t.add_argument("--seq-len", type=_positive(int), default=25, help="truncated-BPTT window K")
     t.add_argument("--batch", type=_positive(int), default=16)
     t.add_argument("--steps", type=_positive(int), default=1000, help="total optimizer steps (a resumed run "
@@ -72,7 +83,7 @@ def build_parser():
     t.add_argument("--force", action="store_true", help="start over even if --checkpoint exists")
     t.add_argument("--save-every", type=_positive(int), default=200)
     t.add_argument("--sample-every", type=_positive(int), default=200)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_non_negative(int), default=0)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
@@ -80,7 +91,7 @@ def build_parser():
     s.add_argument("--length", type=_positive(int), default=200)
     s.add_argument("--temperature", type=_positive(float), default=1.0)
     s.add_argument("--prime", default="")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_non_negative(int), default=0)
 
     v = sub.add_parser("viz", help="draw a cell's rolled and unrolled graphs")
     v.add_argument("--cell", choices=("elman", "lstm", "gru"), default="lstm")
@@ -96,7 +107,7 @@ def build_parser():
     g.add_argument("--cell", default="lstm", help="elman, lstm, gru, or module:Class for your own Cell subclass")
     g.add_argument("--examples", type=_positive(int), default=20, help="hypothesis examples")
     g.add_argument("--backend", choices=backends, default="graph")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_non_negative(int), default=0)
 
     # `minigrad bench ...` hands its arguments to the benchmark's own parser (see main()).
     sub.add_parser("bench", help="print the benchmark table (numba vs graph vs PyTorch if installed)")
@@ -117,11 +128,16 @@ def main(argv=None):
         from . import commands
         return getattr(commands, args.command)(args) or 0
     except UsageError as e:
-        print(f"minigrad: error: {e}", file=sys.stderr)
+        print(f"minigrad: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:
         from viz import GraphvizNotFound  # imported only here: the other commands need not load viz
         if not isinstance(e, GraphvizNotFound):
             raise
-        print(f"minigrad: error: {e}", file=sys.stderr)
+        print(f"minigrad: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(error):
+    # A message may quote what the user gave us (a file name, an exception from their module) verbatim.
+    return " ".join(str(error).split())

@@ -18,7 +18,7 @@ import minigrad as mg
 import rnn
 from minigrad.nn import Linear, Module
 
-from .charlm import CELLS
+from .charlm import CELLS, clip_and_check
 
 COPY_LEN, COPY_SYMBOLS = 10, 8
 BLANK, DELIM = COPY_SYMBOLS, COPY_SYMBOLS + 1
@@ -55,6 +55,7 @@ class TaskModel(Module):
     def __init__(self, task, cell="lstm", hidden=64, seed=0):
         rng = np.random.default_rng(seed)
         self.task = task
+        self.skipped = 0   # updates skipped for a non-finite gradient
         n_in, n_out = (2, 1) if task == "adding" else (COPY_SYMBOLS + 2, COPY_SYMBOLS + 2)
         self.cell = CELLS[cell](n_in, hidden, rng=rng)
         self.head = Linear(hidden, n_out, rng=rng)
@@ -77,14 +78,15 @@ def fit(task, cell, T, hidden=64, steps=1000, batch=32, optimizer=None, clip=("n
     model = TaskModel(task, cell, hidden, seed=seed)
     opt = optimizer(model.parameters()) if optimizer else mg.optim.Adam(model.parameters(), lr=1e-2)
     make = GENERATORS[task]
-    kind, v = clip
     for _ in range(steps):
         xs, ys = make(T, batch, rng)
         loss, result = model.loss(xs, ys, backend)
         model.zero_grad()
         loss.backward()
-        (mg.clip_grad_value_ if kind == "value" else mg.clip_grad_norm_)(model.parameters(), v)
-        opt.step()
+        if clip_and_check(model.parameters(), clip):
+            opt.step()
+        else:
+            model.skipped += 1
         if on_step:
             on_step(loss.item(), result)
     with mg.no_grad():

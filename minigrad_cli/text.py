@@ -18,8 +18,13 @@ def zen_of_python():
     return codecs.decode(this.s, "rot13")
 
 
-def read_text(path, min_chars):
-    """The UTF-8 text of `path`, or a UsageError saying what is wrong with it."""
+def chars_needed(seq_len):
+    """Characters one training window takes: seq_len inputs and, shifted by one, their seq_len targets."""
+    return seq_len + 1
+
+
+def read_text(path, seq_len):
+    """The UTF-8 text of `path`, or a UsageError saying what is wrong with it (too short for `seq_len` included)."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"text file not found: {path}")
@@ -32,9 +37,9 @@ def read_text(path, min_chars):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UsageError(f"text file is not valid UTF-8 (byte {e.start}): {path}") from None
-    if len(text) < min_chars:
-        raise UsageError(f"text file has {len(text)} characters, fewer than the {min_chars} one training "
-                         f"window needs (--seq-len + 1): {path}")
+    if len(text) < chars_needed(seq_len):
+        raise UsageError(f"text file has {len(text)} characters; --seq-len {seq_len} needs "
+                         f"{chars_needed(seq_len)} (--seq-len + 1): {path}")
     return text
 
 

@@ -77,7 +77,7 @@ def _bad(capsys, argv):
     (b"", "empty"),
     (b"\x00\x01\x02binary\x00data" * 10, "binary"),
     ("caf\u00e9 ".encode("latin-1") * 20, "not valid UTF-8"),
-    (b"too short", "fewer than"),
+    (b"8 chars.", "needs 9 (--seq-len + 1)"),  # TINY's --seq-len 8: one window is 9 characters
 ])
 def test_bad_text_files(tmp_path, capsys, content, message):
     path = tmp_path / "input.txt"
@@ -203,6 +203,7 @@ def test_long_curves_are_thinned_to_bucket_means():
     assert len(xs) == len(ys) == 100 and all(y == 0.5 for y in ys) and xs[0] == 4.5
 
 
+@pytest.mark.slow
 def test_bench_prints_a_table_row_per_configuration(capsys):
     assert main(["bench", "--cells", "elman,gru", "--sizes", "3,1,2,2", "--dtypes", "float64", "--no-graph"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
