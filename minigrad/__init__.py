@@ -16,7 +16,7 @@ from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, s
 from .gradcheck import GradcheckError, gradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
 from .tensor import (Tensor, add, astype, concatenate, enable_grad, exp, getitem, is_grad_enabled, log, matmul, max, mul,
-                     neg, no_grad, power, relu, reshape, sigmoid, stop_gradient, sum, tanh, transpose,
+                     neg, no_grad, pick, power, relu, reshape, sigmoid, stop_gradient, sum, tanh, transpose,
                      unbroadcast)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import Tensor, _coerce, concatenate, exp, getitem, log, max, reshape, sum
+from .tensor import Tensor, _coerce, concatenate, exp, getitem, log, max, pick, reshape, stop_gradient, sum
 
 
 def _axis_size(x, axis):
@@ -40,7 +40,9 @@ def split(x, sections, axis=-1):
 
 
 def logsumexp(x, axis=-1, keepdims=False):
-    m = max(x, axis=axis, keepdims=True).detach()  # shift for stability; its gradient cancels exactly
+    # The shift keeps exp from overflowing; its gradient cancels exactly, so it is cut — by a recorded op
+    # (not detach()), so that a traced step can use the softmax family and be evaluated again.
+    m = stop_gradient(max(x, axis=axis, keepdims=True))
     out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else reshape(out, shape=np.squeeze(out._data, axis=axis).shape)
 
@@ -54,17 +56,21 @@ def softmax(x, axis=-1):
 
 
 def cross_entropy(logits, targets):
-    """Mean negative log-likelihood of integer `targets` (N,) under `logits` (N, C)."""
-    targets = np.asarray(targets._data if isinstance(targets, Tensor) else targets)
+    """Mean negative log-likelihood of integer `targets` (N,) under `logits` (N, C).
+
+    The targets reach the graph as an argument of `pick`, so a traced step that ends in this loss
+    takes each batch's targets as an input."""
+    targets = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets))
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ShapeError(f"cross_entropy: logits must be (N, C) and targets (N,), got logits {logits.shape} "
                          f"and targets {targets.shape}")
-    if targets.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class indices, got {targets.dtype}")
-    if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[1]):
+    ids = targets._data
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, got {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= logits.shape[1]):
         raise ValueError(f"cross_entropy: targets must lie in [0, {logits.shape[1]}), "
-                         f"got values in [{targets.min()}, {targets.max()}]")
-    return -mean(log_softmax(logits, axis=1)[np.arange(len(targets)), targets])
+                         f"got values in [{ids.min()}, {ids.max()}]")
+    return -mean(pick(log_softmax(logits, axis=1), targets))
 
 
 def mse_loss(pred, target):

@@ -1,9 +1,10 @@
 """The recorded graph as plain data, and evaluating such a graph again.
 
-One small representation serves the engine (`trace`), the rnn package (the
-rolled step graph with its delay edges, and its unfolding), the visualizer and
-the kernel generator.  Node ids are assigned in topological order, never from
-`id()`, so the same computation always gives the same graph.
+One small representation serves the engine (`trace`), the rnn package (whose
+rolled and unfolded graphs are subclasses that add what is recurrent about
+them), the visualizer and the kernel generator.  Node ids are assigned in
+topological order, never from `id()`, so the same computation always gives the
+same graph.
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import numpy as np
 
 from .tensor import PRIMITIVES, Tensor, toposort
 
-ROLES = ("input", "parameter", "constant", "state", "op", "output")
+# What a node is to the computation; the rnn package adds "state", "target" and "loss".
+ROLES = ("input", "parameter", "constant", "state", "target", "op", "output", "loss")
 VARIADIC = {"concatenate"}
 
 
 class CycleError(ValueError):
-    """A cycle of data edges that passes through no delay."""
+    """A graph whose edges form a cycle (in a recurrent net: one that passes through no delay)."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,6 @@ class Node:
     name: str | None = None
     attrs: dict = field(default_factory=dict, compare=False)
     value: object = field(default=None, compare=False, repr=False)  # a constant's array
-    t: int | None = None    # time step, in an unfolded graph
-    template: str | None = None  # the rolled node this one copies, in an unfolded graph
 
     @property
     def label(self):
@@ -45,7 +45,6 @@ class Edge:
     src: str
     dst: str
     slot: int = 0           # argument position at dst
-    kind: str = "data"      # "data", or "delay": src at step t feeds dst at step t+1
 
 
 class Graph:
@@ -55,7 +54,6 @@ class Graph:
         self.nodes = {n.id: n for n in nodes}
         self.edges = list(edges)
         self.tensors = {}   # node id -> the live Tensor, for graphs traced from the engine
-        self.meta = {}      # what the builder knows about the graph (the rnn package: step input, state pairs, T)
 
     def __repr__(self):
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges)"
@@ -64,25 +62,24 @@ class Graph:
         return [n for n in self.nodes.values() if n.role == role]
 
     def arguments(self):
-        """node id -> ids of its arguments in argument order (data edges only)."""
+        """node id -> ids of its arguments in argument order."""
         args = {nid: [] for nid in self.nodes}
-        for e in sorted((e for e in self.edges if e.kind == "data"), key=lambda e: e.slot):
+        for e in sorted(self.edges, key=lambda e: e.slot):
             args[e.dst].append(e.src)
         return args
 
     def inputs_of(self, node_id):
         return self.arguments()[node_id]
 
-    def _children(self, kinds):
+    def children(self):
         children = {nid: [] for nid in self.nodes}
         for e in self.edges:
-            if e.kind in kinds:
-                children[e.src].append(e.dst)
+            children[e.src].append(e.dst)
         return children
 
-    def find_cycle(self, kinds=("data",)):
-        """Node ids along one cycle made of edges of `kinds`, or None."""
-        children, state = self._children(kinds), {}
+    def find_cycle(self):
+        """Node ids along one cycle, or None."""
+        children, state = self.children(), {}
         for start in self.nodes:
             if start in state:
                 continue
@@ -105,13 +102,13 @@ class Graph:
         return None
 
     def topological_order(self):
-        """Node ids, parents first, ignoring delay edges; a data cycle is an error."""
+        """Node ids, parents first; a cycle is an error."""
         cycle = self.find_cycle()
         if cycle:
             names = " -> ".join(f"{c} ({self.nodes[c].label})" for c in cycle)
             raise CycleError(f"graph has a cycle that passes through no delay: {names}")
         pos = {nid: i for i, nid in enumerate(self.nodes)}
-        children, indeg = self._children(("data",)), {nid: 0 for nid in self.nodes}
+        children, indeg = self.children(), {nid: 0 for nid in self.nodes}
         for kids in children.values():
             for k in kids:
                 indeg[k] += 1
@@ -154,8 +151,8 @@ class Graph:
 def trace(*roots, roles=None):
     """The graph recorded behind `roots`, as plain data.
 
-    roles: optional {id(tensor): (role, name)} to label particular leaves
-    (the rnn package marks the step input and the carried state this way).
+    roles: optional {id(tensor): (role, name)} to label particular tensors
+    (the rnn package marks the step input, the carried state, outputs and losses this way).
     """
     roles = roles or {}
     order = toposort(*roots)

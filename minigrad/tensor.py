@@ -500,6 +500,28 @@ def getitem(a, index):
     return a[index], vjp
 
 
+@primitive("pick")
+def pick(a, index):
+    """a[..., index]: from each row of `a` along its last axis, the entry `index` names (class indices).
+
+    index has a's shape without the last axis; its values get no gradient.  It is an argument, not an
+    attribute, so a traced graph takes new targets as an input instead of keeping the old ones."""
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"pick: index must hold integers (class indices), got {index.dtype}")
+    if index.shape != a.shape[:-1]:
+        raise ValueError(f"index must have shape {a.shape[:-1]} (a's without its last axis), got {index.shape}")
+    if index.size and (index.min() < 0 or index.max() >= a.shape[-1]):
+        raise ValueError(f"indices must lie in [0, {a.shape[-1]}), got values in [{index.min()}, {index.max()}]")
+    rows = np.indices(index.shape, sparse=True)
+    out = a[(*rows, index)]
+
+    def vjp(g):
+        full = np.zeros_like(a)
+        full[(*rows, index)] = g  # each row names one entry: no two writes meet
+        return full, None
+    return out, vjp
+
+
 @primitive("concatenate", variadic=True)
 def concatenate(*arrays, axis=0):
     cuts = np.cumsum([x.shape[axis] for x in arrays])[:-1]

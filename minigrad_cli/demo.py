@@ -60,7 +60,7 @@ def gradient_flow(model, ids):
     inputs, targets = ids[:FLOW_T, None], ids[1:FLOW_T + 1, None]
     logits, result = model(inputs, backend="graph")
     mg.cross_entropy(logits[-1:], targets[-1]).backward()
-    names = result.graph.meta["state_names"]
+    names = result.graph.state_names
     norms = {name: [float(np.linalg.norm(s[k].grad)) if s[k].grad is not None else 0.0 for s in result.states]
              for k, name in enumerate(names)}
     return norms, result

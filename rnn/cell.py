@@ -4,7 +4,11 @@ A cell computes one step, ``step :: (x, state) -> state``, where ``x`` is
 (B, input_size) and ``state`` is a tensor or a tuple of tensors that keeps its
 shape from step to step.  Write a custom cell by subclassing `Cell` and
 defining `step` (and, if the state is not one (B, hidden_size) tensor per name
-in `state_names`, `initial_state`).
+in `state_names`, `initial_state`).  A network adds what it emits and what it
+is trained on at each step (Goodfellow et al. Fig. 10.3)::
+
+    def output(self, h):  return h @ self.V.T + self.c       # o(t); the state itself by default
+    def loss(self, o, y): return mg.cross_entropy(o, y)       # L(t), a scalar; with rnn.run(..., targets=ys)
 
 The built-in cells use PyTorch's parameter names, layouts and gate orders, so
 weights move between the two with `load_state_dict` and plain arrays.
@@ -50,13 +54,19 @@ class Cell(Module, metaclass=ABCMeta):
         return zeros[0] if len(zeros) == 1 else zeros
 
     def output(self, state):
-        """What the cell emits at each step: the hidden state (the first state tensor) by default."""
+        """What the cell emits at each step, o(t): the hidden state (the first state tensor) by default."""
         return state[0] if isinstance(state, tuple) else state
 
-    def rolled(self, batch=1):
-        """This cell's step as a graph, its loop closed by delay edges (see rnn.rolled)."""
+    def loss(self, output, target):
+        """The loss at one step, L(t) = loss(o(t), y(t)), a scalar Tensor.  Not defined here: a cell
+        that defines it is trained with rnn.run(cell, xs, targets=ys) (see rnn.run)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no loss(o, y)")
+
+    def rolled(self, batch=1, targets=None):
+        """This cell's step (and output, and loss with `targets`) as a graph whose loop is closed by a
+        delay (see rnn.rolled)."""
         from .rolled import rolled
-        return rolled(self, batch)
+        return rolled(self, batch, targets)
 
     def _init(self, rng, *shapes):
         rng = rng if rng is not None else np.random.default_rng()

@@ -13,6 +13,7 @@ engine as usual:
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import weakref
 from collections import OrderedDict
@@ -20,18 +21,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import minigrad as mg
 from minigrad import Tensor
-from minigrad.graph import Graph
 from minigrad.tensor import PRIMITIVES, enable_grad, is_grad_enabled, record, reshape
 
 from . import kernel_cache
 from .cell import Cell
-from .fingerprint import fingerprint, same_arrays
 from .codegen import generate, ident
+from .fingerprint import fingerprint, same_arrays
 from .kernel_blas import blas_rows, carve, carve_plan, matmul2d, staggered
 from .kernel_plan import KernelError, UnsupportedCellError, make_plan
 from .rolled import as_tuple
-from .run import RunResult
+from .run import RunResult, total
 from .unfold import unfold
 
 _PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, fingerprint): (Prepared or the error, array copies)}
@@ -115,26 +116,27 @@ def _param_transpose(plan, nid):
 def signature(rolled):
     """Everything the generated code and plan depend on: ops, attributes, shapes, wiring, constants."""
     args = rolled.arguments()
-    parts = [rolled.meta["cell"], rolled.meta["x"], tuple(rolled.meta["states"]),
-             tuple(sorted(rolled.meta["params"].items()))]
+    parts = [rolled.cell, rolled.x, tuple(rolled.loops), rolled.output, rolled.target, rolled.loss,
+             tuple(sorted(rolled.params.items()))]
     for nid, n in rolled.nodes.items():
         const = None if n.value is None else (np.asarray(n.value).dtype.str, np.asarray(n.value).tobytes())
         parts.append((nid, n.op, n.role, n.shape, n.dtype, repr(sorted(n.attrs.items())), tuple(args[nid]), const))
     return tuple(parts)
 
 
-def prepare(cell, batch):
-    """The traced step, its plan and its compiled kernels for `cell` as it is now; raises
-    UnsupportedCellError.  Kept per (cell, batch) and reused while nothing the step can read
-    from the cell has changed (see rnn.fingerprint): a changed one is traced again."""
+def prepare(cell, batch, targets=None):
+    """The traced network (with its loss when `targets`, an rnn.rolled.Targets, says what y(t) is),
+    the plan and the compiled kernels of its step for `cell` as it is now; raises
+    UnsupportedCellError.  Kept per (cell, batch, targets) and reused while nothing the step can
+    read from the cell has changed (see rnn.fingerprint): a changed one is traced again."""
     per = _PER_CELL.setdefault(cell, OrderedDict())
     key, arrays = fingerprint(cell)
-    key = (batch, key)
+    key = (batch, targets, key)
     got = per.get(key)
     if got is not None and not same_arrays(arrays, got[1]):
         got = None
     if got is None:
-        rolled = cell.rolled(batch)
+        rolled = cell.rolled(batch, targets)
         sig = signature(rolled)
         try:
             if sig not in _BY_SIGNATURE:
@@ -192,12 +194,22 @@ def _shape(spec, T, B):
     return tuple(sizes.get(s, s) for s in spec)
 
 
-def run_numba(cell, xs, state0):
-    """Run `cell` over time-major `xs` with the generated kernels; see rnn.run."""
-    prep = prepare(cell, xs.shape[1])
+def run_numba(cell, xs, state0, sup=None):
+    """Run `cell` over time-major `xs` with the generated kernels; see rnn.run.  The step runs in the
+    kernels; o(t) and L(t), which nothing carries to the next step, with engine ops per step."""
+    prep = prepare(cell, xs.shape[1], sup and sup.spec)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype)
-    return _run(cell, prep, xs, state0)
+    result = _run(cell, prep, xs, state0)
+    if sup is not None:
+        ys = [Tensor(sup.targets._data[t]) for t in sup.steps]
+        losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
+        result.losses, result.loss = total(losses, sup)
+        result.loss_steps, result.reduction = sup.steps, sup.reduction
+        result.known_targets = {t: (y, loss) for t, y, loss in zip(sup.steps, ys, losses)}
+        rolled, T, _, known = result._unfold_args
+        result._unfold_args = (rolled, T, sup.steps, known)
+    return result
 
 
 def _verify(cell, prep, B, dtype):
@@ -292,20 +304,37 @@ def _run(cell, prep, xs, state0):
     steps.per_state = per_state
     if type(cell).output is Cell.output:
         outputs = per_state[0]
+        per_step = _Rows(outputs)
     else:
-        import minigrad as mg
-        outputs = mg.stack([cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1
-                                        else _view(per_state[0], t)) for t in range(T)], axis=0)
+        per_step = [cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1 else _view(per_state[0], t))
+                    for t in range(T)]
+        outputs = mg.stack(per_step, axis=0)
 
-    def known_tensors(graph):
-        """What graph.tensors can hold without running the DAG: parameters, initial and per-step states."""
-        known = {pid: named[name] for pid, name in graph.meta["params"].items()}
-        known.update(zip(graph.meta["state0"], state0))
-        for t, ids in enumerate(graph.meta["state_out"]):
+    def known_tensors(graph, result):
+        """What graph.tensors can hold without running the DAG: parameters, initial and per-step
+        states, outputs, targets and losses."""
+        known = {pid: named[name] for pid, name in graph.params.items()}
+        known.update(zip(graph.state0, state0))
+        for t, ids in enumerate(graph.state_out):
             known.update(zip(ids, steps[t]))
+        if not isinstance(per_step, _Rows):
+            known.update(zip(graph.outputs, per_step))
+        for t, (y, loss) in (result.known_targets or {}).items():
+            known[graph.targets[t]], known[graph.losses[t]] = y, loss
         return known
-    return KernelRunResult(outputs, None, None, "numba", steps,
-                           unfold_args=(prep.rolled, T, known_tensors))
+    result = KernelRunResult(outputs, None, None, "numba", steps, unfold_args=(prep.rolled, T, None, known_tensors))
+    result.per_step_outputs = per_step
+    return result
+
+
+class _Rows:
+    """outputs[t] as engine slices, made when asked for (a cell that emits its state needs none)."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def __getitem__(self, t):
+        return _view(self.outputs, t)
 
 
 def _view(t, index):
@@ -440,6 +469,7 @@ class KernelRunResult(RunResult):
 
     def __init__(self, *args, unfold_args=None, **kw):
         self._unfold_args, self._graph, self._state = unfold_args, None, None
+        self.known_targets = None   # {t: (y(t), L(t))} at the loss steps
         super().__init__(*args, **kw)
 
     @property
@@ -456,9 +486,11 @@ class KernelRunResult(RunResult):
     @property
     def graph(self):
         if self._graph is None and self._unfold_args is not None:
-            rolled, T, known = self._unfold_args
-            self._graph = unfolded(rolled, T)
-            self._graph.tensors = known(self._graph)
+            rolled, T, loss_steps, known = self._unfold_args
+            self._graph = unfolded(rolled, T, loss_steps)
+            self._graph.tensors = known(self._graph, self)
+            self._graph.reduction = self.reduction or "sum"
+            self._graph.loss_value = None if self.loss is None else self.loss.item()
         return self._graph
 
     @graph.setter
@@ -467,15 +499,16 @@ class KernelRunResult(RunResult):
             self._graph = g
 
 
-def unfolded(rolled, T):
-    """A fresh Graph over a cached unfolding: callers may edit its meta without touching the cache."""
-    key = (id(rolled), T)
+def unfolded(rolled, T, loss_steps=None):
+    """A fresh UnfoldedGraph over a cached unfolding: callers may set its tensors and truncation
+    marks without touching the cache."""
+    key = (id(rolled), T, None if loss_steps is None else tuple(loss_steps))
     base = _UNFOLDED.get(key)
     if base is None or base[0] is not rolled:
-        base = (rolled, unfold(rolled, T))
+        base = (rolled, unfold(rolled, T, loss_steps))
         _UNFOLDED[key] = base
         while len(_UNFOLDED) > 16:
             _UNFOLDED.popitem(last=False)
-    g = Graph()
-    g.nodes, g.edges, g.meta = dict(base[1].nodes), list(base[1].edges), dict(base[1].meta)
+    g = copy.copy(base[1])
+    g.tensors = {}
     return g

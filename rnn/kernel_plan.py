@@ -140,8 +140,9 @@ def classify(nodes, x_id, state_ids, param_ids):
                       else "param" if nid in param_ids else "const")
             if n.kind == "const" and n.role != "constant":
                 unsupported(n, "a leaf that is neither the step input, a state, a parameter nor a constant")
-            if n.kind in ("param", "state") and n.dtype != nodes[x_id].dtype:
-                unsupported(n, f"it is {n.dtype} and the step input is {nodes[x_id].dtype}: a kernel computes "
+            want = nodes[x_id].dtype if x_id in nodes else n.dtype
+            if n.kind in ("param", "state") and n.dtype != want:
+                unsupported(n, f"it is {n.dtype} and the step input is {want}: a kernel computes "
                                "in one dtype (convert the cell, e.g. all parameters to one dtype)")
             deps[nid] = {n.kind} if n.kind != "const" else set()
             n.grad = n.kind != "const"
@@ -251,10 +252,11 @@ def insert_copies(nodes, states):
 
 
 def make_plan(rolled):
-    meta = rolled.meta
-    batch = meta["batch"]
-    states = list(meta["states"])
-    x_id, params = meta["x"], dict(meta["params"])
+    batch = rolled.batch
+    if any(lp.delay != 1 for lp in rolled.loops):
+        raise UnsupportedCellError("numba backend: only one-step delays are compiled")
+    states = [(lp.name, lp.input, lp.output) for lp in rolled.loops]
+    x_id, params = rolled.x, dict(rolled.params)
     state_ids = {s[1] for s in states}
     nodes = build_ir(rolled)
 
@@ -264,7 +266,7 @@ def make_plan(rolled):
         nodes = {nid: nodes[nid] for nid in order}
         classify(nodes, x_id, state_ids, params)
 
-    classify(nodes, x_id, state_ids, params)
+    reclassify()  # the loop computes the states alone: what only o(t) or L(t) needs is left out
     split_concat_products(nodes)
     reclassify()
     group_products(nodes)
@@ -320,7 +322,7 @@ def make_plan(rolled):
         loop_of[nid] = min(limits)
         assert loop_of[nid] >= depth[nid], (nid, loop_of[nid], depth[nid])
 
-    plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=meta.get("cell", ""),
+    plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=rolled.cell,
                 dtype=rolled.nodes[x_id].dtype)
     names = {sout: name for name, _, sout in states}
     for r in rec:

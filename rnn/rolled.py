@@ -1,29 +1,82 @@
-"""The rolled graph: one traced step whose state outputs feed its state inputs through a delay.
+"""The rolled graph: a network's step, traced once, its state fed back through a delay.
 
-This is the textbook's picture of a recurrent net (Goodfellow et al., Fig.
-10.2, left): a finite graph with a cycle, where every cycle passes through a
-one-step delay.  Its nodes are the engine's own (`minigrad.graph.Node`), with
-the attributes needed to evaluate them again, so the same graph is drawn by
-`viz`, unfolded by `rnn.unfold` and compiled by the kernel generator.
+This is the textbook's picture of a recurrent net (Goodfellow et al., Figs. 10.2
+left and 10.3): a finite graph with a cycle, every cycle passing through a delay::
 
-Roles in a rolled graph: the step input ``x`` ("input"), the carried state
-coming in ("state", named after `cell.state_names`), the new state going out
-("output", same names), parameters (named as in `cell.named_parameters()`),
-constants and ops.  `graph.meta` records::
+    x(t) ─┐                          y(t) ─┐
+          ├─ step ─> h(t) ─ output ─> o(t) ├─ loss ─> L(t)
+    h(t−1)┘            │                   ┘
+      ^                │
+      └──── delay ─────┘
 
-    cell     the cell's class name
-    x        id of the step-input node
-    states   [(name, id of state input, id of state output), ...]
+`RolledGraph` is an engine `Graph` of the traced ops (step, `cell.output`, and
+`cell.loss` when there are targets) plus what is recurrent about it:
+
+    x        id of the step input x(t)
+    loops    one `Loop(name, input, output, delay)` per carried state: the
+             state made at step t (`output`) is read at step t + delay (`input`)
+    output   id of o(t), what the step emits (a state's own id when the cell
+             emits its state)
+    target   id of the target y(t), or None: no loss was traced
+    loss     id of L(t), a scalar, or None
     params   {node id: dotted parameter name}
+    cell     the cell's class name;  batch  the batch the trace ran at
+
+Roles: x(t) "input", the carried state in and out "state", o(t) "output",
+y(t) "target", L(t) "loss", "parameter", "constant", "op".  The same graph is
+drawn by `viz`, unfolded by `rnn.unfold`, evaluated by `rnn.run`'s graph backend
+and compiled by the kernel generator.  Targets are inputs of the graph, not
+constants: one rolled graph serves every batch.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
 from minigrad import Tensor, enable_grad
-from minigrad.graph import CycleError, Edge, trace
+from minigrad.errors import ShapeError
+from minigrad.graph import CycleError, Graph, trace
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A carried state: `output` made at step t is what the step reads as `input` at step t + delay."""
+    name: str
+    input: str
+    output: str
+    delay: int = 1
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What y(t) looks like at one step: `shape` (batch first) and `dtype`; integers are class indices."""
+    shape: tuple
+    dtype: str
+
+    @property
+    def classes(self):
+        return np.dtype(self.dtype).kind in "iu"
+
+
+class RolledGraph(Graph):
+    """A traced step with its delays; see the module docstring."""
+
+    def __init__(self, nodes=(), edges=(), *, cell="cell", batch=1, x=None, loops=(), output=None,
+                 target=None, loss=None, params=None):
+        super().__init__(nodes, edges)
+        self.cell, self.batch, self.x = cell, batch, x
+        self.loops = list(loops)
+        self.output, self.target, self.loss = output, target, loss
+        self.params = dict(params or {})
+
+    def __repr__(self):
+        return f"RolledGraph({self.cell}, {len(self.nodes)} nodes, states {[lp.name for lp in self.loops]})"
+
+    @property
+    def state_names(self):
+        return [lp.name for lp in self.loops]
 
 
 def as_tuple(state):
@@ -57,19 +110,33 @@ def state_names(cell, n):
     return names if len(names) == n else tuple(f"s{i}" for i in range(n))
 
 
-def rolled(cell, batch=1):
-    """Trace `cell.step` once and close its loop with delay edges.
+def has_loss(cell):
+    from .cell import Cell
+    return type(cell).loss is not Cell.loss
+
+
+def rolled(cell, batch=1, targets=None):
+    """Trace `cell`'s step (and its output, and its loss if `targets` says what y(t) is) and close the loop.
+
+    targets: None (no loss), a `Targets`, or "auto": the loss with class-index
+    targets if it accepts them, else with targets shaped like o(t), else none
+    (for drawing a network without data).
 
     The trace runs on random placeholder values of batch `batch`; shapes in the
     graph are those of that batch.  A second trace on other values — other
-    inputs, states and parameter values — makes sure the graph does not depend
-    on them: a step that leaves the engine (``.data``, ``.numpy()``,
+    inputs, states, targets and parameter values — makes sure the graph does
+    not depend on them: a step that leaves the engine (``.data``, ``.numpy()``,
     ``detach()``; use ``mg.stop_gradient``) or branches on values would
     otherwise be frozen into constants, silently.
     """
-    graph = _trace(cell, batch, seed=0)
+    if targets == "auto":
+        targets = _guess_targets(cell, batch)
+    elif targets is not None and not has_loss(cell):
+        raise TypeError(f"{type(cell).__name__}: targets were given but the cell defines no loss(o, y); "
+                        "define one to put L(t) in the graph")
+    graph = _trace(cell, batch, targets, seed=0)
     with _other_parameter_values(cell, np.random.default_rng(2)):
-        other = _trace(cell, batch, seed=1)
+        other = _trace(cell, batch, targets, seed=1)
     frozen = [n for n in graph.nodes.values() if n.role == "constant"
               and (n.id not in other.nodes or not np.array_equal(n.value, other.nodes[n.id].value))]
     if [n.op for n in graph.nodes.values()] != [n.op for n in other.nodes.values()] or frozen:
@@ -79,6 +146,20 @@ def rolled(cell, batch=1):
                          "parameter — use mg.stop_gradient to cut a gradient) or branches on tensor values; "
                          "write it with engine ops only")
     return check_delays(graph)
+
+
+def _guess_targets(cell, batch):
+    if not has_loss(cell):
+        return None
+    plain = _trace(cell, batch, None, seed=0)
+    width = plain.nodes[plain.output].shape
+    for spec in (Targets((batch,), "int64"), Targets(tuple(width), np.dtype(cell.dtype).name)):
+        try:
+            _trace(cell, batch, spec, seed=0)
+            return spec
+        except (TypeError, ValueError, IndexError, ShapeError):
+            continue
+    return None
 
 
 @contextmanager
@@ -95,35 +176,64 @@ def _other_parameter_values(cell, rng):
             p._data = arr
 
 
-def _trace(cell, batch, seed):
+def _placeholder_targets(spec, o, rng):
+    if spec.classes:
+        return Tensor(rng.integers(0, max(1, o.shape[-1]), spec.shape).astype(spec.dtype))
+    # requires_grad, as x's placeholder: ops on the targets alone (y - o is o + neg(y)) must be recorded
+    return Tensor(rng.uniform(-1, 1, spec.shape).astype(spec.dtype), requires_grad=True)
+
+
+def _trace(cell, batch, targets, seed):
     rng = np.random.default_rng(seed)
+    name = type(cell).__name__
     template = as_tuple(cell.initial_state(batch))
     x = Tensor(rng.uniform(-1, 1, (batch, cell.input_size)).astype(cell.dtype), requires_grad=True)
     states = tuple(Tensor(rng.uniform(-1, 1, s.shape).astype(s.dtype), requires_grad=True) for s in template)
     with enable_grad():  # a trace must record even when called under no_grad
         new = as_tuple(cell.step(x, states[0] if len(states) == 1 else states))
-    check_state(cell, "step's returned state", new, states)
+        check_state(cell, "step's returned state", new, states)
+        o = cell.output(new if len(new) > 1 else new[0])
+        if not isinstance(o, Tensor):
+            raise TypeError(f"{name}.output must return one Tensor (o(t)), got {type(o).__name__}")
+        y = loss = None
+        if targets is not None:
+            y = _placeholder_targets(targets, o, rng)
+            loss = cell.loss(o, y)
+            if not isinstance(loss, Tensor) or loss.size != 1:
+                got = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
+                raise TypeError(f"{name}.loss must return a scalar Tensor L(t), got {got}")
+            if not loss.requires_grad:
+                raise ValueError(f"{name}.loss: L(t) does not depend on the step's output o(t)")
     names = state_names(cell, len(states))
 
     roles = {id(p): ("parameter", n) for n, p in cell.named_parameters()}
     roles[id(x)] = ("input", "x")
-    for name, s_in, s_out in zip(names, states, new):
+    for nm, s_in, s_out in zip(names, states, new):
         if s_out is s_in or s_out is x or not s_out.requires_grad:
-            raise ValueError(f"{type(cell).__name__}.step: the new state {name} must be computed by ops "
+            raise ValueError(f"{name}.step: the new state {nm} must be computed by ops "
                              "from the step's inputs, not passed through or made from constants only")
-        roles[id(s_in)] = ("state", name)
-        roles[id(s_out)] = ("output", name)
-    graph = trace(*new, x, *states, roles=roles)
+        roles[id(s_in)] = ("state", nm)
+        roles[id(s_out)] = ("state", nm)
+    if id(o) not in roles:
+        roles[id(o)] = ("output", "o")
+    roots = list(new) + [o]
+    if loss is not None:
+        roles[id(y)] = ("target", "y")
+        roles[id(loss)] = ("loss", "L")
+        roots += [loss, y]
+    graph = trace(*roots, x, *states, roles=roles)
     node_of = {id(t): nid for nid, t in graph.tensors.items()}
-    pairs = [(name, node_of[id(s_in)], node_of[id(s_out)]) for name, s_in, s_out in zip(names, states, new)]
-    graph.edges.extend(Edge(out_id, in_id, kind="delay") for _, in_id, out_id in pairs)
-    graph.meta = {"cell": type(cell).__name__, "x": node_of[id(x)], "states": pairs, "batch": batch,
-                  "params": {node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of}}
-    return graph
+    loops = [Loop(nm, node_of[id(s_in)], node_of[id(s_out)]) for nm, s_in, s_out in zip(names, states, new)]
+    out = RolledGraph(graph.nodes.values(), graph.edges, cell=name, batch=batch, x=node_of[id(x)], loops=loops,
+                      output=node_of[id(o)], target=node_of[id(y)] if y is not None else None,
+                      loss=node_of[id(loss)] if loss is not None else None,
+                      params={node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of})
+    out.tensors = graph.tensors
+    return out
 
 
 def check_delays(graph):
-    """Every cycle of a rolled graph must pass through a delay edge."""
+    """Every cycle of a rolled graph must pass through a delay: its data edges alone form no cycle."""
     try:
         graph.topological_order()
     except CycleError as e:

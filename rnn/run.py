@@ -1,25 +1,34 @@
-"""Running a cell over a sequence: forward over time, and BPTT as plain backprop.
+"""Running a network over a sequence: forward over time, and BPTT as plain backprop.
 
-``run(cell, xs, state0=None, *, batch_first=False, backend="auto") -> RunResult``
+``run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum",
+batch_first=False, backend="auto") -> RunResult``
 
-with ``step :: (x, state) -> state`` the cell's step.  Roughly this Python loop::
+with ``step :: (x, state) -> state``, ``output :: state -> o`` and, when there
+are targets, ``loss :: (o, y) -> L`` the cell's methods.  Roughly this Python loop::
 
-    def run(cell, xs, state0=None):
+    def run(cell, xs, state0=None, targets=None, loss_steps=all):
         state = cell.initial_state(B) if state0 is None else state0
-        outputs = []
-        for x in xs:                       # xs: (T, B, I), time-major
-            state = cell.step(x, state)    # state keeps its shape and dtype
-            outputs.append(cell.output(state))
-        return stack(outputs), state
+        outputs, losses = [], []
+        for t, x in enumerate(xs):             # xs: (T, B, I), time-major
+            state = cell.step(x, state)        # state keeps its shape and dtype
+            o = cell.output(state)             # o(t); the state itself by default
+            outputs.append(o)
+            if targets is not None and t in loss_steps:
+                losses.append(cell.loss(o, targets[t]))   # L(t), a scalar
+        return stack(outputs), state, stack(losses), sum(losses)
 
-except that the loop is an explicit object: the cell's rolled graph unfolded
-into T steps (`rnn.unfold`) and evaluated with engine ops, so the result can
-be inspected, drawn and differentiated.  The carried state must keep its
-shape from one step to the next; a step that changes it is an error.
+except that the loop is an explicit object: the network's rolled graph (step,
+output and loss traced once, `rnn.rolled`) unfolded into T steps
+(`rnn.unfold`) and evaluated with engine ops, so the result can be inspected,
+drawn and differentiated.  The carried state must keep its shape from one step
+to the next; a step that changes it is an error.  `targets` are (T, B) class
+indices or (T, B, ...) values; `loss_steps` (indices, negative ones counted
+from the end, or a boolean mask of length T) puts losses at some steps only —
+many-to-one (Goodfellow et al. Fig. 10.5) is ``loss_steps=[-1]``.
 
-Backpropagation through time is then nothing but `loss.backward()` on that
-DAG.  Two steps of an Elman net, h1 = f(x1, h0; θ), h2 = f(x2, h1; θ), with
-a loss L(h1, h2), show its whole structure::
+Backpropagation through time is then nothing but `result.loss.backward()` on
+that DAG.  Two steps of an Elman net, h1 = f(x1, h0; θ), h2 = f(x2, h1; θ),
+with a loss L(h1, h2), show its whole structure::
 
     ∂L/∂h2 = ∂L/∂h2 (direct)
     ∂L/∂h1 = ∂L/∂h1 (direct) + (∂h2/∂h1)ᵀ ∂L/∂h2        # the gradient flows back along the chain
@@ -27,7 +36,12 @@ a loss L(h1, h2), show its whole structure::
 
 For h(t) = tanh(a(t)), a(t) = b + W h(t-1) + U x(t), ∂h2/∂h1 = diag(1 - h2²) W,
 so the gradient reaching step t is multiplied by T - t such Jacobians: it
-vanishes or explodes with their norm (Goodfellow et al. §10.7).
+vanishes or explodes with their norm (Goodfellow et al. §10.7).  With an output
+o(t) = c + V h(t) and L(t) = −log softmax(o(t))[y(t)] (Fig. 10.3, eqs. 10.18–10.22):
+
+    ∂L/∂o(t) = softmax(o(t)) − onehot(y(t))
+    ∂L/∂h(t) = Wᵀ diag(1 − h(t+1)²) ∂L/∂h(t+1) + Vᵀ ∂L/∂o(t)
+    ∂L/∂V = Σ_t ∂L/∂o(t) h(t)ᵀ,   ∂L/∂W = Σ_t diag(1 − h(t)²) ∂L/∂h(t) h(t−1)ᵀ
 """
 from __future__ import annotations
 
@@ -38,34 +52,54 @@ import numpy as np
 import minigrad as mg
 from minigrad import Tensor
 
-from .rolled import as_tuple, check_state
+from minigrad.errors import ShapeError
+
+from .rolled import Targets, as_tuple, check_state, has_loss
 from .unfold import unfold
 
 BACKENDS = ("auto", "graph", "numba")
+REDUCTIONS = ("sum", "mean")
 
 
 @dataclass
 class RunResult:
-    outputs: Tensor          # (T, B, H), or (B, T, H) with batch_first
+    outputs: Tensor          # o(t) stacked: (T, B, K), or (B, T, K) with batch_first
     state: object            # the final state: a tensor or a tuple of tensors
-    graph: object            # the unfolded graph that ran
+    graph: object            # the unfolded graph that ran (an rnn.UnfoldedGraph)
     backend: str = "graph"   # which backend ran: "graph" or "numba"
     states: list = field(default_factory=list, repr=False)  # per step, the state tuple (grads retained)
     fallback: str | None = None  # why backend="auto" ran the explicit DAG instead of a kernel
+    losses: Tensor | None = None  # L(t) at each loss step, (len(loss_steps),); None without targets
+    loss: Tensor | None = None    # their sum (or mean, see reduction): the scalar to call backward() on
+    loss_steps: list = field(default_factory=list)  # the steps with a loss, ascending
+    reduction: str | None = None  # "sum" or "mean" over the loss steps
 
     def __iter__(self):      # outputs, state, graph = rnn.run(...)
         return iter((self.outputs, self.state, self.graph))
 
 
+@dataclass
+class Supervision:
+    """What run() was given to put losses in the graph: per-step targets, where, and how they add up."""
+    targets: Tensor          # (T, B, ...), time-major
+    steps: list              # loss steps, ascending
+    spec: Targets            # what y(t) is at one step
+    reduction: str = "sum"
+
+
 _NOT_ARRAYS = (str, bytes, dict, set)  # np.asarray would take them, as 0-d or string arrays
 
 
-def _converted(cell, value, wanted):
-    """`value` as a Tensor of the cell's dtype (a Tensor as it is), or a TypeError naming run, the
-    cell and what was `wanted`."""
+def _converted(cell, value, wanted, keep_integers=False):
+    """`value` as a Tensor of the cell's dtype (a Tensor as it is; integers as they are with
+    `keep_integers`), or a TypeError naming run, the cell and what was `wanted`."""
     if isinstance(value, Tensor):
         return value
     try:  # np.ndim too: it fails on ragged lists
+        if keep_integers:
+            value = np.asarray(value)
+            if value.dtype.kind in "iub":
+                return Tensor(value)
         return Tensor(value, dtype=cell.dtype if np.ndim(value) else None)
     except (TypeError, ValueError) as e:  # ragged nested lists, strings in an array
         raise TypeError(f"run({type(cell).__name__}): {wanted}, got a {type(value).__name__} "
@@ -117,45 +151,117 @@ def _state_tensors(cell, state0, expected):
     return conv if several else conv[0] if len(conv) == 1 else conv
 
 
-def run(cell, xs, state0=None, *, batch_first=False, backend="auto"):
+def check_targets(cell, targets, loss_steps, reduction, T, B, batch_first=False):
+    """A Supervision for `targets`, or None without them; a clear error naming run, the cell and the shapes."""
+    name = type(cell).__name__
+    if targets is None:
+        if loss_steps is not None:
+            raise ValueError(f"run({name}): loss_steps was given without targets; pass targets=ys")
+        return None
+    if not has_loss(cell):
+        raise TypeError(f"run({name}): targets were given but {name} defines no loss(o, y); define one, "
+                        "e.g. def loss(self, o, y): return mg.cross_entropy(o, y)")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"run({name}): reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if isinstance(targets, _NOT_ARRAYS):
+        raise TypeError(f"run({name}): targets must be an array of shape (T, B) class indices or (T, B, ...) "
+                        f"values, got {type(targets).__name__}")
+    ys = _converted(cell, targets, "targets must be a numeric array", keep_integers=True)
+    if ys.dtype.kind == "f" and ys.dtype != cell.dtype:
+        ys = Tensor(ys._data.astype(cell.dtype))
+    if ys.dtype.kind not in "fiu":
+        raise TypeError(f"run({name}): targets must be integer class indices or real values, got {ys.dtype}")
+    if ys.ndim < 2:
+        raise ShapeError(f"run({name}): targets have shape {ys.shape}; expected "
+                         f"{'(B, T, ...)' if batch_first else '(T, B, ...)'} with (T, B) = ({T}, {B}) as xs")
+    if batch_first:
+        ys = Tensor(np.swapaxes(ys._data, 0, 1))
+    if ys.shape[:2] != (T, B):
+        shown = (ys.shape[1], ys.shape[0]) + ys.shape[2:] if batch_first else ys.shape
+        raise ShapeError(f"run({name}): targets have shape {shown}; their first two axes must be "
+                         f"{'(B, T)' if batch_first else '(T, B)'} = {(B, T) if batch_first else (T, B)}, as xs")
+    return Supervision(ys, steps_of(loss_steps, T, name), Targets(ys.shape[1:], ys.dtype.name), reduction)
+
+
+def steps_of(loss_steps, T, name="run"):
+    """Loss steps as ascending indices in [0, T): from None (all), indices (negative from the end) or a mask."""
+    if loss_steps is None:
+        return list(range(T))
+    arr = np.asarray(loss_steps)
+    if arr.dtype == bool:
+        if arr.shape != (T,):
+            raise ShapeError(f"run({name}): a loss_steps mask must have shape ({T},) (one per step), got {arr.shape}")
+        steps = np.flatnonzero(arr).tolist()
+    elif arr.dtype.kind in "iu" and arr.ndim <= 1:
+        bad = [int(i) for i in arr.reshape(-1) if not -T <= i < T]
+        if bad:
+            raise ValueError(f"run({name}): loss_steps {bad} lie outside the {T} steps (valid: -{T} to {T - 1})")
+        steps = sorted({int(i) % T for i in arr.reshape(-1)})
+    else:
+        raise TypeError(f"run({name}): loss_steps must be step indices or a boolean mask of length {T}, "
+                        f"got {arr.dtype} of shape {arr.shape}")
+    if not steps:
+        raise ValueError(f"run({name}): loss_steps selects no step; leave out targets to run without a loss")
+    return steps
+
+
+def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum", batch_first=False,
+        backend="auto"):
     """Run `cell` over `xs`; see the module docstring."""
     if backend not in BACKENDS:
         raise ValueError(f"run: backend must be one of {BACKENDS}, got {backend!r}")
     xs, state0 = check_inputs(cell, xs, state0, batch_first)
+    sup = check_targets(cell, targets, loss_steps, reduction, *xs.shape[:2], batch_first)
     result = reason = None
     if backend != "graph":
         from .kernel_plan import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
             from .fused import run_numba
-            result = run_numba(cell, xs, state0)
+            result = run_numba(cell, xs, state0, sup)
         except (ImportError, UnsupportedCellError, KernelError) as e:
             if backend == "numba":
                 raise
             reason = str(e)
     if result is None:
-        result = run_graph(cell, xs, state0)
+        result = run_graph(cell, xs, state0, sup)
         result.fallback = reason
     if batch_first:
-        result.outputs = result.outputs.transpose(1, 0, 2)
+        result.outputs = result.outputs.transpose(1, 0, *range(2, result.outputs.ndim))
     return result
 
 
-def feeds_for(graph, cell, xs, state0):
-    """Values for the unfolded graph's leaves: parameters, x(t) and the initial state."""
+def feeds_for(graph, cell, xs, state0, sup=None):
+    """Values for the unfolded graph's leaves: parameters, x(t), the initial state and the targets."""
     named = dict(cell.named_parameters())
-    feeds = {pid: named[pname] for pid, pname in graph.meta["params"].items()}
-    for t, xid in enumerate(graph.meta["x"]):
+    feeds = {pid: named[pname] for pid, pname in graph.params.items()}
+    for t, xid in enumerate(graph.x):
         feeds[xid] = xs[t] if xs.requires_grad else Tensor(xs._data[t])
-    feeds.update(zip(graph.meta["state0"], as_tuple(state0)))
+    feeds.update(zip(graph.state0, as_tuple(state0)))
+    if sup is not None:
+        feeds.update((yid, Tensor(sup.targets._data[t])) for t, yid in graph.targets.items())
     return feeds
 
 
-def run_graph(cell, xs, state0):
+def total(losses, sup):
+    """(L(t) stacked, their sum or mean) from the per-step scalar losses."""
+    stacked = mg.stack([l.reshape(()) for l in losses], axis=0)
+    return stacked, (stacked.sum() if sup.reduction == "sum" else stacked.mean())
+
+
+def run_graph(cell, xs, state0, sup=None):
     """Evaluate the explicit unfolded DAG with engine ops."""
-    graph = unfold(cell.rolled(batch=xs.shape[1]), xs.shape[0])
-    values = graph.evaluate(feeds_for(graph, cell, xs, state0))
+    T, B = xs.shape[:2]
+    graph = unfold(cell.rolled(B, targets=sup and sup.spec), T, sup and sup.steps)
+    if sup is not None:
+        graph.reduction = sup.reduction
+    values = graph.evaluate(feeds_for(graph, cell, xs, state0, sup))
     graph.tensors = values
-    states = [tuple(values[i].retain_grad() for i in ids) for ids in graph.meta["state_out"]]
-    outputs = mg.stack([cell.output(s if len(s) > 1 else s[0]) for s in states], axis=0)
+    states = [tuple(values[i].retain_grad() for i in ids) for ids in graph.state_out]
+    outputs = mg.stack([values[i] for i in graph.outputs], axis=0)
     final = states[-1] if len(states[-1]) > 1 else states[-1][0]
-    return RunResult(outputs, final, graph, "graph", states)
+    result = RunResult(outputs, final, graph, "graph", states)
+    if sup is not None:
+        result.losses, result.loss = total([values[i] for i in graph.losses.values()], sup)
+        result.loss_steps, result.reduction = sup.steps, sup.reduction
+        graph.loss_value = result.loss.item()
+    return result

@@ -42,7 +42,7 @@ If the loop does not zero the gradients, they accumulate into the sum of the
 windows' gradients.  With k1 >= T there is one window: full BPTT.  The
 carried state of a later window is the forward value computed by an earlier
 window (with the parameters of that time), detached; its unfolded graph says
-so in ``graph.meta["detached_state0"]`` (True), and ``graph.meta["tbptt"]``
+so in ``graph.detached_state0`` (True), and ``graph.window``
 records the window, so the visualizer can draw the cut.  The user's
 ``state0`` is not detached: the first window's gradient reaches it.
 """
@@ -122,9 +122,9 @@ def tbptt(cell, xs, loss_fn, k1, k2=None, state0=None, *, batch_first=False, bac
         if loss.requires_grad:
             loss.backward()
         if result.graph is not None:
-            result.graph.meta["detached_state0"] = start > 0
-            result.graph.meta["tbptt"] = {"window": w, "k1": k1, "k2": k2, "start": start,
-                                          "loss_steps": (first, stop), "T": T}
+            result.graph.detached_state0 = start > 0
+            result.graph.window = {"window": w, "k1": k1, "k2": k2, "start": start,
+                                   "loss_steps": (first, stop), "T": T}
         yield Window(w, slice(first, stop), start, loss, result, detach_state(result.state))
 
 

@@ -126,8 +126,8 @@ class OutputRecurrentCell(Cell):
 
 def _fed_values(graph):
     """Per step, the value the unfolded graph actually passed into the step's y(t-1) argument."""
-    rolled = graph.meta["rolled"]
-    state_in = rolled.meta["states"][0][1]
-    dst, slot = next((e.dst, e.slot) for e in rolled.edges if e.src == state_in and e.kind == "data")
+    rolled = graph.rolled
+    state_in = rolled.loops[0].input
+    dst, slot = next((e.dst, e.slot) for e in rolled.edges if e.src == state_in)
     arguments = graph.arguments()
-    return [graph.tensors[arguments[f"t{t}.{dst}"][slot]] for t in range(graph.meta["T"])]
+    return [graph.tensors[arguments[graph.node_at(dst, t)][slot]] for t in range(graph.T)]

@@ -187,10 +187,12 @@ def test_auto_picks_numba_and_keeps_graph_and_states():
     cell = rnn.LSTMCell(3, 4, rng=np.random.default_rng(0))
     r = rnn.run(cell, np.ones((5, 2, 3)))
     assert r.backend == "numba"
-    assert r.graph.meta["T"] == 5 and len(r.graph.meta["state_out"]) == 5   # drawn by viz
+    assert r.graph.T == 5 and len(r.graph.state_out) == 5   # drawn by viz
     assert len(r.states) == 5 and r.states[-1][0].shape == (2, 4)
-    r.graph.meta["edited"] = True
-    assert "edited" not in rnn.run(cell, np.ones((5, 2, 3))).graph.meta   # each result has its own graph
+    r.graph.detached_state0 = True
+    r.graph.tensors["edited"] = None
+    other = rnn.run(cell, np.ones((5, 2, 3))).graph   # each result has its own graph
+    assert not other.detached_state0 and "edited" not in other.tensors
 
 
 def test_batch_first_and_no_grad():

@@ -124,6 +124,17 @@ def cross_entropy_args(draw):
 
 
 @st.composite
+def pick_args(draw):
+    s = draw(shapes(min_dims=1))
+    index = draw(hnp.arrays(np.int64, s[:-1], elements=st.integers(0, s[-1] - 1)))
+    return (draw(arrays(s)),), {"index": index}
+
+
+def np_pick(a, index):
+    return np.take_along_axis(a, index[..., None], axis=-1)[..., 0]
+
+
+@st.composite
 def mse_args(draw):
     s = draw(shapes())
     return (draw(arrays(s)), draw(arrays(s))), {}
@@ -180,6 +191,7 @@ OPS = [
     (".T",              one(),                               lambda a: a.T,                                 lambda a: a.T),
     ("getitem-slices",  slice_args(),                        lambda a, index: a[index],                     lambda a, index: a[index]),
     ("getitem-ints",    int_index_args(),                    lambda a, index: a[index],                     lambda a, index: a[index]),
+    ("pick",            pick_args(),                         mg.pick,                                       np_pick),
     ("concatenate",     concat_args(),                       lambda *xs, axis: mg.concatenate(list(xs), axis=axis),
                                                                                            lambda *xs, axis: np.concatenate(xs, axis=axis)),
     ("stack",           stack_args(),                        lambda *xs, axis: mg.stack(xs, axis=axis),     lambda *xs, axis: np.stack(xs, axis=axis)),

@@ -9,16 +9,28 @@ from rnn.rolled import as_tuple, check_delays
 from rnn_helpers import CELL_KINDS, make_cell, python_loop, random_state
 
 
+def _reaches(g, src, dst):
+    children, seen, stack = g.children(), set(), [src]
+    while stack:
+        n = stack.pop()
+        if n == dst:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(children[n])
+    return False
+
+
 @pytest.mark.parametrize("kind", CELL_KINDS)
 def test_rolled_graph_cycles_only_through_delays(kind):
     cell = make_cell(kind, 3, 2)
     g = cell.rolled(batch=2)
-    cycle = g.find_cycle(("data", "delay"))
-    assert cycle is not None
-    delays = {(e.src, e.dst) for e in g.edges if e.kind == "delay"}
-    assert any(pair in delays for pair in zip(cycle, cycle[1:])), "the cycle must use a delay edge"
-    assert g.find_cycle(("data",)) is None
-    assert len(delays) == len(as_tuple(cell.initial_state(1)))
+    assert isinstance(g, rnn.RolledGraph)
+    assert g.find_cycle() is None                     # the data edges alone: a DAG
+    assert len(g.loops) == len(as_tuple(cell.initial_state(1)))
+    for lp in g.loops:                                # each delay closes a cycle: s(t-1) -> ... -> s(t) -> delay
+        assert lp.delay == 1 and g.nodes[lp.input].role == g.nodes[lp.output].role == "state"
+        assert _reaches(g, lp.input, lp.output) or kind == "leaky"
 
 
 @pytest.mark.parametrize("kind", CELL_KINDS)
@@ -28,18 +40,21 @@ def test_unfold_copies_each_step_and_shares_parameters(kind, T):
     rolled = cell.rolled(batch=2)
     g = rnn.unfold(rolled, T)
     params = [n.id for n in rolled.nodes.values() if n.role == "parameter"]
-    n_states = len(rolled.meta["states"])
+    n_states = len(rolled.loops)
     per_step = len(rolled.nodes) - len(params) - n_states
     assert len(params) == len(cell.parameters())
     # Step 0 also holds the initial-state inputs; later steps read the previous step's state outputs instead.
     assert len(g.nodes) == T * per_step + n_states + len(params)
     for t in range(T):
-        assert sum(n.t == t for n in g.nodes.values()) == per_step + (n_states if t == 0 else 0)
+        assert sum(g.step_of.get(n) == t for n in g.nodes) == per_step + (n_states if t == 0 else 0)
     assert sorted(n.id for n in g.nodes.values() if n.role == "parameter") == sorted(params)
     for p in params:
-        assert {g.nodes[e.dst].t for e in g.edges if e.src == p} == set(range(T)), p
-    assert not any(e.kind == "delay" for e in g.edges)
-    assert g.find_cycle(("data",)) is None and g.find_cycle(("data", "delay")) is None
+        assert {g.step_of[e.dst] for e in g.edges if e.src == p} == set(range(T)), p
+    for t in range(1, T):  # the delay, cut: step t reads the state step t-1 made
+        for lp in rolled.loops:
+            readers = [e.dst for e in rolled.edges if e.src == lp.input]
+            assert all(g.node_at(lp.output, t - 1) in g.inputs_of(g.node_at(r, t)) for r in readers)
+    assert g.find_cycle() is None
     order = g.topological_order()
     pos = {nid: i for i, nid in enumerate(order)}
     assert len(order) == len(g.nodes)
@@ -76,9 +91,13 @@ def test_a_data_cycle_without_delay_is_rejected_by_name():
 
 
 def test_the_same_loop_through_a_delay_is_accepted():
-    g = _graph([Edge("x", "a", 0), Edge("h", "a", 1, kind="delay"), Edge("a", "h", 0)])
+    nodes = [Node("x", "leaf", "input", (1, 2), "float64", "x"), Node("s", "leaf", "state", (1, 2), "float64", "h"),
+             Node("a", "add", "op", (1, 2), "float64", "pre"), Node("h", "tanh", "state", (1, 2), "float64", "h")]
+    g = rnn.RolledGraph(nodes, [Edge("x", "a", 0), Edge("s", "a", 1), Edge("a", "h", 0)], x="x",
+                        loops=[rnn.Loop("h", "s", "h")], output="h")
     assert check_delays(g) is g
-    assert g.find_cycle(("data", "delay")) is not None
+    u = rnn.unfold(g, 3)
+    assert u.inputs_of(u.node_at("a", 2)) == [u.node_at("x", 2), u.node_at("h", 1)]
 
 
 @pytest.mark.parametrize("T", [0, -1, 2.0, None])

@@ -118,15 +118,15 @@ def test_truncation_changes_the_gradient():
     assert not np.allclose(cell.weight_hh.grad, full)
 
 
-def test_meta_marks_the_detached_carried_state():
+def test_the_graph_marks_the_detached_carried_state():
     cell, xs, targets, state0 = setup("gru")
     windows = list(rnn.tbptt(cell, xs, weighted_loss(targets), 3, 4, state0=state0))
-    metas = [w.result.graph.meta for w in windows]
-    assert [m["detached_state0"] for m in metas] == [w.start > 0 for w in windows] == [False, True, True]
-    assert [m["tbptt"]["loss_steps"] for m in metas] == [(0, 3), (3, 6), (6, 7)]
-    assert [m["T"] for m in metas] == [w.steps.stop - w.start for w in windows]
+    graphs = [w.result.graph for w in windows]
+    assert [g.detached_state0 for g in graphs] == [w.start > 0 for w in windows] == [False, True, True]
+    assert [g.window["loss_steps"] for g in graphs] == [(0, 3), (3, 6), (6, 7)]
+    assert [g.T for g in graphs] == [w.steps.stop - w.start for w in windows]
     # The carried state really is cut: the second window's state0 leaf is a fresh tensor with no history.
-    s0 = metas[1]["state0"][0]
+    s0 = graphs[1].state0[0]
     assert windows[1].result.graph.tensors[s0].op is None
 
 

@@ -53,10 +53,10 @@ def test_generate_feeds_back_its_own_outputs():
 def test_free_running_graph_has_the_output_to_hidden_delay():
     m = make()
     g = m.rolled(batch=1)
-    assert g.meta["states"][0][0] == "o"
-    assert g.find_cycle(("data", "delay")) is not None and g.find_cycle(("data",)) is None
+    (loop,) = g.loops
+    assert loop.name == "o" and loop.delay == 1 and g.find_cycle() is None
     # The carried state is the output, not the hidden layer: it has O columns.
-    assert g.nodes[g.meta["states"][0][1]].shape == (1, O)
+    assert g.nodes[loop.input].shape == (1, O)
 
 
 def test_teacher_forced_gradients():

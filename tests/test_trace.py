@@ -85,8 +85,8 @@ def test_edges_go_parent_to_child_with_argument_slot():
     g = mg.trace(out)
     ids = {t.name: nid for nid, t in g.tensors.items() if t.name}
     out_id = next(nid for nid, t in g.tensors.items() if t is out)
-    assert sorted((e.src, e.dst, e.slot, e.kind) for e in g.edges) == sorted(
-        [(ids["b"], out_id, 0, "data"), (ids["a"], out_id, 1, "data")])
+    assert sorted((e.src, e.dst, e.slot) for e in g.edges) == sorted(
+        [(ids["b"], out_id, 0), (ids["a"], out_id, 1)])
     assert g.inputs_of(out_id) == [ids["b"], ids["a"]]
 
 

@@ -32,7 +32,7 @@ def test_one_cluster_per_step_and_each_parameter_once_with_T_out_edges(kind, det
     cell = cell_of(kind)
     src = viz.draw_unrolled(cell, steps=T, detail=detail).source
     assert clusters(src) == [f"t{t}" for t in range(T)]
-    params = cell.rolled().meta["params"]
+    params = cell.rolled().params
     assert len(params) == 4
     for pid in params:
         assert len(re.findall(rf'^\s*"?{pid}"? \[', src, re.M)) == 1  # drawn once
@@ -79,7 +79,7 @@ def test_gradient_colours_follow_the_norms():
     src = viz.draw_unrolled(r, grad=True).source
     norms = [float(np.linalg.norm(s[0].grad)) for s in r.states]
     fills = []
-    for ids in r.graph.meta["state_out"]:
+    for ids in r.graph.state_out:
         attrs = re.search(rf'"{re.escape(ids[0])}" \[([^\n]*)\]', src).group(1)
         fills.append(re.search(r'fillcolor="(#[0-9A-Fa-f]{6})"', attrs).group(1))
     assert norms == sorted(norms) and norms[0] < norms[-1] / 10
@@ -200,7 +200,7 @@ def test_loss_node_is_fed_by_the_states_it_reads():
     loss = (r.states[1][0] + r.states[4][0]).sum()  # outputs would be the stack of every step
     src = viz.draw_unrolled(r, loss=loss).source
     feeding = re.findall(r'^\s*"?([\w.]+)"? -> "viz\.loss"', src, re.M)
-    assert feeding == [r.graph.meta["state_out"][1][0], r.graph.meta["state_out"][4][0]]
+    assert feeding == [r.graph.state_out[1][0], r.graph.state_out[4][0]]
 
 
 def test_engine_graph_legend_speaks_of_no_time_steps():

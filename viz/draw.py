@@ -47,24 +47,17 @@ def draw_graph(*roots, legend=True):
     return to_digraph(_drop_legend(expression_scene(graph), legend), name="expression")
 
 
-def _is_rolled(obj):
-    return isinstance(obj, Graph) and "states" in obj.meta and "T" not in obj.meta
-
-
-def _is_unfolded(obj):
-    return isinstance(obj, Graph) and "T" in obj.meta and "state_out" in obj.meta
-
-
 def as_rolled(obj, fn):
-    if _is_rolled(obj):
+    from rnn import RolledGraph, UnfoldedGraph
+    if isinstance(obj, RolledGraph):
         return obj
-    if _is_unfolded(obj) and "rolled" in obj.meta:
-        return obj.meta["rolled"]
+    if isinstance(obj, UnfoldedGraph):
+        return obj.rolled
     graph = getattr(obj, "graph", None)   # an rnn.RunResult
-    if _is_unfolded(graph) and "rolled" in graph.meta:
-        return graph.meta["rolled"]
-    if callable(getattr(obj, "rolled", None)):   # a cell
-        return obj.rolled()
+    if isinstance(graph, UnfoldedGraph):
+        return graph.rolled
+    if callable(getattr(obj, "rolled", None)):   # a cell: drawn with its loss, if it has one
+        return obj.rolled(targets="auto")
     raise TypeError(f"{fn}: expected an rnn cell, a rolled or unfolded graph, or an rnn.RunResult; "
                     f"got {type(obj).__name__}")
 
@@ -108,23 +101,23 @@ def draw_unrolled(model, steps=None, detail="block", collapse=None, grad=False, 
 
 
 def _as_unfolded(model, steps):
-    from rnn.unfold import unfold
+    from rnn import RolledGraph, UnfoldedGraph, unfold
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise ValueError(f"draw_unrolled: steps must be a positive integer, got {steps!r}")
     graph, states = getattr(model, "graph", None), getattr(model, "states", None)
-    if _is_unfolded(graph):          # an rnn.RunResult
+    if isinstance(graph, UnfoldedGraph):          # an rnn.RunResult
         pass
-    elif _is_unfolded(model):
+    elif isinstance(model, UnfoldedGraph):
         graph, states = model, None
-    elif _is_rolled(model):
+    elif isinstance(model, RolledGraph):
         return unfold(model, steps or 3), None
     elif callable(getattr(model, "rolled", None)):
-        return unfold(model.rolled(), steps or 3), None
+        return unfold(model.rolled(targets="auto"), steps or 3), None
     else:
         raise TypeError("draw_unrolled: expected an rnn.RunResult, an unfolded or rolled graph, or an rnn cell; "
                         f"got {type(model).__name__}")
-    if steps is not None and steps != graph.meta["T"]:
-        raise ValueError(f"draw_unrolled: steps={steps} but the graph has T={graph.meta['T']} steps "
+    if steps is not None and steps != graph.T:
+        raise ValueError(f"draw_unrolled: steps={steps} but the graph has T={graph.T} steps "
                          "(leave steps out, or use collapse= to show fewer)")
     return graph, states
 
@@ -137,7 +130,7 @@ def _loss_spec(graph, states, loss):
     if loss.data.size == 1:
         rows.append(f"= {number(np.asarray(loss.data).reshape(()))}")
     tensors = dict(getattr(graph, "tensors", None) or {})
-    for ids, tup in zip(graph.meta["state_out"], states or ()):
+    for ids, tup in zip(graph.state_out, states or ()):
         tensors.update(zip(ids, tup if isinstance(tup, (tuple, list)) else (tup,)))
     state_of = {id(t): nid for nid, t in tensors.items() if nid in _out_ids(graph)}
     feeding = _direct_states(loss, state_of)
@@ -149,7 +142,7 @@ def _loss_spec(graph, states, loss):
 
 
 def _out_ids(graph):
-    return {nid for ids in graph.meta["state_out"] for nid in ids}
+    return {nid for ids in graph.state_out for nid in ids}
 
 
 def _direct_states(loss, state_of):

@@ -23,13 +23,13 @@ def state_grad_norms(graph, states=None):
     when given, since a backend other than the graph evaluator may not fill
     `graph.tensors`; otherwise from `graph.tensors`.
     """
-    meta, tensors = graph.meta, getattr(graph, "tensors", None) or {}
+    tensors = getattr(graph, "tensors", None) or {}
     norms = {}
-    for ids in [meta.get("state0", [])] + list(meta.get("state_out", [])):
+    for ids in [graph.state0] + list(graph.state_out):
         for nid in ids:
             norms[nid] = _norm(tensors.get(nid))
     if states:
-        for ids, tup in zip(meta.get("state_out", []), states):
+        for ids, tup in zip(graph.state_out, states):
             tup = tup if isinstance(tup, (tuple, list)) else (tup,)
             for nid, t in zip(ids, tup):
                 if _norm(t) is not None or norms.get(nid) is None:

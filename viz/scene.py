@@ -99,8 +99,7 @@ def expression_scene(graph):
             scene.links.append(Link(f"{nid}.op", nid))
     pos = {nid: i for i, nid in enumerate(graph.nodes)}
     for e in sorted(graph.edges, key=lambda e: (pos[e.dst], e.slot)):
-        if e.kind == "data":
-            scene.links.append(Link(e.src, f"{e.dst}.op"))
+        scene.links.append(Link(e.src, f"{e.dst}.op"))
     legend(scene, engine=True)
     return scene
 
@@ -111,32 +110,85 @@ def _state_label(name, when):
     return f"{name}({when})"
 
 
-def rolled_scene(rolled, detail):
-    """The cycle of Goodfellow et al. Fig. 10.2 (left): each state's feedback passes a delay square."""
-    meta = rolled.meta
-    cell = meta.get("cell", "cell")
-    scene = Scene(f"{cell}, rolled: the state feeds back through a one-step delay", rankdir="LR")
+def _ancestors(arguments, roots):
+    seen, stack = set(), list(roots)
+    while stack:
+        nid = stack.pop()
+        if nid not in seen:
+            seen.add(nid)
+            stack.extend(arguments[nid])
+    return seen
+
+
+def parts(rolled):
+    """The rolled graph's nodes in three parts: the step (what the states need), the output head
+    (what o(t) needs besides) and the loss (what L(t) needs besides)."""
+    arguments = rolled.arguments()
+    step = _ancestors(arguments, [lp.output for lp in rolled.loops])
+    head = _ancestors(arguments, [rolled.output]) - step
+    loss = (_ancestors(arguments, [rolled.loss]) - step - head) if rolled.loss else set()
+    return step, head, loss
+
+
+def _emits(rolled):
+    """Whether o(t) is a node of its own (an output head), not one of the states."""
+    return rolled.output not in {lp.output for lp in rolled.loops}
+
+
+def _head_items(scene, rolled, when, cluster, ids, head_params, loss_params, chain_src):
+    """o(t), and y(t) -> L(t) when there is a loss, for block pictures: `ids` maps rolled ids to the
+    drawn ones; `chain_src` is the drawn state o(t) is computed from."""
+    if _emits(rolled):
+        o = rolled.nodes[rolled.output]
+        scene.items.append(Item(ids(rolled.output), "output", (f"o({when})", shape_text(o.shape)), cluster))
+        scene.links.append(Link(chain_src, ids(rolled.output), "data"))
+        scene.links.extend(Link(p, ids(rolled.output), "param") for p in head_params)
+    if rolled.loss is not None and ids(rolled.loss) is not None:
+        y = rolled.nodes[rolled.target]
+        scene.items.append(Item(ids(rolled.target), "target", (f"y({when})", shape_text(y.shape)), cluster))
+        scene.items.append(Item(ids(rolled.loss), "loss", (f"L({when})", "scalar"), cluster))
+        scene.links.append(Link(ids(rolled.output), ids(rolled.loss), "data"))
+        scene.links.append(Link(ids(rolled.target), ids(rolled.loss), "target"))
+        scene.links.extend(Link(p, ids(rolled.loss), "param") for p in loss_params)
+
+
+def _params_by_part(rolled):
+    step, head, loss = parts(rolled)
     params = [n for n in rolled.nodes.values() if n.role == "parameter"]
+    arguments = rolled.arguments()
+    users = {p.id: {part for part, nodes in (("step", step), ("head", head), ("loss", loss))
+                    for nid in nodes if p.id in arguments[nid]} for p in params}
+    return params, {part: [p.id for p in params if part in users[p.id]] for part in ("step", "head", "loss")}
+
+
+def rolled_scene(rolled, detail):
+    """The cycle of Goodfellow et al. Figs. 10.2 (left) and 10.3: each state's feedback passes a delay
+    square; o(t), y(t) and L(t) follow the state when the network has them."""
+    cell = rolled.cell
+    scene = Scene(f"{cell}, rolled: the state feeds back through a one-step delay", rankdir="LR")
+    params, by_part = _params_by_part(rolled)
     for p in params:
         scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape))))
-    x = rolled.nodes[meta["x"]]
+    x = rolled.nodes[rolled.x]
     if detail == "block":
         block = "viz.cell"
         scene.items.append(Item(x.id, "input", ("x(t)", shape_text(x.shape))))
         scene.items.append(Item(block, "block", (cell, "one step")))
         scene.links.append(Link(x.id, block))
-        scene.links.extend(Link(p.id, block, "param") for p in params)
-        for name, in_id, out_id in meta["states"]:
-            out = rolled.nodes[out_id]
-            scene.items.append(Item(out_id, "state", (_state_label(name, "t"), shape_text(out.shape))))
-            scene.links.append(Link(block, out_id, "state"))
-            _delay(scene, out_id, block, _state_label(name, "t−1"), "feedback")
+        scene.links.extend(Link(p, block, "param") for p in by_part["step"])
+        for lp in rolled.loops:
+            out = rolled.nodes[lp.output]
+            scene.items.append(Item(lp.output, "state", (_state_label(lp.name, "t"), shape_text(out.shape))))
+            scene.links.append(Link(block, lp.output, "state"))
+            _delay(scene, lp.output, block, _state_label(lp.name, "t−1"), "feedback")
+        _head_items(scene, rolled, "t", None, lambda nid: nid, by_part["head"], by_part["loss"],
+                    rolled.loops[0].output)
         scene.same_rank.append([p.id for p in params] + [x.id])
     else:
         step = Cluster("viz.step", f"one step of {cell}")
         scene.clusters.append(step)
-        state_in = {in_id: name for name, in_id, _ in meta["states"]}
-        state_out = {out_id: name for name, _, out_id in meta["states"]}
+        state_in = {lp.input: lp.name for lp in rolled.loops}
+        state_out = {lp.output: lp.name for lp in rolled.loops}
         for nid, node in rolled.nodes.items():
             if node.role == "parameter":
                 continue
@@ -147,16 +199,20 @@ def rolled_scene(rolled, detail):
             elif nid == x.id:
                 item = Item(nid, "input", ("x(t)", shape_text(node.shape)), step.id)
             else:
-                item = _op_item(node, step.id)
+                item = _op_item(node, step.id, _network_name(rolled, nid, "t"))
             scene.items.append(item)
         for e in rolled.edges:
-            if e.kind == "data":
-                kind = "param" if e.src in meta.get("params", {}) or rolled.nodes[e.src].role == "parameter" else "data"
-                scene.links.append(Link(e.src, e.dst, kind))
-        for name, in_id, out_id in meta["states"]:
-            _delay(scene, out_id, in_id, None, "feedback_back")
+            kind = "param" if rolled.nodes[e.src].role == "parameter" else "data"
+            scene.links.append(Link(e.src, e.dst, kind))
+        for lp in rolled.loops:
+            _delay(scene, lp.output, lp.input, None, "feedback_back")
     legend(scene)
     return scene
+
+
+def _network_name(rolled, nid, when):
+    """The textbook's name of o(t), y(t) and L(t) nodes, else None."""
+    return {rolled.output: f"o({when})", rolled.target: f"y({when})", rolled.loss: f"L({when})"}.get(nid)
 
 
 def _delay(scene, src, dst, label, back_kind):
@@ -167,11 +223,16 @@ def _delay(scene, src, dst, label, back_kind):
     scene.links.append(Link(square, dst, back_kind, label))
 
 
-def _op_item(node, cluster):
+def _op_item(node, cluster, name=None):
+    """An op (or constant) node; `name` (o(t), L(t), y(t)) titles it, and its role colours it."""
     if node.role == "constant":
         value = scalar(node.value)
         return Item(node.id, "constant", (value if value is not None else "const", shape_text(node.shape)), cluster)
-    return Item(node.id, "op", (op_text(node), shape_text(node.shape)), cluster)
+    if node.role == "target":
+        return Item(node.id, "target", (name or "y", shape_text(node.shape)), cluster)
+    kind = node.role if node.role in ("output", "loss") else "op"
+    rows = (name, op_text(node), shape_text(node.shape)) if name else (op_text(node), shape_text(node.shape))
+    return Item(node.id, kind, rows, cluster)
 
 
 # --- the unrolled graph ---------------------------------------------------
@@ -184,14 +245,14 @@ def shown_steps(T, collapse):
 
 
 def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=None):
-    """One cluster per step, left to right, parameters drawn once (Goodfellow et al. Fig. 10.2, right).
+    """One cluster per step, left to right, parameters drawn once (Goodfellow et al. Figs. 10.2 right, 10.3).
 
     norms: {state node id: ‖∂L/∂state‖} to colour the chain by `scale`.
-    loss: (title rows, ids of drawn-or-elided state outputs the loss depends on), or None.
+    loss: (title rows, ids of drawn-or-elided state outputs the loss depends on), or None: a loss the
+        user computed from the outputs outside the network.
     """
-    meta = graph.meta
-    T, names = meta["T"], meta["state_names"]
-    cell = meta.get("cell", "cell")
+    rolled = graph.rolled
+    T, names, cell = graph.T, graph.state_names, graph.cell
     steps, gap = shown_steps(T, collapse)
     shown = set(steps)
     norms = norms or {}
@@ -199,16 +260,15 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
     if gap:
         title += f" (first {collapse} and last {collapse} shown)"
     # A truncated-BPTT window counts its steps from where it starts in the whole sequence.
-    start = int((meta.get("tbptt") or {}).get("start", 0))
+    start = int((graph.window or {}).get("start", 0))
     if start:
         title += f", steps {start + 1} to {start + T} of the sequence"
     scene = Scene(title, rankdir="LR")
 
-    state0 = meta["state0"]
-    state_out = meta["state_out"]
+    state0, state_out = graph.state0, graph.state_out
     out_step = {nid: t for t, ids in enumerate(state_out) for nid in ids}
     out_name = {nid: names[i] for ids in state_out for i, nid in enumerate(ids)}
-    detached = bool(meta.get("detached_state0"))
+    detached = graph.detached_state0
     elide = "viz.elided"
 
     def state_item(nid, name, when, cluster, shape):
@@ -219,7 +279,7 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
             rows.append(f"‖∂L/∂{name}‖ " + ("none" if norm is None else number(norm)))
         return Item(nid, "state", tuple(rows), cluster, fill)
 
-    params = [n for n in graph.nodes.values() if n.role == "parameter"]
+    params, by_part = _params_by_part(rolled)
     for i, nid in enumerate(state0):
         scene.items.append(state_item(nid, names[i], str(start), None, graph.nodes[nid].shape))
     scene.chain.append(state0[0])
@@ -232,14 +292,14 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
     # Group the graph once, so a long sequence costs one pass however few steps are drawn.
     by_step = defaultdict(list)
     for nid, node in graph.nodes.items():
-        if node.t in shown:
-            by_step[node.t].append(node)
+        t = graph.step_of.get(nid)
+        if t in shown:
+            by_step[t].append(node)
 
     fed_within = set()
     if detail != "block":
-        step_of = {n.id: n.t for nodes in by_step.values() for n in nodes}
-        fed_within = {e.dst for e in graph.edges if e.kind == "data" and e.dst in step_of
-                      and e.src not in state0 and step_of.get(e.src) == step_of[e.dst]}
+        fed_within = {e.dst for e in graph.edges if graph.step_of.get(e.dst) in shown
+                      and e.src not in state0 and graph.step_of.get(e.src) == graph.step_of[e.dst]}
 
     def source(nid):
         """Where an edge from state node `nid` starts in the picture: itself, or the elision."""
@@ -256,25 +316,31 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
             scene.chain.append(elide)
             for nid in state_out[gap[0] - 1]:
                 scene.links.append(Link(nid, elide, "state"))
-        cl = Cluster(f"t{t}", f"step {start + t + 1}")
+        when = str(start + t + 1)
+        cl = Cluster(f"t{t}", f"step {when}")
         scene.clusters.append(cl)
-        xid = meta["x"][t]
-        scene.items.append(Item(xid, "input", (f"x({start + t + 1})", shape_text(graph.nodes[xid].shape)), cl.id))
+        xid = graph.node_at(rolled.x, t)
+        scene.items.append(Item(xid, "input", (f"x({when})", shape_text(graph.nodes[xid].shape)), cl.id))
         incoming = state0 if t == 0 else state_out[t - 1]
         if detail == "block":
             # x(t) sits under its block in the same column and the new states fill the next column,
             # so every step is two columns wide and the steps line up in one row.
             block = f"viz.block.t{t}"
-            scene.items.append(Item(block, "block", (cell, f"step {start + t + 1}"), cl.id))
+            scene.items.append(Item(block, "block", (cell, f"step {when}"), cl.id))
             scene.chain.append(block)
             scene.links.append(Link(xid, block, "input"))
-            scene.same_rank.append([block, xid])
-            scene.same_rank.append(list(state_out[t]))
+            # o(t) and L(t) stack under the new states and y(t) under x(t): a step stays two columns wide.
+            head = [i for i in (rolled.output, rolled.loss) if _emits(rolled) or i != rolled.output]
+            drawn = graph.steps[t]
+            scene.same_rank.append([block, xid] + ([drawn[rolled.target]] if rolled.target in drawn else []))
+            scene.same_rank.append(list(state_out[t]) + [drawn[i] for i in head if i is not None and i in drawn])
             scene.links.extend(state_link(nid, block) for nid in incoming)
-            scene.links.extend(Link(p.id, block, "param") for p in params)
+            scene.links.extend(Link(p, block, "param") for p in by_part["step"])
             for i, nid in enumerate(state_out[t]):
-                scene.items.append(state_item(nid, names[i], str(start + t + 1), cl.id, graph.nodes[nid].shape))
+                scene.items.append(state_item(nid, names[i], when, cl.id, graph.nodes[nid].shape))
                 scene.links.append(Link(block, nid, "state"))
+            _head_items(scene, rolled, when, cl.id, graph.steps[t].get, by_part["head"], by_part["loss"],
+                        state_out[t][0])
         else:
             # Every op of step t that nothing else in the step feeds (x(t), a parameter's transpose) is
             # ranked after the incoming state; otherwise it floats left and the steps overlap in a staircase.
@@ -284,14 +350,16 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
                 if node.id == xid:
                     continue
                 if node.id in out_name:
-                    scene.items.append(state_item(node.id, out_name[node.id], str(start + t + 1), cl.id, node.shape))
+                    scene.items.append(state_item(node.id, out_name[node.id], when, cl.id, node.shape))
                 elif node.id in state0:
                     continue
                 else:
-                    scene.items.append(_op_item(node, cl.id))
+                    scene.items.append(_op_item(node, cl.id, _network_name(rolled, graph.template_of[node.id], when)))
     scene.chain.extend(ids[0] for t, ids in enumerate(state_out) if t in shown)
     if detail != "block":
         scene.links.extend(_ops_links(graph, shown, state0, out_step, source, state_link))
+    if graph.loss_steps:
+        _total_loss(scene, graph, shown, elide)
 
     if loss is not None:
         rows, feeding = loss
@@ -309,12 +377,29 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
     return scene
 
 
+def _total_loss(scene, graph, shown, elide):
+    """The network's loss L, fed by every drawn L(t) (and by the elision for those it hides)."""
+    how = "Σ" if graph.reduction == "sum" else "mean"
+    rows = [f"L = {how} L(t)" if len(graph.loss_steps) > 1 else f"L = L({graph.loss_steps[0] + 1})"]
+    if graph.loss_value is not None:
+        rows.append(f"= {number(graph.loss_value)}")
+    scene.items.append(Item("viz.total", "loss", tuple(rows)))
+    hidden = False
+    for t, lid in graph.losses.items():
+        if t in shown:
+            scene.links.append(Link(lid, "viz.total", "loss"))
+        else:
+            hidden = True
+    if hidden:
+        scene.links.append(Link(elide, "viz.total", "loss"))
+
+
 def _ops_links(graph, shown, state0, out_step, source, state_link):
     """Edges among the drawn steps' ops; an edge from an elided step starts at the elision node."""
-    node_t = {nid: n.t for nid, n in graph.nodes.items()}
+    node_t = graph.step_of
     seen, links = set(), []
     for e in graph.edges:
-        if e.kind != "data" or node_t.get(e.dst) not in shown:
+        if node_t.get(e.dst) not in shown:
             continue
         src_node = graph.nodes[e.src]
         if src_node.role == "parameter":

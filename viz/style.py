@@ -23,8 +23,10 @@ STYLE = {
                   "legend_engine": "input"},
         "state": {"fillcolor": "#A8DDB5", "shape": "ellipse", "style": "filled", "legend": "state h(t), c(t)"},
         "op": {"fillcolor": "#EEEEEE", "shape": "box", "style": "filled,rounded", "legend": "op"},
-        "output": {"fillcolor": "#E8A2C8", "shape": "ellipse", "style": "filled", "legend": "output / loss",
+        "output": {"fillcolor": "#E8A2C8", "shape": "ellipse", "style": "filled", "legend": "output o(t)",
                    "legend_engine": "output"},
+        "target": {"fillcolor": "#D9D2E9", "shape": "box", "style": "filled", "legend": "target y(t)"},
+        "loss": {"fillcolor": "#F4A582", "shape": "ellipse", "style": "filled", "legend": "loss L(t), L"},
         "constant": {"fillcolor": "#FFFFFF", "shape": "box", "style": "filled,dashed", "legend": "constant"},
     },
     # The whole cell drawn as one box (detail="block").
@@ -47,6 +49,7 @@ STYLE = {
         "detached": {"style": "dashed", "color": "#888888", "penwidth": "1.5"},  # truncated-BPTT cut
         "input": {"color": "#2B6CB0"},                              # x(t) up into its step's block
         "loss": {"color": "#A0457A", "penwidth": "0.8"},
+        "target": {"color": "#7B68A6"},                             # y(t) into its loss
         # Invisible (ops detail): step t's source ops are ranked after step t-1's state, so steps never overlap.
         "order": {"style": "invis", "weight": "10"},
     },
