@@ -15,9 +15,9 @@ from .errors import ShapeError
 from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, softmax, split, stack
 from .gradcheck import GradcheckError, gradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
-from .tensor import (Tensor, add, astype, concatenate, enable_grad, exp, getitem, is_grad_enabled, log, matmul, max, mul,
-                     neg, no_grad, pick, power, relu, reshape, sigmoid, stop_gradient, sum, tanh, transpose,
-                     unbroadcast)
+from .tensor import (Tensor, add, argmax_onehot, astype, concatenate, enable_grad, equal, exp, getitem,
+                     is_grad_enabled, less, log, matmul, max, mod, mul, neg, no_grad, onehot, pick, power, relu,
+                     reshape, sample_onehot, sigmoid, stop_gradient, sum, tanh, transpose, unbroadcast)
 
 
 def tensor(data, requires_grad=False, name=None, dtype=None):

@@ -15,8 +15,8 @@ import numpy as np
 
 from .tensor import PRIMITIVES, Tensor, toposort
 
-# What a node is to the computation; the rnn package adds "state", "target" and "loss".
-ROLES = ("input", "parameter", "constant", "state", "target", "op", "output", "loss")
+# What a node is to the computation; the rnn package adds the rest (see rnn.rolled).
+ROLES = ("input", "parameter", "constant", "state", "target", "context", "step", "feedback", "op", "output", "loss")
 VARIADIC = {"concatenate"}
 
 

@@ -216,6 +216,8 @@ class Tensor:
 
     def __rtruediv__(self, o): return mul(o, power(_true(self), -1.0))
     def __neg__(self): return neg(self)
+    def __mod__(self, o): return mod(self, o)
+    def __rmod__(self, o): return mod(o, self)
     def __matmul__(self, o): return matmul(self, o)
     def __rmatmul__(self, o): return matmul(o, self)
     def __getitem__(self, index):
@@ -458,6 +460,61 @@ def sigmoid(a):
 @primitive("relu")
 def relu(a):
     return np.maximum(a, 0), lambda g: (g * (a > 0),)
+
+
+@primitive("mod", float_only=True)
+def mod(a, b):
+    """a % b as NumPy (the sign of b); between its jumps d/da = 1 and d/db = -floor(a / b)."""
+    return np.mod(a, b), lambda g: (g, -g * np.floor_divide(a, b))
+
+
+# Comparisons give 0/1 masks in the inputs' float dtype, as recorded ops with no gradient: a traced
+# step can switch units on and off (a clocked unit reads `mg.equal(t % period, 0)`) and be run again.
+@primitive("equal", float_only=True)
+def equal(a, b):
+    return (a == b).astype(np.result_type(a, b)), lambda g: (None, None)
+
+
+@primitive("less", float_only=True)
+def less(a, b):
+    return (a < b).astype(np.result_type(a, b)), lambda g: (None, None)
+
+
+def onehot(index, depth, dtype="float64"):
+    """Integer class indices -> one-hot rows (a new last axis of `depth`); no gradient."""
+    return _onehot(index, depth=int(depth), dtype=np.dtype(dtype).name)
+
+
+def sample_onehot(logits, seed=0):
+    """One-hot of a class drawn from softmax(logits) along the last axis; see _sample_onehot."""
+    return _sample_onehot(logits, seed=int(seed))
+
+
+@primitive("onehot")
+def _onehot(index, depth, dtype="float64"):
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"onehot: index must hold integers, got {index.dtype}")
+    if index.size and (index.min() < 0 or index.max() >= depth):
+        raise ValueError(f"indices must lie in [0, {depth}), got values in [{index.min()}, {index.max()}]")
+    return np.eye(depth, dtype=dtype)[index], lambda g: (None,)
+
+
+@primitive("argmax_onehot", float_only=True)
+def argmax_onehot(a):
+    """One-hot of the largest entry along the last axis (the first of ties); no gradient."""
+    return np.eye(a.shape[-1], dtype=a.dtype)[a.argmax(axis=-1)], lambda g: (None,)
+
+
+@primitive("sample_onehot", float_only=True)
+def _sample_onehot(logits, seed=0):
+    """One-hot of a class drawn from softmax(logits) along the last axis, by inverse CDF on uniforms
+    from numpy's default_rng(seed); no gradient."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
+    u = np.random.default_rng(seed).random(logits.shape[:-1] + (1,))
+    k = np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
+    return np.eye(logits.shape[-1], dtype=logits.dtype)[k], lambda g: (None,)
 
 
 def _expand(g, shape, axis, keepdims):

@@ -10,11 +10,22 @@ is trained on at each step (Goodfellow et al. Fig. 10.3)::
     def output(self, h):  return h @ self.V.T + self.c       # o(t); the state itself by default
     def loss(self, o, y): return mg.cross_entropy(o, y)       # L(t), a scalar; with rnn.run(..., targets=ys)
 
+A step reads more than x(t) and its state by naming parameters (Goodfellow et al. §§10.2.4, 10.4, 10.9)::
+
+    def step(self, x, h, context):   # what rnn.run(..., context=c) passes every step: a vector, encoder outputs
+    def step(self, x, h, t):         # the step index, a float scalar tensor (clocked, multi-time-scale units)
+    def step(self, x, h, y_prev):    # y(t−1): the previous output, or the previous target when teacher-forced
+
+and a class attribute ``delays = {"h_slow": 2}`` makes it read that state from
+two steps back (§10.9.1).  x is None for a network run without inputs
+(``rnn.run(cell, None, steps=T, batch=B)``, vector-to-sequence).
+
 The built-in cells use PyTorch's parameter names, layouts and gate orders, so
 weights move between the two with `load_state_dict` and plain arrays.
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
@@ -23,15 +34,30 @@ import minigrad as mg
 from minigrad.nn import Module, Parameter
 
 
+EXTRAS = ("context", "t", "y_prev")  # what a step may read besides (x, state), by parameter name
+_READS: dict = {}
+
+
 class Cell(Module, metaclass=ABCMeta):
     state_names = ("h",)
 
     def __init__(self, input_size, hidden_size, dtype=np.float64):
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        if self.input_size < 1 or self.hidden_size < 1:
-            raise ValueError(f"{type(self).__name__}: input_size and hidden_size must be positive, "
-                             f"got {input_size} and {hidden_size}")
+        if self.input_size < 0 or self.hidden_size < 1:
+            raise ValueError(f"{type(self).__name__}: input_size must be >= 0 (0: no per-step input) and "
+                             f"hidden_size positive, got {input_size} and {hidden_size}")
         self._dtype = np.dtype(dtype)
+
+    @classmethod
+    def reads(cls, method="step"):
+        """Which of `context`, `t`, `y_prev` the step (or `output`) names as parameters after its own
+        (self, x, state) (or (self, state))."""
+        key = (cls, method)
+        got = _READS.get(key)
+        if got is None:
+            names = list(inspect.signature(getattr(cls, method)).parameters)[3 if method == "step" else 2:]
+            got = _READS[key] = frozenset(n for n in EXTRAS if n in names)
+        return got
 
     @property
     def dtype(self):
@@ -62,11 +88,11 @@ class Cell(Module, metaclass=ABCMeta):
         that defines it is trained with rnn.run(cell, xs, targets=ys) (see rnn.run)."""
         raise NotImplementedError(f"{type(self).__name__} defines no loss(o, y)")
 
-    def rolled(self, batch=1, targets=None):
+    def rolled(self, batch=1, targets=None, **how):
         """This cell's step (and output, and loss with `targets`) as a graph whose loop is closed by a
-        delay (see rnn.rolled)."""
+        delay; `how`: context, feed, inputs, seed (see rnn.rolled)."""
         from .rolled import rolled
-        return rolled(self, batch, targets)
+        return rolled(self, batch, targets, **how)
 
     def _init(self, rng, *shapes):
         rng = rng if rng is not None else np.random.default_rng()

@@ -194,9 +194,13 @@ def _shape(spec, T, B):
     return tuple(sizes.get(s, s) for s in spec)
 
 
-def run_numba(cell, xs, state0, sup=None):
+def run_numba(cell, xs, state0, sup=None, given=None):
     """Run `cell` over time-major `xs` with the generated kernels; see rnn.run.  The step runs in the
     kernels; o(t) and L(t), which nothing carries to the next step, with engine ops per step."""
+    reads = cell.reads()
+    if xs is None or reads:
+        what = "a run without per-step inputs" if xs is None else f"a step that reads {', '.join(sorted(reads))}"
+        raise UnsupportedCellError(f"numba backend: {what} is not compiled yet (the graph backend runs it)")
     prep = prepare(cell, xs.shape[1], sup and sup.spec)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype)

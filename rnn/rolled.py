@@ -20,10 +20,19 @@ left and 10.3): a finite graph with a cycle, every cycle passing through a delay
     target   id of the target y(t), or None: no loss was traced
     loss     id of L(t), a scalar, or None
     params   {node id: dotted parameter name}
+    context  ids of the context the step reads at every step (encoder outputs, a conditioning vector)
+    step_index  id of the step index t the step reads, or None
+    feedback    a `Feedback` when the step reads its previous output or target y(t−1), else None
     cell     the cell's class name;  batch  the batch the trace ran at
 
 Roles: x(t) "input", the carried state in and out "state", o(t) "output",
-y(t) "target", L(t) "loss", "parameter", "constant", "op".  The same graph is
+y(t) "target", L(t) "loss", "context", t "step", y(t−1) "feedback",
+"parameter", "constant", "op".
+
+A step asks for more than (x, state) by naming parameters — ``def step(self, x,
+state, context)``, ``t``, ``y_prev`` — and `Cell.reads` says which; x is None
+for a network without per-step input.  A cell's class attribute ``delays =
+{"h_slow": 2}`` makes the step read that state from d steps back.  The same graph is
 drawn by `viz`, unfolded by `rnn.unfold`, evaluated by `rnn.run`'s graph backend
 and compiled by the kernel generator.  Targets are inputs of the graph, not
 constants: one rolled graph serves every batch.
@@ -50,6 +59,34 @@ class Loop:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """The step's y(t−1): `input` is its node; it is fed o(t−1) ("output"), the one-hot of o(t−1)'s
+    largest entry ("argmax") or of a class drawn from softmax(o(t−1)) ("sample") — free-running,
+    Goodfellow et al. Fig. 10.6 right — or the target y(t−1) ("teacher": teacher forcing, left);
+    at the first step, y0."""
+    input: str
+    feed: str = "output"
+    seed: int = 0      # "sample": step t draws with seed (seed, t)
+
+
+FEEDS = ("output", "argmax", "sample", "teacher")
+
+
+@dataclass(frozen=True)
+class Context:
+    """The shapes and dtypes of what a step reads as its context, and whether it is one tensor or a tuple."""
+    shapes: tuple
+    dtypes: tuple
+    single: bool = True
+
+    @classmethod
+    def of(cls, context):
+        parts = context if isinstance(context, (tuple, list)) else (context,)
+        return cls(tuple(p.shape for p in parts), tuple(p.dtype.name for p in parts),
+                   not isinstance(context, (tuple, list)))
+
+
+@dataclass(frozen=True)
 class Targets:
     """What y(t) looks like at one step: `shape` (batch first) and `dtype`; integers are class indices."""
     shape: tuple
@@ -64,12 +101,13 @@ class RolledGraph(Graph):
     """A traced step with its delays; see the module docstring."""
 
     def __init__(self, nodes=(), edges=(), *, cell="cell", batch=1, x=None, loops=(), output=None,
-                 target=None, loss=None, params=None):
+                 target=None, loss=None, params=None, context=(), step_index=None, feedback=None):
         super().__init__(nodes, edges)
         self.cell, self.batch, self.x = cell, batch, x
         self.loops = list(loops)
         self.output, self.target, self.loss = output, target, loss
         self.params = dict(params or {})
+        self.context, self.step_index, self.feedback = list(context), step_index, feedback
 
     def __repr__(self):
         return f"RolledGraph({self.cell}, {len(self.nodes)} nodes, states {[lp.name for lp in self.loops]})"
@@ -77,6 +115,11 @@ class RolledGraph(Graph):
     @property
     def state_names(self):
         return [lp.name for lp in self.loops]
+
+    def read_loops(self):
+        """The loops whose state the step actually reads (a step may ignore its state, Fig. 10.4)."""
+        used = {e.src for e in self.edges}
+        return [lp for lp in self.loops if lp.input in used]
 
 
 def as_tuple(state):
@@ -115,12 +158,16 @@ def has_loss(cell):
     return type(cell).loss is not Cell.loss
 
 
-def rolled(cell, batch=1, targets=None):
+def rolled(cell, batch=1, targets=None, *, context=None, feed=None, inputs=True, seed=0):
     """Trace `cell`'s step (and its output, and its loss if `targets` says what y(t) is) and close the loop.
 
     targets: None (no loss), a `Targets`, or "auto": the loss with class-index
     targets if it accepts them, else with targets shaped like o(t), else none
     (for drawing a network without data).
+    context: a `Context` (shapes of what the step reads as `context`), needed when it reads one.
+    feed: how y(t−1) is fed when the step reads `y_prev` (see Feedback; default "teacher" with
+    targets, else "output"); seed: for feed="sample".
+    inputs: False for a network with no per-step input: the step gets x = None.
 
     The trace runs on random placeholder values of batch `batch`; shapes in the
     graph are those of that batch.  A second trace on other values — other
@@ -134,9 +181,14 @@ def rolled(cell, batch=1, targets=None):
     elif targets is not None and not has_loss(cell):
         raise TypeError(f"{type(cell).__name__}: targets were given but the cell defines no loss(o, y); "
                         "define one to put L(t) in the graph")
-    graph = _trace(cell, batch, targets, seed=0)
+    if feed is not None and feed not in FEEDS:
+        raise ValueError(f"{type(cell).__name__}: feed must be one of {FEEDS}, got {feed!r}")
+    if feed == "teacher" and targets is None:
+        raise ValueError(f"{type(cell).__name__}: feed='teacher' feeds the targets y(t−1): pass targets")
+    how = _How(targets, context, feed, inputs, seed)
+    graph = _trace(cell, batch, how, seed=0)
     with _other_parameter_values(cell, np.random.default_rng(2)):
-        other = _trace(cell, batch, targets, seed=1)
+        other = _trace(cell, batch, how, seed=1)
     frozen = [n for n in graph.nodes.values() if n.role == "constant"
               and (n.id not in other.nodes or not np.array_equal(n.value, other.nodes[n.id].value))]
     if [n.op for n in graph.nodes.values()] != [n.op for n in other.nodes.values()] or frozen:
@@ -148,14 +200,24 @@ def rolled(cell, batch=1, targets=None):
     return check_delays(graph)
 
 
+@dataclass(frozen=True)
+class _How:
+    """What a trace is given besides the cell: targets, context, how y(t−1) is fed, whether x exists."""
+    targets: object = None
+    context: object = None
+    feed: object = None
+    inputs: bool = True
+    seed: int = 0
+
+
 def _guess_targets(cell, batch):
-    if not has_loss(cell):
+    if not has_loss(cell) or cell.reads() & {"context"}:
         return None
-    plain = _trace(cell, batch, None, seed=0)
+    plain = _trace(cell, batch, _How(), seed=0)
     width = plain.nodes[plain.output].shape
     for spec in (Targets((batch,), "int64"), Targets(tuple(width), np.dtype(cell.dtype).name)):
         try:
-            _trace(cell, batch, spec, seed=0)
+            _trace(cell, batch, _How(spec), seed=0)
             return spec
         except (TypeError, ValueError, IndexError, ShapeError):
             continue
@@ -183,16 +245,51 @@ def _placeholder_targets(spec, o, rng):
     return Tensor(rng.uniform(-1, 1, spec.shape).astype(spec.dtype), requires_grad=True)
 
 
-def _trace(cell, batch, targets, seed):
+def _extras(cell, batch, how, rng):
+    """Placeholders for what the step reads besides x and its state: {parameter name: value}, and the
+    roles to give them.  Every one requires grad, as x's does: ops on them alone must be recorded."""
+    name, reads, dtype = type(cell).__name__, cell.reads(), cell.dtype
+    extras, roles = {}, {}
+    if "context" in reads:
+        if how.context is None:
+            raise TypeError(f"{name}.step reads a context: pass context= to rnn.run (or a Context to rolled)")
+        parts = tuple(Tensor(rng.uniform(-1, 1, s).astype(d), requires_grad=True)
+                      for s, d in zip(how.context.shapes, how.context.dtypes))
+        extras["context"] = parts[0] if how.context.single else parts
+        roles.update((id(p), ("context", "context" if how.context.single else f"context[{i}]"))
+                     for i, p in enumerate(parts))
+    elif how.context is not None:
+        raise TypeError(f"{name}: a context was given but {name}.step reads none; name a parameter "
+                        "`context` (def step(self, x, state, context)) to read it")
+    if "t" in reads:
+        extras["t"] = Tensor(np.asarray(float(rng.integers(1, 64)), dtype=dtype), requires_grad=True)
+        roles[id(extras["t"])] = ("step", "t")
+    if "y_prev" in reads:
+        width = getattr(cell, "output_size", None)
+        if not isinstance(width, int):
+            raise TypeError(f"{name}.step reads y_prev, the previous output: give the cell an integer "
+                            "attribute output_size (the width of o(t))")
+        extras["y_prev"] = Tensor(rng.uniform(-1, 1, (batch, width)).astype(dtype), requires_grad=True)
+        roles[id(extras["y_prev"])] = ("feedback", "y(t−1)")
+    elif how.feed is not None:
+        raise TypeError(f"{name}: feed={how.feed!r} was given but {name}.step reads no y_prev")
+    return extras, roles
+
+
+def _trace(cell, batch, how, seed):
     rng = np.random.default_rng(seed)
     name = type(cell).__name__
+    targets = how.targets
     template = as_tuple(cell.initial_state(batch))
-    x = Tensor(rng.uniform(-1, 1, (batch, cell.input_size)).astype(cell.dtype), requires_grad=True)
+    x = Tensor(rng.uniform(-1, 1, (batch, cell.input_size)).astype(cell.dtype), requires_grad=True) \
+        if how.inputs else None
     states = tuple(Tensor(rng.uniform(-1, 1, s.shape).astype(s.dtype), requires_grad=True) for s in template)
+    extras, extra_roles = _extras(cell, batch, how, rng)
     with enable_grad():  # a trace must record even when called under no_grad
-        new = as_tuple(cell.step(x, states[0] if len(states) == 1 else states))
+        new = as_tuple(cell.step(x, states[0] if len(states) == 1 else states, **extras))
         check_state(cell, "step's returned state", new, states)
-        o = cell.output(new if len(new) > 1 else new[0])
+        o = cell.output(new if len(new) > 1 else new[0],
+                        **({"context": extras["context"]} if "context" in cell.reads("output") else {}))
         if not isinstance(o, Tensor):
             raise TypeError(f"{name}.output must return one Tensor (o(t)), got {type(o).__name__}")
         y = loss = None
@@ -207,9 +304,11 @@ def _trace(cell, batch, targets, seed):
     names = state_names(cell, len(states))
 
     roles = {id(p): ("parameter", n) for n, p in cell.named_parameters()}
-    roles[id(x)] = ("input", "x")
+    roles.update(extra_roles)
+    if x is not None:
+        roles[id(x)] = ("input", "x")
     for nm, s_in, s_out in zip(names, states, new):
-        if s_out is s_in or s_out is x or not s_out.requires_grad:
+        if s_out is s_in or (x is not None and s_out is x) or not s_out.requires_grad:
             raise ValueError(f"{name}.step: the new state {nm} must be computed by ops "
                              "from the step's inputs, not passed through or made from constants only")
         roles[id(s_in)] = ("state", nm)
@@ -221,21 +320,66 @@ def _trace(cell, batch, targets, seed):
         roles[id(y)] = ("target", "y")
         roles[id(loss)] = ("loss", "L")
         roots += [loss, y]
-    graph = trace(*roots, x, *states, roles=roles)
+    leaves = [t for t in (x, extras.get("t"), extras.get("y_prev")) if t is not None]
+    leaves += list(as_tuple(extras["context"])) if "context" in extras else []
+    graph = trace(*roots, *leaves, *states, roles=roles)
     node_of = {id(t): nid for nid, t in graph.tensors.items()}
-    loops = [Loop(nm, node_of[id(s_in)], node_of[id(s_out)]) for nm, s_in, s_out in zip(names, states, new)]
-    out = RolledGraph(graph.nodes.values(), graph.edges, cell=name, batch=batch, x=node_of[id(x)], loops=loops,
-                      output=node_of[id(o)], target=node_of[id(y)] if y is not None else None,
-                      loss=node_of[id(loss)] if loss is not None else None,
-                      params={node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of})
+    delays = delays_of(cell, names)
+    loops = [Loop(nm, node_of[id(s_in)], node_of[id(s_out)], delays[nm]) for nm, s_in, s_out in zip(names, states, new)]
+    ids = lambda t: node_of[id(t)] if t is not None else None  # noqa: E731
+    feedback = Feedback(node_of[id(extras["y_prev"])], how.feed or ("teacher" if targets else "output"),
+                        how.seed) if "y_prev" in extras else None
+    out = RolledGraph(graph.nodes.values(), graph.edges, cell=name, batch=batch, x=ids(x), loops=loops,
+                      output=node_of[id(o)], target=ids(y), loss=ids(loss),
+                      params={node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of},
+                      context=[node_of[id(c)] for c in as_tuple(extras["context"])] if "context" in extras else [],
+                      step_index=ids(extras.get("t")), feedback=feedback)
     out.tensors = graph.tensors
     return out
 
 
+def delays_of(cell, names):
+    """{state name: its delay}, from the cell's class attribute `delays` (1 for a state not named there)."""
+    delays = dict(getattr(cell, "delays", None) or {})
+    unknown = sorted(set(delays) - set(names))
+    if unknown:
+        raise ValueError(f"{type(cell).__name__}.delays names {unknown}, which are not states "
+                         f"(the states are {list(names)})")
+    for nm, d in delays.items():
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{type(cell).__name__}.delays[{nm!r}] must be an integer number of steps, got {d!r}")
+    return {nm: int(delays.get(nm, 1)) for nm in names}
+
+
 def check_delays(graph):
-    """Every cycle of a rolled graph must pass through a delay: its data edges alone form no cycle."""
+    """Every cycle of a rolled graph must pass through delays that sum to a positive number of steps:
+    its data edges alone form no cycle, and each state's loop is delayed by at least one step."""
     try:
         graph.topological_order()
     except CycleError as e:
         raise CycleError(f"rolled graph: {e}") from None
+    for lp in getattr(graph, "loops", ()):
+        if lp.delay < 1:
+            path = _path(graph, lp.input, lp.output) or [lp.input, lp.output]
+            names = " -> ".join(f"{n} ({graph.nodes[n].label})" for n in path)
+            raise CycleError(f"rolled graph: the cycle {names} -> (delay {lp.delay}) -> {lp.input} has a total "
+                             f"delay of {lp.delay} steps; a recurrence must reach back at least one step "
+                             f"(set delays[{lp.name!r}] >= 1)")
     return graph
+
+
+def _path(graph, src, dst):
+    """Node ids of one path of data edges from src to dst, or None."""
+    children, prev, stack = graph.children(), {src: None}, [src]
+    while stack:
+        n = stack.pop()
+        if n == dst:
+            path = [n]
+            while prev[path[-1]] is not None:
+                path.append(prev[path[-1]])
+            return path[::-1]
+        for c in children[n]:
+            if c not in prev:
+                prev[c] = n
+                stack.append(c)
+    return None

@@ -54,7 +54,7 @@ from minigrad import Tensor
 
 from minigrad.errors import ShapeError
 
-from .rolled import Targets, as_tuple, check_state, has_loss
+from .rolled import Context, Targets, as_tuple, check_state, has_loss
 from .unfold import unfold
 
 BACKENDS = ("auto", "graph", "numba")
@@ -73,6 +73,7 @@ class RunResult:
     loss: Tensor | None = None    # their sum (or mean, see reduction): the scalar to call backward() on
     loss_steps: list = field(default_factory=list)  # the steps with a loss, ascending
     reduction: str | None = None  # "sum" or "mean" over the loss steps
+    fed: Tensor | None = None     # what each step read as y(t−1), stacked (T, B, K); None if it reads none
 
     def __iter__(self):      # outputs, state, graph = rnn.run(...)
         return iter((self.outputs, self.state, self.graph))
@@ -106,10 +107,20 @@ def _converted(cell, value, wanted, keep_integers=False):
                         f"that does not convert: {e}") from None
 
 
-def check_inputs(cell, xs, state0, batch_first=False):
-    """xs as a time-major Tensor, and the initial state, or a clear error naming cell, argument and shapes."""
+def check_inputs(cell, xs, state0, batch_first=False, steps=None, batch=None):
+    """xs as a time-major Tensor (None for a run without inputs, whose length and batch `steps` and
+    `batch` give), and the initial state, or a clear error naming cell, argument and shapes."""
     name = type(cell).__name__
-    if isinstance(xs, _NOT_ARRAYS) or xs is None:
+    if xs is None:
+        for what, v in (("steps", steps), ("batch", batch)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise TypeError(f"run({name}): xs must be a sequence array of shape (T, B, {cell.input_size}), "
+                                f"got None; a run without per-step inputs takes steps= and batch= instead "
+                                f"(positive integers; {what}={v!r})")
+        return None, _state0(cell, state0, int(batch))
+    if steps is not None or batch is not None:
+        raise TypeError(f"run({name}): steps= and batch= are for a run without xs; xs gives them")
+    if isinstance(xs, _NOT_ARRAYS):
         raise TypeError(f"run({name}): xs must be a sequence array of shape (T, B, {cell.input_size}), "
                         f"got {type(xs).__name__}")
     xs = _converted(cell, xs, f"xs must be a numeric sequence array of shape (T, B, {cell.input_size})")
@@ -127,15 +138,57 @@ def check_inputs(cell, xs, state0, batch_first=False):
     if xs.dtype != cell.dtype:
         raise TypeError(f"run({name}): xs has dtype {xs.dtype}, the cell's parameters are {cell.dtype}; "
                         f"convert with xs.astype('{cell.dtype}')")
+    return xs, _state0(cell, state0, B)
+
+
+def _state0(cell, state0, B):
+    name = type(cell).__name__
     expected = cell.initial_state(B)
     if state0 is None:
-        return xs, expected
+        return expected
     state0 = _state_tensors(cell, state0, expected)
     check_state(cell, "state0", state0, expected)
     for s, e in zip(as_tuple(state0), as_tuple(expected)):
         if s.dtype != e.dtype:
             raise TypeError(f"run({name}): state0 has dtype {s.dtype}, the cell's parameters are {e.dtype}")
-    return xs, state0
+    return state0
+
+
+@dataclass
+class Given:
+    """What a run reads besides xs, state0 and targets: its length and batch, the context, and how
+    y(t−1) is fed, from what y0 and with what seed."""
+    steps: int
+    batch: int
+    context: object = None   # a Tensor or a tuple of them
+    feed: str | None = None
+    y0: Tensor | None = None
+    seed: int = 0
+
+    @property
+    def context_spec(self):
+        return None if self.context is None else Context.of(self.context)
+
+
+def check_given(cell, T, B, context, feed, y0, seed):
+    name = type(cell).__name__
+    if context is not None:
+        parts = tuple(_converted(cell, c, "context must be a tensor or a tuple of tensors")
+                      for c in (context if isinstance(context, (tuple, list)) else (context,)))
+        for i, c in enumerate(parts):
+            if c.dtype != cell.dtype:
+                raise TypeError(f"run({name}): context{'' if len(parts) == 1 else f'[{i}]'} has dtype {c.dtype}, "
+                                f"the cell's parameters are {cell.dtype}")
+        context = parts if isinstance(context, (tuple, list)) else parts[0]
+    if "y_prev" in cell.reads():
+        width = getattr(cell, "output_size", None)
+        y0 = mg.zeros(B, width, dtype=cell.dtype) if y0 is None else _converted(cell, y0, "y0 must be an array")
+        if y0.shape != (B, width):
+            raise ShapeError(f"run({name}): y0 has shape {y0.shape}; it is y(t−1) at the first step, "
+                             f"(batch, output_size) = {(B, width)}")
+    elif y0 is not None:
+        raise TypeError(f"run({name}): y0 was given but {name}.step reads no y_prev")
+    return Given(T, B, context, feed, y0, int(seed))
 
 
 def _state_tensors(cell, state0, expected):
@@ -205,40 +258,54 @@ def steps_of(loss_steps, T, name="run"):
     return steps
 
 
-def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum", batch_first=False,
-        backend="auto"):
-    """Run `cell` over `xs`; see the module docstring."""
+def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum", context=None, steps=None,
+        batch=None, feed=None, y0=None, seed=0, batch_first=False, backend="auto"):
+    """Run `cell` over `xs` (or, with xs None, for `steps` steps of `batch` sequences); see the module
+    docstring.  context: what a step that names `context` reads at every step; feed, y0, seed: how a
+    step that names `y_prev` is fed (rnn.rolled.Feedback)."""
     if backend not in BACKENDS:
         raise ValueError(f"run: backend must be one of {BACKENDS}, got {backend!r}")
-    xs, state0 = check_inputs(cell, xs, state0, batch_first)
-    sup = check_targets(cell, targets, loss_steps, reduction, *xs.shape[:2], batch_first)
+    xs, state0 = check_inputs(cell, xs, state0, batch_first, steps, batch)
+    T, B = xs.shape[:2] if xs is not None else (int(steps), int(batch))
+    sup = check_targets(cell, targets, loss_steps, reduction, T, B, batch_first)
+    given = check_given(cell, T, B, context, feed, y0, seed)
     result = reason = None
     if backend != "graph":
         from .kernel_plan import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
             from .fused import run_numba
-            result = run_numba(cell, xs, state0, sup)
+            result = run_numba(cell, xs, state0, sup, given)
         except (ImportError, UnsupportedCellError, KernelError) as e:
             if backend == "numba":
                 raise
             reason = str(e)
     if result is None:
-        result = run_graph(cell, xs, state0, sup)
+        result = run_graph(cell, xs, state0, sup, given)
         result.fallback = reason
     if batch_first:
         result.outputs = result.outputs.transpose(1, 0, *range(2, result.outputs.ndim))
     return result
 
 
-def feeds_for(graph, cell, xs, state0, sup=None):
-    """Values for the unfolded graph's leaves: parameters, x(t), the initial state and the targets."""
+def feeds_for(graph, cell, xs, state0, sup=None, given=None):
+    """Values for the unfolded graph's leaves: parameters, x(t), the initial state, the targets, the
+    context, the step index and y0."""
     named = dict(cell.named_parameters())
     feeds = {pid: named[pname] for pid, pname in graph.params.items()}
-    for t, xid in enumerate(graph.x):
-        feeds[xid] = xs[t] if xs.requires_grad else Tensor(xs._data[t])
+    if xs is not None:
+        for t, xid in enumerate(graph.x):
+            feeds[xid] = xs[t] if xs.requires_grad else Tensor(xs._data[t])
     feeds.update(zip(graph.state0, as_tuple(state0)))
     if sup is not None:
-        feeds.update((yid, Tensor(sup.targets._data[t])) for t, yid in graph.targets.items())
+        ys = sup.targets
+        feeds.update((yid, ys[t] if ys.requires_grad else Tensor(ys._data[t])) for t, yid in graph.targets.items())
+    if given is not None:
+        if given.context is not None:
+            feeds.update(zip(graph.context, as_tuple(given.context)))
+        dtype = cell.dtype
+        feeds.update((sid, Tensor(np.asarray(float(t), dtype=dtype))) for t, sid in enumerate(graph.step_ids))
+        if graph.feedback0 is not None:
+            feeds[graph.feedback0] = given.y0
     return feeds
 
 
@@ -248,18 +315,22 @@ def total(losses, sup):
     return stacked, (stacked.sum() if sup.reduction == "sum" else stacked.mean())
 
 
-def run_graph(cell, xs, state0, sup=None):
+def run_graph(cell, xs, state0, sup=None, given=None):
     """Evaluate the explicit unfolded DAG with engine ops."""
-    T, B = xs.shape[:2]
-    graph = unfold(cell.rolled(B, targets=sup and sup.spec), T, sup and sup.steps)
+    T, B = (given.steps, given.batch) if given is not None else xs.shape[:2]
+    rolled = cell.rolled(B, sup and sup.spec, context=given and given.context_spec, feed=given and given.feed,
+                         inputs=xs is not None, seed=given.seed if given else 0)
+    graph = unfold(rolled, T, sup and sup.steps)
     if sup is not None:
         graph.reduction = sup.reduction
-    values = graph.evaluate(feeds_for(graph, cell, xs, state0, sup))
+    values = graph.evaluate(feeds_for(graph, cell, xs, state0, sup, given))
     graph.tensors = values
     states = [tuple(values[i].retain_grad() for i in ids) for ids in graph.state_out]
     outputs = mg.stack([values[i] for i in graph.outputs], axis=0)
     final = states[-1] if len(states[-1]) > 1 else states[-1][0]
     result = RunResult(outputs, final, graph, "graph", states)
+    if graph.fed:
+        result.fed = mg.stack([values[i] for i in graph.fed], axis=0)
     if sup is not None:
         result.losses, result.loss = total([values[i] for i in graph.losses.values()], sup)
         result.loss_steps, result.reduction = sup.steps, sup.reduction

@@ -2,16 +2,20 @@
 
 `unfold(rolled, T, loss_steps=None)` copies every per-step node T times, cuts
 each delay and joins the state made at step t to the consumers of the state
-read at step t + delay.  Parameters are not copied: one node per parameter
-feeds every step, which is why BPTT sums each parameter's gradient over time.
-The target y(t) and the ops only the loss needs are copied at the loss steps
-alone (every step by default; many-to-one, Fig. 10.5, is ``loss_steps=[T-1]``).
+read at step t + delay (the first `delay` steps read the initial state).
+Parameters and the context are not copied: one node each feeds every step,
+which is why BPTT sums each parameter's gradient over time.  The target y(t)
+and the ops only the loss needs are copied at the loss steps alone (every step
+by default; many-to-one, Fig. 10.5, is ``loss_steps=[T-1]``).  A step that
+reads y(t−1) is fed, from step 1 on, o(t−1) itself, a one-hot choice made from
+it (a node of its own: "argmax_onehot", "sample_onehot") or, teacher-forced,
+the target y(t−1) (one-hot for class indices); at step 0 an initial value y0.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
-from minigrad.graph import Edge, Graph
+from minigrad.graph import Edge, Graph, Node
 
 
 class UnfoldedGraph(Graph):
@@ -21,13 +25,16 @@ class UnfoldedGraph(Graph):
     t is "t{t}.n" (`node_at(n, t)`; `step_of[id]`, `template_of[id]` go back).
     Per step, in lists of length T:
 
-        x            id of x(t)
+        x            id of x(t) (None without inputs)
         outputs      id of o(t)
         state_out    [id of each state made at step t]
+        step_ids     id of the step index t, when the step reads it
+        fed          id of what step t reads as y(t−1), when it does
     and
         state0       [id of each initial state]   (the states step 0 reads)
+        feedback0    id of y0, the y(t−1) of step 0, or None
         loss_steps   the steps with a loss, ascending
-        losses       {t: id of L(t)} and targets {t: id of y(t)} at those steps
+        losses       {t: id of L(t)} and targets {t: id of y(t)} at those steps (every step, teacher-forced)
     """
 
     def __init__(self, rolled, T, loss_steps=()):
@@ -61,7 +68,25 @@ class UnfoldedGraph(Graph):
 
     @property
     def x(self):
-        return [step[self.rolled.x] for step in self.steps]
+        return [step.get(self.rolled.x) for step in self.steps]
+
+    @property
+    def context(self):
+        return list(self.rolled.context)
+
+    @property
+    def step_ids(self):
+        return [step[self.rolled.step_index] for step in self.steps] if self.rolled.step_index else []
+
+    @property
+    def fed(self):
+        fb = self.rolled.feedback
+        return [step[fb.input] for step in self.steps] if fb else []
+
+    @property
+    def feedback0(self):
+        fb = self.rolled.feedback
+        return self.steps[0][fb.input] if fb else None
 
     @property
     def outputs(self):
@@ -81,7 +106,7 @@ class UnfoldedGraph(Graph):
 
     @property
     def targets(self):
-        return {t: self.steps[t][self.rolled.target] for t in self.loss_steps}
+        return {t: step[self.rolled.target] for t, step in enumerate(self.steps) if self.rolled.target in step}
 
 
 def unfold(rolled, T, loss_steps=None):
@@ -96,33 +121,65 @@ def unfold(rolled, T, loss_steps=None):
         loss_steps = []
     loss_steps = list(range(T)) if loss_steps is None else list(loss_steps)
     order, arguments = rolled.topological_order(), rolled.arguments()
-    shared = set(rolled.params)
+    shared = set(rolled.params) | set(rolled.context)
     feeds = {lp.input: lp for lp in rolled.loops}
-    loss_only = _loss_only(rolled, arguments)
+    fb = rolled.feedback
+    teacher = fb is not None and fb.feed == "teacher"
+    if teacher and rolled.target is None:
+        raise ValueError("unfold: teacher forcing feeds the targets y(t−1): the rolled graph needs its targets "
+                         "(trace it with targets)")
+    loss_only = _loss_only(rolled, arguments) - ({rolled.target} if teacher else set())
     with_loss = set(loss_steps)
 
     graph = UnfoldedGraph(rolled, T, loss_steps)
     nodes, edges = [rolled.nodes[p] for p in order if p in shared], []
+
+    def add(node, t, template, args=()):
+        nodes.append(node)
+        edges.extend(Edge(src, node.id, slot) for slot, src in enumerate(args))
+        graph.step_of[node.id], graph.template_of[node.id] = t, template
+        return node.id
+
     for t in range(T):
         local = {p: p for p in shared}
         for nid in order:
             if nid in shared or (nid in loss_only and t not in with_loss):
                 continue
             lp = feeds.get(nid)
-            if lp is not None and t >= lp.delay:
-                local[nid] = graph.steps[t - lp.delay][lp.output]  # the delay, cut: an earlier step's state
+            if lp is not None and t > 0:  # the delay, cut: an earlier step's state (the first steps: the initial one)
+                local[nid] = graph.steps[t - lp.delay][lp.output] if t >= lp.delay else graph.steps[0][nid]
                 continue
-            new_id = f"t{t}.{nid}"
-            nodes.append(replace(rolled.nodes[nid], id=new_id))
-            edges.extend(Edge(local[src], new_id, slot) for slot, src in enumerate(arguments[nid]))
-            local[nid] = new_id
-            graph.step_of[new_id], graph.template_of[new_id] = t, nid
+            if fb is not None and nid == fb.input and t > 0:
+                local[nid] = _fed(rolled, graph, t, add)
+                continue
+            local[nid] = add(replace(rolled.nodes[nid], id=f"t{t}.{nid}"), t, nid, [local[a] for a in arguments[nid]])
         graph.steps.append(local)
     graph.nodes = {n.id: n for n in nodes}
     graph.edges = edges
     for p in shared:
         graph.template_of[p] = p
     return graph
+
+
+_CHOICE = {"argmax": "argmax_onehot", "sample": "sample_onehot"}
+
+
+def _fed(rolled, graph, t, add):
+    """The node step t reads as y(t−1): o(t−1), a one-hot choice made from it, or the target y(t−1)."""
+    fb, prev = rolled.feedback, graph.steps[t - 1]
+    template = rolled.nodes[fb.input]
+    if fb.feed == "output":
+        return prev[rolled.output]
+    if fb.feed in _CHOICE:
+        attrs = {"seed": fb.seed * 1_000_003 + t} if fb.feed == "sample" else {}
+        node = Node(f"t{t}.{fb.input}", _CHOICE[fb.feed], "op", template.shape, template.dtype, f"y({t})", attrs)
+        return add(node, t, fb.input, [prev[rolled.output]])
+    y = prev[rolled.target]
+    if rolled.nodes[rolled.target].dtype.startswith(("int", "uint")):  # class indices: fed one-hot
+        attrs = {"depth": template.shape[-1], "dtype": template.dtype}
+        return add(Node(f"t{t}.{fb.input}", "onehot", "op", template.shape, template.dtype, f"y({t})", attrs),
+                   t, fb.input, [y])
+    return y
 
 
 def _loss_only(rolled, arguments):

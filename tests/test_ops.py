@@ -19,7 +19,8 @@ from minigrad.testing import arrays, axes, broadcastable_shapes, shapes, tensors
 # --- strategies for the table ------------------------------------------------------
 
 def one(shape_st=None, **kw):
-    return (shape_st or shapes()).flatmap(lambda s: arrays(s, **kw)).map(lambda a: ((a,), {}))
+    return (shape_st if shape_st is not None else shapes()).flatmap(lambda s: arrays(s, **kw)).map(
+        lambda a: ((a,), {}))
 
 
 def two(a_kw=None, b_kw=None):
@@ -135,6 +136,32 @@ def np_pick(a, index):
 
 
 @st.composite
+def mod_args(draw):
+    """a % b away from its jumps: a = b (k + f) with f in [0.1, 0.9], so floor(a / b) = k."""
+    s = draw(shapes())
+    b = draw(arrays(s, low=0.5, high=2.0)) * draw(st.sampled_from([1.0, -1.0]))
+    k = draw(hnp.arrays(np.int64, s, elements=st.integers(-3, 3)))
+    f = draw(arrays(s, low=0.1, high=0.9))
+    return (b * (k + f), b), {}
+
+
+@st.composite
+def equal_args(draw):
+    s = draw(shapes())
+    b = draw(arrays(s))
+    same = draw(hnp.arrays(bool, s))
+    return (np.where(same, b, b + 0.75), b), {}
+
+
+@st.composite
+def less_args(draw):
+    s = draw(shapes())
+    b = draw(arrays(s))
+    below = draw(hnp.arrays(bool, s))
+    return (np.where(below, b - 0.75, b + 0.75), b), {}
+
+
+@st.composite
 def mse_args(draw):
     s = draw(shapes())
     return (draw(arrays(s)), draw(arrays(s))), {}
@@ -192,6 +219,11 @@ OPS = [
     ("getitem-slices",  slice_args(),                        lambda a, index: a[index],                     lambda a, index: a[index]),
     ("getitem-ints",    int_index_args(),                    lambda a, index: a[index],                     lambda a, index: a[index]),
     ("pick",            pick_args(),                         mg.pick,                                       np_pick),
+    ("mod",             mod_args(),                          lambda a, b: a % b,                            np.mod),
+    ("equal",           equal_args(),                        mg.equal,                                      lambda a, b: (a == b) * 1.0),
+    ("less",            less_args(),                         mg.less,                                       lambda a, b: (a < b) * 1.0),
+    ("argmax_onehot",   one(shapes(min_dims=1), unique=True), mg.argmax_onehot,
+                                                                   lambda a: np.eye(a.shape[-1])[a.argmax(-1)]),
     ("concatenate",     concat_args(),                       lambda *xs, axis: mg.concatenate(list(xs), axis=axis),
                                                                                            lambda *xs, axis: np.concatenate(xs, axis=axis)),
     ("stack",           stack_args(),                        lambda *xs, axis: mg.stack(xs, axis=axis),     lambda *xs, axis: np.stack(xs, axis=axis)),
@@ -203,6 +235,7 @@ OPS = [
     ("mse_loss",        mse_args(),                          mg.mse_loss,                                   lambda p, t: np.mean((p - t) ** 2)),
 ]
 OP_IDS = [name for name, *_ in OPS]
+NO_GRADIENT = {"equal", "less", "argmax_onehot"}  # masks and choices: recorded, but nothing flows back
 
 
 def _outputs(out):
@@ -245,7 +278,10 @@ def test_float32_stays_float32(name, inputs, op, ref, data):
     assert total.dtype == np.float32
     total.backward()
     for x in xs:
-        assert x.grad is not None and x.grad.dtype == np.float32 and x.grad.shape == x.shape
+        if name in NO_GRADIENT:
+            assert x.grad is None
+        else:
+            assert x.grad is not None and x.grad.dtype == np.float32 and x.grad.shape == x.shape
 
 
 def test_table_covers_the_issue():
@@ -258,6 +294,28 @@ def test_table_covers_the_issue():
 
 
 # --- special cases the table's ranges do not reach -------------------------------------------
+
+@given(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2), elements=st.integers(0, 4)))
+def test_onehot_of_class_indices(index):
+    out = mg.onehot(index, 5)
+    assert out.shape == index.shape + (5,) and out.dtype == np.float64
+    np.testing.assert_array_equal(out.data.argmax(-1), index)
+    np.testing.assert_array_equal(out.data.sum(-1), 1.0)
+    with pytest.raises(mg.ShapeError, match=r"onehot.*\[0, 5\)"):
+        mg.onehot(index + 5, 5)
+
+
+def test_sample_onehot_draws_from_the_softmax():
+    logits = mg.tensor(np.log([[0.1, 0.2, 0.7]]), requires_grad=True)
+    draws = np.array([mg.sample_onehot(logits, seed=s).data[0] for s in range(3000)])
+    assert (draws.sum(-1) == 1).all()
+    freq = draws.mean(0)
+    assert np.all(np.abs(freq - [0.1, 0.2, 0.7]) < 4 * np.sqrt(0.25 / 3000))  # within 4 standard errors
+    again = mg.sample_onehot(logits, seed=7)
+    np.testing.assert_array_equal(again.data, mg.sample_onehot(logits, seed=7).data)  # the seed fixes the draw
+    (again * mg.tensor([[1.0, 2.0, 3.0]])).sum().backward()
+    assert logits.grad is None  # a choice: nothing flows back
+
 
 @pytest.mark.parametrize("x", [np.array([2.0, 3.0, 1.5, 2.0]), np.array([[1.0, 4.0], [4.0, 0.5]])])
 def test_repeated_integer_indices_accumulate(x):

@@ -37,7 +37,7 @@ def test_no_steps_or_no_batch(cell, xs):
 
 @pytest.mark.parametrize("xs,err,match", [
     ("abc", TypeError, r"xs must be a sequence array of shape \(T, B, 3\), got str"),
-    (None, TypeError, r"xs must be a sequence array.*got NoneType"),
+    (None, TypeError, r"xs must be a sequence array.*got None; .*steps= and batch="),
     ({"x": 1}, TypeError, r"xs must be a sequence array.*got dict"),
     (np.zeros((2, 3)), ValueError, r"xs must be 3-d \(T, B, input_size\), got shape \(2, 3\)"),
     (np.zeros(3), ValueError, r"xs must be 3-d.*got shape \(3,\)"),

@@ -53,10 +53,12 @@ def test_generate_feeds_back_its_own_outputs():
 def test_free_running_graph_has_the_output_to_hidden_delay():
     m = make()
     g = m.rolled(batch=1)
-    (loop,) = g.loops
-    assert loop.name == "o" and loop.delay == 1 and g.find_cycle() is None
-    # The carried state is the output, not the hidden layer: it has O columns.
-    assert g.nodes[loop.input].shape == (1, O)
+    assert g.find_cycle() is None and g.feedback.feed == "output"
+    # The recurrence runs through the output, not the hidden layer: h(t-1) is read by nothing, and what
+    # is fed back has O columns.
+    assert g.read_loops() == [] and g.nodes[g.feedback.input].shape == (1, O)
+    u = rnn.unfold(g, 3)
+    assert u.fed[1:] == u.outputs[:-1] and u.nodes[u.fed[0]].role == "feedback"
 
 
 def test_teacher_forced_gradients():
@@ -105,13 +107,58 @@ def test_teacher_forced_training_reduces_the_loss():
     assert mg.mse_loss(m.generate(xs).outputs, mg.tensor(ys)).item() < 0.5 * start_free
 
 
-@pytest.mark.parametrize("ys,match", [(np.zeros((4, 2, O + 1)), r"ys has shape \(4, 2, 4\).*\(4, 2, 3\)"),
-                                      (np.zeros((3, 2, O)), r"ys has shape \(3, 2, 3\).*\(4, 2, 3\)")])
+@pytest.mark.parametrize("ys,match", [(np.zeros((4, 2, O + 1)), r"mse_loss.*\(2, 3\).*\(2, 4\)"),
+                                      (np.zeros((3, 2, O)), r"targets have shape \(3, 2, 3\).*\(4, 2\)")])
 def test_targets_must_fit_the_inputs(ys, match):
     with pytest.raises(ShapeError, match=match):
         make().train_loss(np.zeros((4, 2, I)), ys)
 
 
 def test_y0_of_the_wrong_width_is_rejected():
-    with pytest.raises(ValueError, match=r"OutputRecurrentCell.*state0.*\(2, 5\).*\(2, 3\)"):
+    with pytest.raises(ShapeError, match=r"OutputRecurrentCell.*y0 has shape \(2, 5\).*\(2, 3\)"):
         make().generate(np.zeros((4, 2, I)), mg.zeros(2, 5))
+
+
+# --- classes: one-hot targets fed back, argmax or sampled choices when free-running ---------------
+
+def class_sequences(rng, T, B, K=3):
+    """A Markov chain over K classes, nudged by x: the next class is mostly (previous + 1) mod K."""
+    xs = rng.normal(size=(T, B, I)) * 0.1
+    ys = np.zeros((T, B), dtype=np.int64)
+    y = rng.integers(0, K, B)
+    for t in range(T):
+        y = np.where(rng.random(B) < 0.9, (y + 1) % K, rng.integers(0, K, B))
+        ys[t] = y
+    return xs, ys
+
+
+def test_teacher_forced_classification_trains_and_free_running_follows_it():
+    rng = np.random.default_rng(8)
+    m = rnn.OutputRecurrentCell(I, 8, 3, classes=True, rng=np.random.default_rng(8))
+    xs, ys = class_sequences(rng, 12, 16)
+    y0 = mg.onehot(np.full(16, 2), 3)  # class 2 "before" the sequence, so class 0 tends to come first
+    opt = mg.optim.Adam(m.parameters(), lr=0.05)
+    start = m.train_loss(xs, ys, y0).item()
+    for _ in range(150):
+        m.zero_grad()
+        m.train_loss(xs, ys, y0).backward()
+        opt.step()
+    assert m.train_loss(xs, ys, y0).item() < 0.5 * start
+    gen = m.generate(xs, y0)
+    chosen = gen.outputs.data.argmax(-1)
+    # what each step was fed is the one-hot of the previous step's argmax: the chain it learnt, followed
+    np.testing.assert_array_equal(gen.fed.data[1:].argmax(-1), chosen[:-1])
+    assert (gen.fed.data.sum(-1) == 1).all()
+    assert np.mean(chosen[1:] == (chosen[:-1] + 1) % 3) > 0.9
+
+
+def test_sampled_generation_draws_from_the_softmax_and_is_seeded():
+    m = rnn.OutputRecurrentCell(I, 4, 3, classes=True, rng=np.random.default_rng(1))
+    xs = np.zeros((6, 200, I))
+    a, b, c = (m.generate(xs, sample=True, seed=s) for s in (0, 0, 1))
+    np.testing.assert_array_equal(a.fed.data, b.fed.data)
+    assert not np.array_equal(a.fed.data, c.fed.data)
+    # the choice fed at step 1 follows softmax(o(0)): o(0) is the same for every sequence here
+    p = np.exp(a.outputs.data[0, 0]) / np.exp(a.outputs.data[0, 0]).sum()
+    freq = a.fed.data[1].mean(0)
+    assert np.all(np.abs(freq - p) < 4 * np.sqrt(0.25 / 200))

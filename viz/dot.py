@@ -77,7 +77,7 @@ def legend_table(roles, marks=(), engine=False):
         rows.append(f'<tr><td bgcolor="{fill}" width="18" height="14"></td>'
                     f'<td align="left">{escape(text)}</td></tr>')
     if "delay" in marks:
-        rows.append('<tr><td bgcolor="black" width="18" height="14"></td><td align="left">1-step delay</td></tr>')
+        rows.append('<tr><td bgcolor="black" width="18" height="14"></td><td align="left">delay (its steps beside it)</td></tr>')
     if "detached" in marks:
         rows.append('<tr><td width="18" height="14">- -</td><td align="left">detached (truncated BPTT)</td></tr>')
     size = STYLE["legend"]["fontsize"]

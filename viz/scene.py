@@ -143,9 +143,10 @@ def _head_items(scene, rolled, when, cluster, ids, head_params, loss_params, cha
         scene.items.append(Item(ids(rolled.output), "output", (f"o({when})", shape_text(o.shape)), cluster))
         scene.links.append(Link(chain_src, ids(rolled.output), "data"))
         scene.links.extend(Link(p, ids(rolled.output), "param") for p in head_params)
-    if rolled.loss is not None and ids(rolled.loss) is not None:
+    if rolled.target is not None and ids(rolled.target) is not None:
         y = rolled.nodes[rolled.target]
         scene.items.append(Item(ids(rolled.target), "target", (f"y({when})", shape_text(y.shape)), cluster))
+    if rolled.loss is not None and ids(rolled.loss) is not None:
         scene.items.append(Item(ids(rolled.loss), "loss", (f"L({when})", "scalar"), cluster))
         scene.links.append(Link(ids(rolled.output), ids(rolled.loss), "data"))
         scene.links.append(Link(ids(rolled.target), ids(rolled.loss), "target"))
@@ -161,51 +162,92 @@ def _params_by_part(rolled):
     return params, {part: [p.id for p in params if part in users[p.id]] for part in ("step", "head", "loss")}
 
 
+_FEED_WORDS = {"output": "o(t−1)", "argmax": "one-hot argmax o(t−1)", "sample": "one-hot sample of o(t−1)",
+               "teacher": "y(t−1), teacher-forced"}
+
+
+def _delay_label(lp, when="t"):
+    back = f"{when}−{lp.delay}" if when != "t" or lp.delay != 1 else "t−1"
+    return _state_label(lp.name, back)
+
+
+def _readers(rolled, scene, block, when="t"):
+    """Items for what the step reads besides x and its state — the context (once, shared), the step
+    index — linked into `block`."""
+    for i, cid in enumerate(rolled.context):
+        node = rolled.nodes[cid]
+        scene.items.append(Item(cid, "context", (node.label if len(rolled.context) > 1 else "context",
+                                                 shape_text(node.shape), "read by every step")))
+        scene.links.append(Link(cid, block, "context"))
+
+
 def rolled_scene(rolled, detail):
-    """The cycle of Goodfellow et al. Figs. 10.2 (left) and 10.3: each state's feedback passes a delay
-    square; o(t), y(t) and L(t) follow the state when the network has them."""
+    """The cycle of Goodfellow et al. Figs. 10.2 (left), 10.3 and 10.4: each state the step reads feeds
+    back through a delay square (labelled with its delay when it is more than one step); o(t), y(t)
+    and L(t) follow the state when the network has them; y(t−1), when the step reads it, comes back
+    from o(t) (free-running) or y(t) (teacher-forced) through its own delay."""
     cell = rolled.cell
-    scene = Scene(f"{cell}, rolled: the state feeds back through a one-step delay", rankdir="LR")
+    read = rolled.read_loops()
+    longest = max([lp.delay for lp in read] + [1])
+    how = "a one-step delay" if longest == 1 else "delays"
+    scene = Scene(f"{cell}, rolled: {'the state feeds back through ' + how if read else 'the output feeds back'}",
+                  rankdir="LR")
     params, by_part = _params_by_part(rolled)
     for p in params:
         scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape))))
-    x = rolled.nodes[rolled.x]
+    x = rolled.nodes[rolled.x] if rolled.x is not None else None
     if detail == "block":
         block = "viz.cell"
-        scene.items.append(Item(x.id, "input", ("x(t)", shape_text(x.shape))))
         scene.items.append(Item(block, "block", (cell, "one step")))
-        scene.links.append(Link(x.id, block))
+        if x is not None:
+            scene.items.append(Item(x.id, "input", ("x(t)", shape_text(x.shape))))
+            scene.links.append(Link(x.id, block))
+        if rolled.step_index is not None:
+            scene.items.append(Item(rolled.step_index, "step", ("t", "step index")))
+            scene.links.append(Link(rolled.step_index, block))
+        _readers(rolled, scene, block)
         scene.links.extend(Link(p, block, "param") for p in by_part["step"])
         for lp in rolled.loops:
             out = rolled.nodes[lp.output]
             scene.items.append(Item(lp.output, "state", (_state_label(lp.name, "t"), shape_text(out.shape))))
             scene.links.append(Link(block, lp.output, "state"))
-            _delay(scene, lp.output, block, _state_label(lp.name, "t−1"), "feedback")
+            if lp in read:
+                _delay(scene, lp.output, block, _delay_label(lp), "feedback", lp.delay)
         _head_items(scene, rolled, "t", None, lambda nid: nid, by_part["head"], by_part["loss"],
                     rolled.loops[0].output)
-        scene.same_rank.append([p.id for p in params] + [x.id])
+        fb = rolled.feedback
+        if fb is not None:
+            src = rolled.target if fb.feed == "teacher" else rolled.output
+            _delay(scene, src, block, _FEED_WORDS[fb.feed], "feedback")
+        scene.same_rank.append([p.id for p in params] + ([x.id] if x is not None else []))
     else:
         step = Cluster("viz.step", f"one step of {cell}")
         scene.clusters.append(step)
-        state_in = {lp.input: lp.name for lp in rolled.loops}
+        state_in = {lp.input: lp for lp in rolled.loops}
         state_out = {lp.output: lp.name for lp in rolled.loops}
         for nid, node in rolled.nodes.items():
             if node.role == "parameter":
                 continue
             if nid in state_in:
-                item = Item(nid, "state", (_state_label(state_in[nid], "t−1"), shape_text(node.shape)), step.id)
+                if state_in[nid] not in read:
+                    continue
+                item = Item(nid, "state", (_delay_label(state_in[nid]), shape_text(node.shape)), step.id)
             elif nid in state_out:
                 item = Item(nid, "state", (_state_label(state_out[nid], "t"), shape_text(node.shape)), step.id)
-            elif nid == x.id:
+            elif x is not None and nid == x.id:
                 item = Item(nid, "input", ("x(t)", shape_text(node.shape)), step.id)
             else:
                 item = _op_item(node, step.id, _network_name(rolled, nid, "t"))
             scene.items.append(item)
         for e in rolled.edges:
-            kind = "param" if rolled.nodes[e.src].role == "parameter" else "data"
+            kind = {"parameter": "param", "context": "context"}.get(rolled.nodes[e.src].role, "data")
             scene.links.append(Link(e.src, e.dst, kind))
-        for lp in rolled.loops:
-            _delay(scene, lp.output, lp.input, None, "feedback_back")
+        for lp in read:
+            _delay(scene, lp.output, lp.input, None, "feedback_back", lp.delay)
+        fb = rolled.feedback
+        if fb is not None:
+            src = rolled.target if fb.feed == "teacher" else rolled.output
+            _delay(scene, src, fb.input, None, "feedback_back")
     legend(scene)
     return scene
 
@@ -215,10 +257,10 @@ def _network_name(rolled, nid, when):
     return {rolled.output: f"o({when})", rolled.target: f"y({when})", rolled.loss: f"L({when})"}.get(nid)
 
 
-def _delay(scene, src, dst, label, back_kind):
+def _delay(scene, src, dst, label, back_kind, steps=1):
     """The textbook's delay: a black square on the feedback edge from `src` back to `dst`."""
     square = f"viz.delay.{src}"
-    scene.items.append(Item(square, "delay", (), data={"xlabel": "1-step delay"}))
+    scene.items.append(Item(square, "delay", (), data={"xlabel": f"{steps}-step delay"}))
     scene.links.append(Link(src, square, "feedback"))
     scene.links.append(Link(square, dst, back_kind, label))
 
@@ -230,6 +272,9 @@ def _op_item(node, cluster, name=None):
         return Item(node.id, "constant", (value if value is not None else "const", shape_text(node.shape)), cluster)
     if node.role == "target":
         return Item(node.id, "target", (name or "y", shape_text(node.shape)), cluster)
+    if node.role in ("context", "step", "feedback"):
+        title = {"step": "t", "feedback": "y(t−1)"}.get(node.role, node.label)
+        return Item(node.id, node.role, (name or title, shape_text(node.shape)), cluster)
     kind = node.role if node.role in ("output", "loss") else "op"
     rows = (name, op_text(node), shape_text(node.shape)) if name else (op_text(node), shape_text(node.shape))
     return Item(node.id, kind, rows, cluster)
@@ -280,14 +325,27 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
         return Item(nid, "state", tuple(rows), cluster, fill)
 
     params, by_part = _params_by_part(rolled)
+    read = rolled.read_loops()
+    read_names = {lp.name for lp in read}
     for i, nid in enumerate(state0):
-        scene.items.append(state_item(nid, names[i], str(start), None, graph.nodes[nid].shape))
-    scene.chain.append(state0[0])
+        if names[i] in read_names:
+            scene.items.append(state_item(nid, names[i], str(start), None, graph.nodes[nid].shape))
+    if read:
+        scene.chain.append(state0[names.index(read[0].name)])
     for p in params:
         scene.items.append(Item(p.id, "parameter", (p.label, shape_text(p.shape), "shared by all steps")))
+    for cid in graph.context:
+        node = graph.nodes[cid]
+        scene.items.append(Item(cid, "context", (node.label if len(graph.context) > 1 else "context",
+                                                 shape_text(node.shape), "read by every step")))
+    fb = rolled.feedback
+    if fb is not None:
+        y0 = graph.feedback0
+        scene.items.append(Item(y0, "feedback", (f"y({start})", shape_text(graph.nodes[y0].shape), "fed to step 1")))
     # One column holds the initial state and the parameters, the sources of every step, so the
     # parameters sit next to the chain instead of wherever crossing-minimisation would strand them.
-    scene.same_rank.append(list(state0) + [p.id for p in params])
+    scene.same_rank.append([nid for i, nid in enumerate(state0) if names[i] in read_names]
+                           + [p.id for p in params] + list(graph.context) + ([graph.feedback0] if fb else []))
 
     # Group the graph once, so a long sequence costs one pass however few steps are drawn.
     by_step = defaultdict(list)
@@ -319,20 +377,32 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
         when = str(start + t + 1)
         cl = Cluster(f"t{t}", f"step {when}")
         scene.clusters.append(cl)
-        xid = graph.node_at(rolled.x, t)
-        scene.items.append(Item(xid, "input", (f"x({when})", shape_text(graph.nodes[xid].shape)), cl.id))
-        incoming = state0 if t == 0 else state_out[t - 1]
+        xid = graph.steps[t].get(rolled.x)
+        if xid is not None:
+            scene.items.append(Item(xid, "input", (f"x({when})", shape_text(graph.nodes[xid].shape)), cl.id))
+        incoming = [graph.steps[t][lp.input] for lp in read]
         if detail == "block":
             # x(t) sits under its block in the same column and the new states fill the next column,
             # so every step is two columns wide and the steps line up in one row.
             block = f"viz.block.t{t}"
             scene.items.append(Item(block, "block", (cell, f"step {when}"), cl.id))
             scene.chain.append(block)
-            scene.links.append(Link(xid, block, "input"))
+            if xid is not None:
+                scene.links.append(Link(xid, block, "input"))
+            if rolled.step_index is not None:
+                sid = graph.step_ids[t]
+                scene.items.append(Item(sid, "step", (f"t = {start + t}",), cl.id))
+                scene.links.append(Link(sid, block, "input"))
+            scene.links.extend(Link(cid, block, "context") for cid in graph.context)
+            if fb is not None:
+                scene.links.append(_fed_link(graph, t, block, source, elide, shown))
+            if not read and t:  # no state carried: keep the steps in one row all the same
+                scene.links.append(Link(source(state_out[t - 1][0]), block, "order"))
             # o(t) and L(t) stack under the new states and y(t) under x(t): a step stays two columns wide.
             head = [i for i in (rolled.output, rolled.loss) if _emits(rolled) or i != rolled.output]
             drawn = graph.steps[t]
-            scene.same_rank.append([block, xid] + ([drawn[rolled.target]] if rolled.target in drawn else []))
+            scene.same_rank.append([block] + ([xid] if xid is not None else [])
+                                   + ([drawn[rolled.target]] if rolled.target in drawn else []))
             scene.same_rank.append(list(state_out[t]) + [drawn[i] for i in head if i is not None and i in drawn])
             scene.links.extend(state_link(nid, block) for nid in incoming)
             scene.links.extend(Link(p, block, "param") for p in by_part["step"])
@@ -345,7 +415,9 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
             # Every op of step t that nothing else in the step feeds (x(t), a parameter's transpose) is
             # ranked after the incoming state; otherwise it floats left and the steps overlap in a staircase.
             roots = [n.id for n in by_step[t] if n.id not in fed_within and n.id not in state0]
-            scene.links.extend(Link(source(incoming[0]), nid, "order") for nid in roots)
+            anchor = incoming[0] if incoming else (state_out[t - 1][0] if t else None)
+            if anchor is not None:
+                scene.links.extend(Link(source(anchor), nid, "order") for nid in roots)
             for node in by_step[t]:
                 if node.id == xid:
                     continue
@@ -377,6 +449,21 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
     return scene
 
 
+_FED = {"argmax": "argmax, one-hot", "sample": "sampled, one-hot"}
+
+
+def _fed_link(graph, t, block, source, elide, shown):
+    """What step t reads as y(t−1), drawn as an edge into its block: y0, o(t−1) or y(t−1)."""
+    fb = graph.rolled.feedback
+    if t == 0:
+        return Link(graph.feedback0, block, "fed")
+    prev = graph.steps[t - 1]
+    src = prev[graph.rolled.target] if fb.feed == "teacher" else prev[graph.rolled.output]
+    src = src if t - 1 in shown else elide
+    return Link(source(src), block, "fed", _FED.get(fb.feed, "one-hot" if fb.feed == "teacher"
+                                                     and graph.nodes[graph.fed[t]].op == "onehot" else None))
+
+
 def _total_loss(scene, graph, shown, elide):
     """The network's loss L, fed by every drawn L(t) (and by the elision for those it hides)."""
     how = "Σ" if graph.reduction == "sum" else "mean"
@@ -402,8 +489,8 @@ def _ops_links(graph, shown, state0, out_step, source, state_link):
         if node_t.get(e.dst) not in shown:
             continue
         src_node = graph.nodes[e.src]
-        if src_node.role == "parameter":
-            link = Link(e.src, e.dst, "param")
+        if src_node.role in ("parameter", "context"):
+            link = Link(e.src, e.dst, "param" if src_node.role == "parameter" else "context")
         elif e.src in state0 or (e.src in out_step and out_step[e.src] != node_t[e.dst]):
             link = state_link(e.src, e.dst)
         elif node_t.get(e.src) in shown:

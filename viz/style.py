@@ -28,6 +28,10 @@ STYLE = {
         "target": {"fillcolor": "#D9D2E9", "shape": "box", "style": "filled", "legend": "target y(t)"},
         "loss": {"fillcolor": "#F4A582", "shape": "ellipse", "style": "filled", "legend": "loss L(t), L"},
         "constant": {"fillcolor": "#FFFFFF", "shape": "box", "style": "filled,dashed", "legend": "constant"},
+        "context": {"fillcolor": "#B3E2CD", "shape": "box", "style": "filled,rounded,bold",
+                    "legend": "context (read by every step)"},
+        "step": {"fillcolor": "#FFFFFF", "shape": "ellipse", "style": "filled", "legend": "step index t"},
+        "feedback": {"fillcolor": "#FBB4AE", "shape": "box", "style": "filled", "legend": "fed back y(t−1)"},
     },
     # The whole cell drawn as one box (detail="block").
     "block": {"fillcolor": "#D9D9D9", "shape": "box", "style": "filled,rounded,bold", "fontsize": "13"},
@@ -50,6 +54,8 @@ STYLE = {
         "input": {"color": "#2B6CB0"},                              # x(t) up into its step's block
         "loss": {"color": "#A0457A", "penwidth": "0.8"},
         "target": {"color": "#7B68A6"},                             # y(t) into its loss
+        "context": {"color": "#2E8B57", "penwidth": "0.8", "constraint": "false"},  # like a parameter
+        "fed": {"color": "#C0392B", "penwidth": "1.5"},             # o(t-1) or y(t-1) into the next step
         # Invisible (ops detail): step t's source ops are ranked after step t-1's state, so steps never overlap.
         "order": {"style": "invis", "weight": "10"},
     },
