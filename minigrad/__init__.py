@@ -15,9 +15,11 @@ from .errors import ShapeError
 from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, softmax, split, stack
 from .gradcheck import GradcheckError, gradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
-from .tensor import (Tensor, add, argmax_onehot, astype, concatenate, enable_grad, equal, exp, getitem,
-                     is_grad_enabled, less, log, matmul, max, mod, mul, neg, no_grad, onehot, pick, power, relu,
-                     reshape, sample_onehot, sigmoid, stop_gradient, sum, tanh, transpose, unbroadcast)
+from .op import PRIMITIVES, Primitive, ops, primitive, unbroadcast
+from .primitives import (add, argmax_onehot, astype, broadcast_to, concatenate, equal, exp, getitem, less, log,
+                         matmul, max, mod, mul, neg, onehot, pick, power, relu, reshape, sample_onehot, scatter,
+                         sigmoid, stop_gradient, sum, tanh, transpose)
+from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 
 
 def tensor(data, requires_grad=False, name=None, dtype=None):

@@ -242,20 +242,6 @@ def _section(arrays, prefix):
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def _module_problems(module, state):
-    expected = module.state_dict()
-    problems = [f"missing: {k}" for k in expected if k not in state]
-    problems += [f"unexpected: {k}" for k in state if k not in expected]
-    for k, want in expected.items():
-        if k in state:
-            got = state[k]
-            if got.shape != want.shape:
-                problems.append(f"{k}: shape {got.shape} in the file, {want.shape} in the module")
-            elif got.dtype != want.dtype:
-                problems.append(f"{k}: dtype {got.dtype} in the file, {want.dtype} in the module")
-    return problems
-
-
 def load(path, module=None, optimizer=None):
     """Read the checkpoint at `path`, load it into `module` / `optimizer` if given, and return its meta dict.
 
@@ -270,7 +256,7 @@ def load(path, module=None, optimizer=None):
     model_state = optim_state = None
     if module is not None:
         model_state = _section(arrays, _MODEL)
-        problems += [f"model ({type(module).__name__}): {p}" for p in _module_problems(module, model_state)]
+        problems += [f"model ({type(module).__name__}): {p}" for p in module.state_problems(model_state, "the file")]
     if optimizer is not None:
         saved = header.get("optimizer")
         if saved is None:

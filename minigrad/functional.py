@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import Tensor, _coerce, concatenate, exp, getitem, log, max, pick, reshape, stop_gradient, sum
+from .op import coerce
+from .primitives import concatenate, exp, getitem, log, max, pick, reshape, stop_gradient, sum
+from .tensor import Tensor
 
 
 def _axis_size(x, axis):
@@ -18,7 +20,7 @@ def mean(x, axis=None, keepdims=False):
 
 
 def stack(tensors, axis=0):
-    tensors = _coerce(list(tensors), "stack")
+    tensors = coerce(list(tensors), "stack")
     if not tensors:  # else tensors[0] below fails with a bare IndexError
         raise ValueError("stack: needs at least one tensor")
     if len({t.shape for t in tensors}) > 1:
@@ -74,7 +76,7 @@ def cross_entropy(logits, targets):
 
 
 def mse_loss(pred, target):
-    pred, target = _coerce([pred, target], "mse_loss")
+    pred, target = coerce([pred, target], "mse_loss")
     if pred.shape != target.shape:
         raise ShapeError(f"mse_loss: pred has shape {pred.shape}, target has shape {target.shape}")
     return mean((pred - target) ** 2)

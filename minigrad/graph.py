@@ -8,20 +8,16 @@ same graph.
 """
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tensor import PRIMITIVES, Tensor, toposort
+from .op import PRIMITIVES
+from .tensor import Tensor
+from .walk import CycleError, toposort
 
 # What a node is to the computation; the rnn package adds the rest (see rnn.rolled).
 ROLES = ("input", "parameter", "constant", "state", "target", "context", "step", "feedback", "op", "output", "loss")
-VARIADIC = {"concatenate"}
-
-
-class CycleError(ValueError):
-    """A graph whose edges form a cycle (in a recurrent net: one that passes through no delay)."""
 
 
 @dataclass(frozen=True)
@@ -78,52 +74,21 @@ class Graph:
         return children
 
     def find_cycle(self):
-        """Node ids along one cycle, or None."""
-        children, state = self.children(), {}
-        for start in self.nodes:
-            if start in state:
-                continue
-            path, stack = [], [(start, iter(children[start]))]
-            state[start] = "open"
-            path.append(start)
-            while stack:
-                node, it = stack[-1]
-                nxt = next(it, None)
-                if nxt is None:
-                    state[node] = "done"
-                    stack.pop()
-                    path.pop()
-                elif state.get(nxt) == "open":
-                    return path[path.index(nxt):] + [nxt]
-                elif nxt not in state:
-                    state[nxt] = "open"
-                    path.append(nxt)
-                    stack.append((nxt, iter(children[nxt])))
+        """Node ids along one cycle (each an argument of the next), or None."""
+        try:
+            self.topological_order()
+        except CycleError as e:
+            return e.cycle
         return None
 
     def topological_order(self):
-        """Node ids, parents first; a cycle is an error."""
-        cycle = self.find_cycle()
-        if cycle:
-            names = " -> ".join(f"{c} ({self.nodes[c].label})" for c in cycle)
-            raise CycleError(f"graph has a cycle that passes through no delay: {names}")
-        pos = {nid: i for i, nid in enumerate(self.nodes)}
-        children, indeg = self.children(), {nid: 0 for nid in self.nodes}
-        for kids in children.values():
-            for k in kids:
-                indeg[k] += 1
-        # Kahn's algorithm; the heap makes ties follow insertion order, so the order is deterministic.
-        ready = [(pos[n], n) for n in self.nodes if indeg[n] == 0]
-        heapq.heapify(ready)
-        order = []
-        while ready:
-            _, nid = heapq.heappop(ready)
-            order.append(nid)
-            for k in children[nid]:
-                indeg[k] -= 1
-                if indeg[k] == 0:
-                    heapq.heappush(ready, (pos[k], k))
-        return order
+        """Node ids, arguments first (ties in insertion order); a cycle is an error naming its nodes."""
+        arguments = self.arguments()
+        try:
+            return toposort(self.nodes, arguments.__getitem__)
+        except CycleError as e:
+            names = " -> ".join(f"{c} ({self.nodes[c].label})" for c in e.cycle)
+            raise CycleError(f"graph has a cycle that passes through no delay: {names}", e.cycle) from None
 
     def evaluate(self, feeds):
         """Run the graph with engine ops, so the result can be differentiated.
@@ -131,21 +96,29 @@ class Graph:
         feeds: node id -> Tensor for every leaf that is not a constant.
         Returns node id -> Tensor for every node.
         """
-        values, arguments = {}, self.arguments()
+        values, arguments, ops = {}, self.arguments(), []
         for nid in self.topological_order():
             node = self.nodes[nid]
-            if node.op == "leaf":
-                if node.role == "constant" and nid not in feeds:
-                    values[nid] = Tensor(node.value)
-                elif nid in feeds:
-                    values[nid] = feeds[nid]
-                else:
-                    raise KeyError(f"evaluate: no value fed for {node.role} node {nid} ({node.label}, shape {node.shape})")
-                continue
-            args = [values[p] for p in arguments[nid]]
-            fn = PRIMITIVES[node.op]
-            values[nid] = fn(args, **node.attrs) if node.op in VARIADIC else fn(*args, **node.attrs)
-        return values
+            if node.op != "leaf":
+                ops.append(nid)
+            elif node.role == "constant" and nid not in feeds:
+                values[nid] = Tensor(node.value)
+            elif nid in feeds:
+                values[nid] = feeds[nid]
+            else:
+                raise KeyError(f"evaluate: no value fed for {node.role} node {nid} ({node.label}, shape {node.shape})")
+        return run_ops(ops, lambda nid: (self.nodes[nid].op, arguments[nid], self.nodes[nid].attrs), values)
+
+
+def run_ops(order, node, values):
+    """The one evaluator: values[nid] for each nid of `order` (arguments first), by the engine op that
+    node(nid) = (op, argument ids, attrs) names, from `values` (which holds the leaves); returns values."""
+    for nid in order:
+        op, args, attrs = node(nid)
+        prim = PRIMITIVES[op]
+        args = [values[a] for a in args]
+        values[nid] = prim(args, **attrs) if prim.variadic else prim(*args, **attrs)
+    return values
 
 
 def trace(*roots, roles=None):
@@ -155,7 +128,7 @@ def trace(*roots, roles=None):
     (the rnn package marks the step input, the carried state, outputs and losses this way).
     """
     roles = roles or {}
-    order = toposort(*roots)
+    order = toposort(roots, lambda t: t._parents)
     ids = {id(t): f"n{i}" for i, t in enumerate(order)}
     root_ids = {id(r) for r in roots}
     nodes, edges = [], []

@@ -53,8 +53,9 @@ class Module:
     def state_dict(self):
         return {name: p.data.copy() for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state):
-        """Copy arrays in by name; every name, shape and dtype must match, or nothing is changed."""
+    def state_problems(self, state, where="the state"):
+        """Why `state` ({name: array}) does not fit this module's parameters: a list of reasons
+        (names missing or unexpected, shapes or dtypes that differ), empty when it fits."""
         params = dict(self.named_parameters())
         problems = [f"missing: {k}" for k in params if k not in state]
         problems += [f"unexpected: {k}" for k in state if k not in params]
@@ -62,12 +63,17 @@ class Module:
             if k in state:
                 arr = np.asarray(state[k])
                 if arr.shape != p.shape:
-                    problems.append(f"{k}: shape {arr.shape} in the state, {p.shape} in the module")
+                    problems.append(f"{k}: shape {arr.shape} in {where}, {p.shape} in the module")
                 elif arr.dtype != p.dtype:
-                    problems.append(f"{k}: dtype {arr.dtype} in the state, {p.dtype} in the module")
+                    problems.append(f"{k}: dtype {arr.dtype} in {where}, {p.dtype} in the module")
+        return problems
+
+    def load_state_dict(self, state):
+        """Copy arrays in by name; every name, shape and dtype must match, or nothing is changed."""
+        problems = self.state_problems(state)
         if problems:
             raise ShapeError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
-        for k, p in params.items():
+        for k, p in self.named_parameters():
             p.data = np.array(state[k], dtype=p.dtype)  # a copy: the caller's arrays stay theirs
 
 

@@ -1,9 +1,10 @@
-"""The Tensor and its primitive ops.
+"""The Tensor: an array that remembers the ops that made it, and backward() over them.
 
-Every primitive is a NumPy forward and its vector-Jacobian product, written
-side by side.  The decorator records the op (name, parents, attributes) on the
-output so that `backward()` can walk the graph and `trace()` can read it back
-as plain data.  Everything else in the engine is built from these primitives.
+The ops are the primitives of minigrad.primitives (each a forward and its
+vector-Jacobian product in one record, see minigrad.op); `record` writes one
+onto its output (name, parents, attributes, the VJP bound to the arrays it
+saw) so that `backward()` can walk the graph and `trace()` can read it back as
+plain data.
 
 A vjp reads the arrays its forward saw, so `backward()` is only right if they
 have not changed since.  Two rules keep it so (see `record`):
@@ -23,8 +24,7 @@ import functools
 import numpy as np
 
 from .errors import ShapeError
-
-PRIMITIVES: dict = {}  # op name -> the recorded function, so a traced graph can be evaluated again
+from .walk import toposort
 
 _FLOATS = (np.float32, np.float64)
 
@@ -59,15 +59,6 @@ class enable_grad(no_grad):
 
 def is_grad_enabled() -> bool:
     return _GradMode.enabled
-
-
-def unbroadcast(grad, shape):
-    """Sum `grad` back down to `shape`, undoing NumPy broadcasting."""
-    if grad.shape == tuple(shape):
-        return grad
-    grad = grad.sum(axis=tuple(range(grad.ndim - len(shape)))) if grad.ndim > len(shape) else grad
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
-    return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
 def _as_array(data, dtype=None, what="Tensor"):
@@ -181,7 +172,7 @@ class Tensor:
             grad = _as_array(grad, self.dtype, "backward")
             if grad.shape != self.shape:
                 raise ShapeError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
-        order = toposort(self)
+        order = toposort([self], _parents)
         check_saved(order)  # before any gradient is written: a refused backward changes nothing
         grads = {id(self): grad}
         for node in reversed(order):
@@ -206,15 +197,15 @@ class Tensor:
     def __add__(self, o): return add(self, o)
     def __radd__(self, o): return add(o, self)
     # A bare scalar is coerced beside self first: alone, neg/power would make it float64 (or int).
-    def __sub__(self, o): return add(self, neg(_coerce([self, o], "sub")[1]))
+    def __sub__(self, o): return add(self, neg(coerce([self, o], "sub")[1]))
     def __rsub__(self, o): return add(o, neg(self))
     def __mul__(self, o): return mul(self, o)
     def __rmul__(self, o): return mul(o, self)
     def __truediv__(self, o):
         a = _true(self)
-        return mul(a, power(_true(_coerce([a, o], "div")[1]), -1.0))
+        return mul(a, power(_true(coerce([a, o], "div")[1]), exponent=-1.0))
 
-    def __rtruediv__(self, o): return mul(o, power(_true(self), -1.0))
+    def __rtruediv__(self, o): return mul(o, power(_true(self), exponent=-1.0))
     def __neg__(self): return neg(self)
     def __mod__(self, o): return mod(self, o)
     def __rmod__(self, o): return mod(o, self)
@@ -227,7 +218,7 @@ class Tensor:
 
     def __pow__(self, o):
         if not isinstance(o, Tensor) and np.ndim(o) == 0:
-            return power(self, float(_as_array(o, what="pow")))
+            return power(self, exponent=float(_as_array(o, what="pow")))
         return pow_tensor(self, _float_beside(o, self))
 
     def __rpow__(self, o):
@@ -256,26 +247,6 @@ class Tensor:
     def log_softmax(self, axis=-1):
         from .functional import log_softmax
         return log_softmax(self, axis=axis)
-
-
-def toposort(*roots):
-    """Tensors reachable from `roots`, parents before children.
-
-    Iterative depth-first search: an unrolled RNN is far deeper than Python's
-    recursion limit.
-    """
-    order, seen, stack = [], set(), [(r, False) for r in reversed(roots)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((p, False) for p in reversed(node._parents) if id(p) not in seen)
-    return order
 
 
 # --- recording, and checking what was recorded ---------------------------------
@@ -320,24 +291,6 @@ def check_saved(order):
                     "forward after changing it, or change a copy")
 
 
-# --- the primitive machinery -------------------------------------------------
-
-def _coerce(args, op):
-    """Tensors from op arguments; bare Python numbers take the dtype of the tensors beside them."""
-    like = next((a.dtype for a in args if isinstance(a, Tensor) and a.dtype.kind == "f"), None)
-    out = []
-    for a in args:
-        if isinstance(a, Tensor):
-            out.append(a)
-        elif isinstance(a, (int, float, bool, np.number)) and like is not None:
-            t = Tensor(np.asarray(a, dtype=like))
-            t._private = True
-            out.append(t)
-        else:
-            out.append(Tensor(_as_array(a, what=op)))
-    return out
-
-
 def _true(t):
     """t for true division: an integer tensor (never one that requires grad) as float64, like NumPy's /."""
     return t if t.dtype.kind == "f" else Tensor(t._data.astype(np.float64))
@@ -353,263 +306,11 @@ def _float_beside(o, t):
     return arr.astype(t.dtype if t.dtype.kind == "f" else np.float64) if weak else arr
 
 
-def _describe(tensors, attrs):
-    shapes = ", ".join(str(t.shape) for t in tensors)
-    extra = "".join(f", {k}={v!r}" for k, v in attrs.items() if k != "index")
-    return f"shapes {shapes}{extra}"
+def _parents(t):
+    return t._parents
 
 
-def primitive(name, float_only=False, variadic=False):
-    """Register `fn(*arrays, **attrs) -> (out, vjp)` as a recorded engine op.
-
-    vjp(g) returns one gradient per input (None where there is none); the
-    shared `unbroadcast` in backward() undoes broadcasting for every rule.
-    """
-    def deco(fn):
-        @functools.wraps(fn)
-        def op(*args, **attrs):
-            if variadic and len(args) > 1:  # they would be dropped: concatenate([a, b], 1) joined along axis 0
-                raise TypeError(f"{name}: pass the tensors as one list and options by keyword (e.g. axis=1), "
-                                f"not {len(args) - 1} more positional argument(s)")
-            tensors = _coerce(args[0] if variadic else args, name)
-            if not tensors:
-                raise ValueError(f"{name}: needs at least one tensor")
-            if float_only:
-                for i, t in enumerate(tensors):
-                    if t.dtype.kind != "f":
-                        raise TypeError(f"{name}: argument {i} is a {t.dtype} tensor of shape {t.shape}; "
-                                        f"{name} needs floating point (use .astype('float64'))")
-            try:
-                with np.errstate(over="ignore", under="ignore"):
-                    data, vjp = fn(*[t._data for t in tensors], **attrs)
-            except (ValueError, IndexError) as e:
-                raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
-            out = Tensor(data)
-            # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
-            if _GradMode.enabled and out.dtype.kind == "f" and any(t.requires_grad for t in tensors):
-                record(out, name, tensors, vjp, attrs)
-            return out
-        PRIMITIVES[name] = op
-        return op
-    return deco
-
-
-# --- primitives -----------------------------------------------------------------
-
-@primitive("add")
-def add(a, b):
-    np.broadcast_shapes(a.shape, b.shape)
-    return a + b, lambda g: (g, g)
-
-
-@primitive("mul")
-def mul(a, b):
-    return a * b, lambda g: (g * b, g * a)
-
-
-@primitive("neg")
-def neg(a):
-    return -a, lambda g: (-g,)
-
-
-@primitive("power", float_only=True)
-def power(a, exponent):
-    out = a ** np.asarray(exponent, dtype=a.dtype)
-    return out, lambda g: (g * exponent * a ** np.asarray(exponent - 1, dtype=a.dtype),)
-
-
-@primitive("pow", float_only=True)
-def pow_tensor(a, b):
-    """a ** b elementwise with an array exponent; a constant scalar exponent (x ** 2) goes to power.
-    Not exp(b log a): that is NaN for a negative base, where (-2) ** 3 is plainly -8."""
-    out = a ** b
-
-    def vjp(g):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            db = g * out * np.log(np.where(out == 0, 1, a))  # d/db a**b = a**b log a; 0 where a**b is 0
-            return g * b * a ** (b - 1), db
-    return out, vjp
-
-
-@primitive("exp", float_only=True)
-def exp(a):
-    out = np.exp(a)
-    return out, lambda g: (g * out,)
-
-
-@primitive("log", float_only=True)
-def log(a):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(a)
-    return out, lambda g: (g / a,)
-
-
-@primitive("tanh", float_only=True)
-def tanh(a):
-    out = np.tanh(a)
-    return out, lambda g: (g * (1 - out * out),)
-
-
-@primitive("sigmoid", float_only=True)
-def sigmoid(a):
-    e = np.exp(-np.abs(a))  # never overflows
-    out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
-    return out, lambda g: (g * out * (1 - out),)
-
-
-@primitive("relu")
-def relu(a):
-    return np.maximum(a, 0), lambda g: (g * (a > 0),)
-
-
-@primitive("mod", float_only=True)
-def mod(a, b):
-    """a % b as NumPy (the sign of b); between its jumps d/da = 1 and d/db = -floor(a / b)."""
-    return np.mod(a, b), lambda g: (g, -g * np.floor_divide(a, b))
-
-
-# Comparisons give 0/1 masks in the inputs' float dtype, as recorded ops with no gradient: a traced
-# step can switch units on and off (a clocked unit reads `mg.equal(t % period, 0)`) and be run again.
-@primitive("equal", float_only=True)
-def equal(a, b):
-    return (a == b).astype(np.result_type(a, b)), lambda g: (None, None)
-
-
-@primitive("less", float_only=True)
-def less(a, b):
-    return (a < b).astype(np.result_type(a, b)), lambda g: (None, None)
-
-
-def onehot(index, depth, dtype="float64"):
-    """Integer class indices -> one-hot rows (a new last axis of `depth`); no gradient."""
-    return _onehot(index, depth=int(depth), dtype=np.dtype(dtype).name)
-
-
-def sample_onehot(logits, seed=0):
-    """One-hot of a class drawn from softmax(logits) along the last axis; see _sample_onehot."""
-    return _sample_onehot(logits, seed=int(seed))
-
-
-@primitive("onehot")
-def _onehot(index, depth, dtype="float64"):
-    if index.dtype.kind not in "iu":
-        raise TypeError(f"onehot: index must hold integers, got {index.dtype}")
-    if index.size and (index.min() < 0 or index.max() >= depth):
-        raise ValueError(f"indices must lie in [0, {depth}), got values in [{index.min()}, {index.max()}]")
-    return np.eye(depth, dtype=dtype)[index], lambda g: (None,)
-
-
-@primitive("argmax_onehot", float_only=True)
-def argmax_onehot(a):
-    """One-hot of the largest entry along the last axis (the first of ties); no gradient."""
-    return np.eye(a.shape[-1], dtype=a.dtype)[a.argmax(axis=-1)], lambda g: (None,)
-
-
-@primitive("sample_onehot", float_only=True)
-def _sample_onehot(logits, seed=0):
-    """One-hot of a class drawn from softmax(logits) along the last axis, by inverse CDF on uniforms
-    from numpy's default_rng(seed); no gradient."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
-    u = np.random.default_rng(seed).random(logits.shape[:-1] + (1,))
-    k = np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
-    return np.eye(logits.shape[-1], dtype=logits.dtype)[k], lambda g: (None,)
-
-
-def _expand(g, shape, axis, keepdims):
-    """Put the reduced axes back so `g` broadcasts against the input."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, tuple(ax % len(shape) for ax in np.atleast_1d(axis)))
-    return np.broadcast_to(g.reshape(g.shape if axis is not None or keepdims else (1,) * len(shape)), shape)
-
-
-@primitive("sum")
-def sum(a, axis=None, keepdims=False):
-    return a.sum(axis=axis, keepdims=keepdims), lambda g: (_expand(g, a.shape, axis, keepdims),)
-
-
-@primitive("max")
-def max(a, axis=None, keepdims=False):
-    out = a.max(axis=axis, keepdims=keepdims)
-    mask = a == _expand(out, a.shape, axis, keepdims)
-    share = mask / mask.sum(axis=axis, keepdims=True)  # ties split the gradient evenly
-    return out, lambda g: (_expand(g, a.shape, axis, keepdims) * share,)
-
-
-@primitive("reshape")
-def reshape(a, shape):
-    return a.reshape(shape), lambda g: (g.reshape(a.shape),)
-
-
-@primitive("transpose")
-def transpose(a, axes=None):
-    inverse = None if axes is None else np.argsort([ax % a.ndim for ax in axes])  # axes may be negative
-    return a.transpose(axes), lambda g: (g.transpose(inverse),)
-
-
-@primitive("getitem")
-def getitem(a, index):
-    def vjp(g):
-        full = np.zeros_like(a)
-        np.add.at(full, index, g)  # repeated integer indices accumulate
-        return (full,)
-    return a[index], vjp
-
-
-@primitive("pick")
-def pick(a, index):
-    """a[..., index]: from each row of `a` along its last axis, the entry `index` names (class indices).
-
-    index has a's shape without the last axis; its values get no gradient.  It is an argument, not an
-    attribute, so a traced graph takes new targets as an input instead of keeping the old ones."""
-    if index.dtype.kind not in "iu":
-        raise TypeError(f"pick: index must hold integers (class indices), got {index.dtype}")
-    if index.shape != a.shape[:-1]:
-        raise ValueError(f"index must have shape {a.shape[:-1]} (a's without its last axis), got {index.shape}")
-    if index.size and (index.min() < 0 or index.max() >= a.shape[-1]):
-        raise ValueError(f"indices must lie in [0, {a.shape[-1]}), got values in [{index.min()}, {index.max()}]")
-    rows = np.indices(index.shape, sparse=True)
-    out = a[(*rows, index)]
-
-    def vjp(g):
-        full = np.zeros_like(a)
-        full[(*rows, index)] = g  # each row names one entry: no two writes meet
-        return full, None
-    return out, vjp
-
-
-@primitive("concatenate", variadic=True)
-def concatenate(*arrays, axis=0):
-    cuts = np.cumsum([x.shape[axis] for x in arrays])[:-1]
-    return np.concatenate(arrays, axis=axis), lambda g: tuple(np.split(g, cuts, axis=axis))
-
-
-@primitive("stop_gradient")
-def stop_gradient(a):
-    # Unlike detach(), a recorded op: a traced step that cuts a gradient can be evaluated again.
-    return a, lambda g: (None,)
-
-
-@primitive("astype")
-def astype(a, dtype):
-    return a.astype(dtype), lambda g: (g.astype(a.dtype),)
-
-
-@primitive("matmul")
-def matmul(a, b):
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("matmul needs at least 1-d operands; use * for scalars")
-    out = np.matmul(a, b)
-
-    def vjp(g):
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g.reshape(g.shape[:-1] + (1,) + g.shape[-1:]) if a.ndim == 1 else g
-        g2 = g2[..., None] if b.ndim == 1 else g2
-        ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
-        gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
-        ga = ga[..., 0, :] if a.ndim == 1 else ga
-        gb = gb[..., 0] if b.ndim == 1 else gb
-        return ga, gb
-    return out, vjp
+# The operators above call the primitives, which are defined in terms of Tensor: imported last.
+from .op import coerce, unbroadcast  # noqa: E402
+from .primitives import (add, astype, getitem, matmul, max, mod, mul, neg, pow_tensor, power,  # noqa: E402
+                         relu, reshape, sigmoid, sum, tanh, transpose, exp, log)

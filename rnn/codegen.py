@@ -28,11 +28,14 @@ import os
 from dataclasses import dataclass, field
 
 from .kernel_cache import LLVM_OPTIONS
-from .kernel_plan import SAVED, access, engine_value, exponent_of, last_axis_slice
+from minigrad.op import PRIMITIVES
+from minigrad.walk import toposort
+
+from .kernel_plan import ALIASES as ALIAS, access, engine_value, last_axis_slice, uses
 
 FAST_FLOAT32 = os.environ.get("MINIGRAD_EXACT_FLOAT32") != "1"  # see FAST_F32 below
 FAST_FLOAT64 = os.environ.get("MINIGRAD_LIBM_FLOAT64") != "1"   # see FAST_F64 below
-ALIAS = ("getitem", "concatenate", "copy")  # ops that only re-index: no statement of their own
+
 
 
 def ident(nid):
@@ -57,19 +60,13 @@ class _Gen:
         self.state_of_in = {sin: (i, name) for i, (name, sin, _) in enumerate(plan.states)}
         self.state_of_out = {sout: (i, name) for i, (name, _, sout) in enumerate(plan.states)}
         self.sname = {name: (name if name.isidentifier() else f"s{i}") for i, (name, _, _) in enumerate(plan.states)}
-        self.exponents = {}
+        self.consts = {}  # numbers the scalar forms name (x ** 3): value -> index in K, after zero and one
         self.access = {}
         for ph in plan.phases:
             for nid in ph.nodes:
                 for a in self.nodes[nid].args:
                     if engine_value(self.nodes[a]):
                         self.access[a] = access(self.nodes[a], self.nodes[nid], self.nodes[nid].shape[0])
-        for nid in (n for ph in plan.phases for n in ph.nodes):
-            if self.nodes[nid].op == "power":
-                e = exponent_of(self.nodes, self.nodes[nid])
-                for v in (e, e - 1):
-                    self.exponents.setdefault(v, 2 + len(self.exponents))
-        self.lay.consts = [0.0, 1.0] + list(self.exponents)
         nstate = len(plan.states)
         offsets = [0]
         for _, _, sout in plan.states:
@@ -209,17 +206,15 @@ class _Gen:
         self.defined.add((nid, k))
         return name
 
+    def const(self, value):
+        """The name under which the kernel reads the number `value` (a K entry of its dtype, so that a
+        float32 kernel computes in float32)."""
+        index = self.consts.setdefault(float(value), 2 + len(self.consts))
+        return f"e{index}"
+
     def expr(self, n, k, vals):
-        a = vals
-        e = {"add": lambda: f"{a[0]} + {a[1]}", "mul": lambda: f"{a[0]} * {a[1]}", "neg": lambda: f"-{a[0]}",
-             "exp": lambda: f"math.exp({a[0]})", "log": lambda: f"math.log({a[0]})",
-             "tanh": lambda: f"_tanh({a[0]}, one)", "sigmoid": lambda: f"_sigmoid({a[0]}, one)",
-             "relu": lambda: f"{a[0]} if {a[0]} > zero else zero"}
-        if n.op == "power":
-            p = exponent_of(self.nodes, n)
-            return (f"one / {a[0]}" if p == -1 else f"{a[0]} * {a[0]}" if p == 2 else
-                    a[0] if p == 1 else f"{a[0]} ** e{self.exponents[p]}")
-        return e[n.op]()
+        """The op's scalar form, from its primitive's record (minigrad.primitives)."""
+        return PRIMITIVES[n.op].scalar_form(vals, n.attrs, self.const)
 
     def comment(self, n):
         name = f" ({n.label})" if n.label and n.label != n.op else ""
@@ -259,27 +254,22 @@ class _Gen:
 
     def needed(self, ph):
         """Forward values the derivatives in this phase use, closed over what computing them needs."""
-        need, stack = set(), []
+        roots = []
         for nid in ph.nodes:
             n = self.nodes[nid]
             if n.op in ALIAS:
                 continue
+            out_used, args_used = uses(n)
             for k in ph.demand.get(nid, ()):
                 args = self.arg_blocks(n, k)
-                if n.op == "mul":
-                    stack.extend(args)
-                elif n.op in SAVED:
-                    stack.append((nid, k))
-                elif n.op in ("relu", "log", "power"):
-                    stack.append(args[0])
-        while stack:
-            nid, k = self.resolve(*stack.pop())
-            if (nid, k) in need:
-                continue
-            need.add((nid, k))
+                roots += [(nid, k)] * out_used + [a for a, used in zip(args, args_used) if used]
+
+        def computed_from(block):  # what a value recomputed here is computed from (stored ones are loaded)
+            nid, k = block
             if nid in self.inside and nid not in self.plan.stored:
-                stack.extend(self.arg_blocks(self.nodes[nid], k))
-        return need
+                return [self.resolve(*a) for a in self.arg_blocks(self.nodes[nid], k)]
+            return []
+        return set(toposort([self.resolve(*r) for r in roots], computed_from))
 
     def phase_backward(self, ph):
         self.begin(ph, backward=True)
@@ -395,36 +385,12 @@ class _Gen:
         return terms
 
     def partials(self, n, k, g):
-        """The term each argument's gradient receives from g = dL/d(n, k)."""
-        if n.op in ALIAS or n.op == "add":
-            return [g] * len(n.args) if n.op == "add" else [g]
+        """The term each argument's gradient receives from g = dL/d(n, k): the primitive's partials."""
+        if n.op in ALIAS:
+            return [g]
         args = self.arg_blocks(n, k)
-        v = lambda i: self.var(*self.resolve(*args[i]))
-        out = self.var(n.id, k)
-        if n.op == "mul":
-            return [f"{g} * {v(1)}", f"{g} * {v(0)}"]
-        if n.op == "neg":
-            return [f"-{g}"]
-        if n.op == "exp":
-            return [f"{g} * {out}"]
-        if n.op == "log":
-            return [f"{g} / {v(0)}"]
-        if n.op == "tanh":
-            return [f"{g} * (one - {out} * {out})"]
-        if n.op == "sigmoid":
-            return [f"{g} * {out} * (one - {out})"]
-        if n.op == "relu":
-            return [f"({g} if {v(0)} > zero else zero)"]
-        if n.op == "power":
-            p, rest = exponent_of(self.nodes, n), [None] * (len(n.args) - 1)  # the exponent gets no gradient
-            if p == -1:
-                return [f"-{g} / ({v(0)} * {v(0)})"] + rest
-            if p == 1:
-                return [g] + rest
-            if p == 2:
-                return [f"{g} * ({v(0)} + {v(0)})"] + rest
-            return [f"{g} * e{self.exponents[p]} * {v(0)} ** e{self.exponents[p - 1]}"] + rest
-        raise AssertionError(n.op)
+        vals = [self.var(*self.resolve(*a)) for a in args]
+        return list(PRIMITIVES[n.op].partial_forms(g, self.var(n.id, k), vals, n.attrs, self.const))
 
     # --- whole kernels ----------------------------------------------------------------
     def products_forward(self, ph):
@@ -460,8 +426,9 @@ class _Gen:
                 bwd += self.phase_backward(ph)
             bwd += self.products_backward(ph)
         self.array("G", "grad_out", None, ("T", "B", None), True)
+        self.lay.consts = [0.0, 1.0] + list(self.consts)
         prelude = ["zero = K[0]", "one = K[1]"]
-        prelude += [f"e{i} = K[{i}]" for i in self.exponents.values()]
+        prelude += [f"e{i} = K[{i}]" for i in self.consts.values()]
         prelude += [f"W{ph.index} = dims[{ph.index}]" for ph in self.plan.phases if ph.nodes]
         prelude += [f"blas_rows = dims[{len(self.lay.dims) - 1}]"]
         gl = [f"g{i} = dims[{len(self.plan.phases) + i}]" for i in range(len(self.plan.states))]

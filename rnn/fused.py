@@ -23,7 +23,10 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import Tensor
-from minigrad.tensor import PRIMITIVES, enable_grad, is_grad_enabled, record, reshape
+from minigrad.graph import run_ops
+from minigrad.primitives import getitem, reshape
+from minigrad.tensor import enable_grad, is_grad_enabled, record
+from minigrad.walk import toposort
 
 from . import kernel_cache
 from .cell import Cell
@@ -98,12 +101,8 @@ def _pre_needed(plan, inputs, folded):
         elif what in ("hoist", "rec_weight", "rec_weight_t"):
             left, right = plan.nodes[key].args
             roots += ([left] if what == "hoist" else []) + ([] if right in folded else [right])
-    needed, stack = set(), [r for r in roots if plan.nodes[r].kind == "pre"]
-    while stack:
-        nid = stack.pop()
-        if nid not in needed:
-            needed.add(nid)
-            stack.extend(a for a in plan.nodes[nid].args if plan.nodes[a].kind == "pre")
+    pre = lambda nid: [a for a in plan.nodes[nid].args if plan.nodes[a].kind == "pre"]  # noqa: E731
+    needed = set(toposort([r for r in roots if plan.nodes[r].kind == "pre"], pre))
     return [nid for nid in plan.pre if nid in needed]
 
 
@@ -168,22 +167,12 @@ def _engine_values(prep, named, xs):
     plan = prep.plan
     env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
     env.update((cid, Tensor(v)) for cid, v in prep.consts.items())
-
-    def apply(nid):
-        n = plan.nodes[nid]
-        args = [env[a] for a in n.args]
-        if n.op == "copy":
-            return args[0]
-        fn = PRIMITIVES[n.op]
-        return fn(args, **n.attrs) if n.op == "concatenate" else fn(*args, **n.attrs)
-
-    for nid in prep.pre:
-        env[nid] = apply(nid)
+    node = lambda nid: (plan.nodes[nid].op, plan.nodes[nid].args, plan.nodes[nid].attrs)  # noqa: E731
+    run_ops(prep.pre, node, env)
     if plan.xpre:  # ops on x(t) alone run once over all T*B rows
         T, B, I = xs.shape
         env[plan.x] = reshape(xs, shape=(T * B, I)) if xs.requires_grad else Tensor(xs._data.reshape(T * B, I))
-        for nid in plan.xpre:
-            env[nid] = apply(nid)
+        run_ops(plan.xpre, node, env)
     else:
         env[plan.x] = xs
     return env
@@ -342,15 +331,7 @@ class _Rows:
 
 
 def _view(t, index):
-    """Engine getitem for a basic slice: its vjp writes g into zeros instead of np.add.at (far slower)."""
-    out = Tensor(t._data[index])
-    if t.requires_grad:
-        def vjp(g):
-            full = staggered(t.shape, t.dtype, 2, zero=True)  # pooled: see the concatenate in run_numba
-            full[index] = g
-            return (full,)
-        record(out, "getitem", (t,), vjp, {"index": index})
-    return out
+    return getitem(t, index=index)
 
 
 def _sname(plan, name):

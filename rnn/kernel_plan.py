@@ -25,9 +25,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import gcd
 
-ELEMENTWISE = {"add", "mul", "neg", "power", "exp", "log", "tanh", "sigmoid", "relu",
-               "getitem", "concatenate", "copy"}
-SAVED = {"sigmoid", "tanh", "exp"}  # outputs kept for the backward: dearer to recompute than to load
+from minigrad.op import PRIMITIVES
+from minigrad.walk import toposort
+
+ALIASES = {"getitem", "concatenate", "copy"}  # fused ops that only re-index: no arithmetic of their own
+
+
+def fused(op):
+    """Whether the generator fuses `op` into its element-wise loops: a re-indexing op, or a primitive
+    whose record has scalar forms."""
+    prim = PRIMITIVES.get(op)
+    return op in ALIASES or (prim is not None and prim.elementwise)
+
+
+_USES: dict = {}
+
+
+def uses(node):
+    """(whether the op's derivative reads its output, [whether it reads each argument]): found by
+    asking the primitive's partials for their text with marker names.  An output it reads is kept
+    for the backward (tanh, sigmoid, exp: dearer to recompute than to load)."""
+    if node.op in ALIASES:
+        return False, [False] * len(node.args)
+    key = (node.op, len(node.args), repr(sorted(node.attrs.items())))
+    got = _USES.get(key)
+    if got is None:
+        marks = [f"\x00a{i}\x00" for i in range(len(node.args))]
+        text = " ".join(t for t in PRIMITIVES[node.op].partial_forms("\x00g\x00", "\x00out\x00", marks,
+                                                                      node.attrs, lambda v: "c") if t)
+        got = _USES[key] = ("\x00out\x00" in text, [m in text for m in marks])
+    return got
 
 
 class UnsupportedCellError(ValueError):
@@ -104,19 +131,8 @@ def build_ir(rolled):
 
 
 def topo(nodes, roots):
-    """Ids reachable from roots, arguments first (iterative: steps may be long)."""
-    order, seen, stack = [], set(), [(r, False) for r in reversed(roots)]
-    while stack:
-        nid, done = stack.pop()
-        if done:
-            order.append(nid)
-            continue
-        if nid in seen:
-            continue
-        seen.add(nid)
-        stack.append((nid, True))
-        stack.extend((a, False) for a in reversed(nodes[nid].args) if a not in seen)
-    return order
+    """Ids reachable from roots, arguments first."""
+    return toposort(roots, lambda nid: nodes[nid].args)
 
 
 def last_axis_slice(node, shape):
@@ -158,11 +174,12 @@ def classify(nodes, x_id, state_ids, param_ids):
             if len(left.shape) != 2:
                 unsupported(n, "the left operand of a product must be (batch, features)")
             n.kind = "hoist" if "state" not in deps[n.args[0]] else "rec"
-        elif n.op in ELEMENTWISE:
+        elif fused(n.op):
             n.kind = "ew"
         else:
-            unsupported(n, "supported in a step are matmul by a parameter, add, sub, mul, neg, power, "
-                           "exp, log, tanh, sigmoid, relu, last-axis slices and concatenation")
+            ops = ", ".join(sorted(name for name, p in PRIMITIVES.items() if p.elementwise))
+            unsupported(n, f"supported in a step are matmul by a parameter, the element-wise primitives "
+                           f"({ops}), last-axis slices and concatenation")
     return deps
 
 
@@ -287,22 +304,12 @@ def make_plan(rolled):
         else:
             depth[nid] = 0
 
-    # what the loop needs: walk back from the new states through fused ops and in-loop products
-    live, stack, hoist, rec, pre = set(), [s[2] for s in states], [], [], set()
-    while stack:
-        nid = stack.pop()
-        if nid in live:
-            continue
-        live.add(nid)
+    # what the loop needs: back from the new states through fused ops and in-loop products (of a
+    # hoisted product only its weight: its x side runs before the loop)
+    def needs(nid):
         n = nodes[nid]
-        if n.kind == "ew":
-            stack.extend(n.args)
-        elif n.kind == "rec":
-            stack.extend(n.args)
-        elif n.kind == "hoist":
-            stack.append(n.args[1])
-        elif n.kind == "pre":
-            stack.extend(n.args)
+        return n.args if n.kind in ("ew", "rec", "pre") else [n.args[1]] if n.kind == "hoist" else []
+    live = set(toposort([s[2] for s in states], needs))
     order = [nid for nid in nodes if nid in live]
     hoist = [nid for nid in order if nodes[nid].kind == "hoist"]
     rec = [nid for nid in order if nodes[nid].kind == "rec"]
@@ -336,7 +343,7 @@ def make_plan(rolled):
             plan.stored[nid] = f"S_{names[nid]}"
         elif later or nid in plan.rec_left:
             plan.stored[nid] = f"V_{nid}"
-        elif n.op in SAVED:
+        elif uses(n)[0]:
             plan.stored[nid] = f"Y_{nid}"
     for d in range(D + 1):
         phase = Phase(d, [nid for nid in ew if loop_of[nid] == d], [r for r in rec if depth[r] == d])
@@ -355,8 +362,6 @@ def _check_ew(nodes, n, batch):
         if n.attrs.get("axis", 0) not in (-1, 1) or any(len(nodes[a].shape) != 2 or engine_value(nodes[a])
                                                        for a in n.args):
             unsupported(n, "only concatenation of step values along the last axis is fused")
-    elif n.op == "power" and exponent_of(nodes, n) is None:
-        unsupported(n, "power needs a constant scalar exponent")
     for a in n.args:
         arg = nodes[a]
         if engine_value(arg):
@@ -365,17 +370,6 @@ def _check_ew(nodes, n, batch):
             access(arg, n, batch)
         elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape:
             unsupported(n, f"broadcasting between step values of shapes {arg.shape} and {n.shape}")
-
-
-def exponent_of(nodes, n):
-    """power's exponent: an attribute, or (as the engine records `x ** 2`) a constant scalar argument."""
-    if "exponent" in n.attrs:
-        return float(n.attrs["exponent"])
-    if len(n.args) == 2:
-        e = nodes[n.args[1]]
-        if e.kind == "const" and e.value is not None and e.value.size == 1:
-            return float(e.value.reshape(-1)[0])
-    return None
 
 
 def _cuts(nodes, n):

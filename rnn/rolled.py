@@ -46,7 +46,8 @@ import numpy as np
 
 from minigrad import Tensor, enable_grad
 from minigrad.errors import ShapeError
-from minigrad.graph import CycleError, Graph, trace
+from minigrad.graph import Graph, trace
+from minigrad.walk import CycleError, toposort
 
 
 @dataclass(frozen=True)
@@ -358,28 +359,17 @@ def check_delays(graph):
         graph.topological_order()
     except CycleError as e:
         raise CycleError(f"rolled graph: {e}") from None
+    arguments = graph.arguments()
     for lp in getattr(graph, "loops", ()):
         if lp.delay < 1:
-            path = _path(graph, lp.input, lp.output) or [lp.input, lp.output]
+            # the loop's own edge, output back to input, closes the cycle the walk then finds
+            try:
+                toposort([lp.output], lambda n: arguments[n] + ([lp.output] if n == lp.input else []))
+                path = [lp.input, lp.output]
+            except CycleError as e:
+                path = e.cycle[e.cycle.index(lp.input):] if lp.input in e.cycle else e.cycle
             names = " -> ".join(f"{n} ({graph.nodes[n].label})" for n in path)
             raise CycleError(f"rolled graph: the cycle {names} -> (delay {lp.delay}) -> {lp.input} has a total "
                              f"delay of {lp.delay} steps; a recurrence must reach back at least one step "
                              f"(set delays[{lp.name!r}] >= 1)")
     return graph
-
-
-def _path(graph, src, dst):
-    """Node ids of one path of data edges from src to dst, or None."""
-    children, prev, stack = graph.children(), {src: None}, [src]
-    while stack:
-        n = stack.pop()
-        if n == dst:
-            path = [n]
-            while prev[path[-1]] is not None:
-                path.append(prev[path[-1]])
-            return path[::-1]
-        for c in children[n]:
-            if c not in prev:
-                prev[c] = n
-                stack.append(c)
-    return None

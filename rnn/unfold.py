@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from minigrad.graph import Edge, Graph, Node
+from minigrad.walk import toposort
 
 
 class UnfoldedGraph(Graph):
@@ -186,10 +187,5 @@ def _loss_only(rolled, arguments):
     """Rolled node ids that only the loss needs (its target and ops between o(t) and L(t))."""
     if rolled.loss is None:
         return set()
-    keep, stack = set(), [lp.output for lp in rolled.loops] + [rolled.output]
-    while stack:
-        nid = stack.pop()
-        if nid not in keep:
-            keep.add(nid)
-            stack.extend(arguments[nid])
-    return set(rolled.nodes) - keep
+    keep = toposort([lp.output for lp in rolled.loops] + [rolled.output], arguments.__getitem__)
+    return set(rolled.nodes) - set(keep)

@@ -11,6 +11,7 @@ import numpy as np
 
 from minigrad import Tensor
 from minigrad.graph import Graph, trace
+from minigrad.walk import toposort
 
 from .dot import to_digraph
 from .gradients import LogScale, state_grad_norms
@@ -150,15 +151,7 @@ def _direct_states(loss, state_of):
 
     Stopping at the first state met keeps h(1) from counting just because h(2) depends on it.
     """
-    found, seen, stack = [], set(), [loss]
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        if id(t) in state_of:
-            found.append(state_of[id(t)])
-            continue
-        stack.extend(t._parents)
+    reached = toposort([loss], lambda t: () if id(t) in state_of else t._parents)
+    found = [state_of[id(t)] for t in reached if id(t) in state_of]
     order = {nid: i for i, nid in enumerate(state_of.values())}
     return sorted(found, key=order.get)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from minigrad.walk import toposort
+
 from .labels import number, scalar, shape_text
 
 
@@ -111,13 +113,7 @@ def _state_label(name, when):
 
 
 def _ancestors(arguments, roots):
-    seen, stack = set(), list(roots)
-    while stack:
-        nid = stack.pop()
-        if nid not in seen:
-            seen.add(nid)
-            stack.extend(arguments[nid])
-    return seen
+    return set(toposort(roots, arguments.__getitem__))
 
 
 def parts(rolled):
