@@ -19,7 +19,7 @@ from .op import PRIMITIVES, Primitive, ops, primitive, unbroadcast
 from .primitives import (add, argmax_onehot, astype, broadcast_to, concatenate, equal, exp, getitem, less, log,
                          matmul, max, mod, mul, neg, onehot, pick, power, relu, reshape, sample_onehot, scatter,
                          sigmoid, stop_gradient, sum, tanh, transpose)
-from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, scope
 
 
 def tensor(data, requires_grad=False, name=None, dtype=None):

@@ -1,12 +1,18 @@
-"""Ops built from the primitives: each a line or two, with no backward of its own."""
+"""Ops built from the primitives: each a line or two, with no backward of its own.
+
+The composite ones record their ops inside an `mg.scope` of their own name, so a
+picture can box them ("log_softmax") or draw each as one node.
+"""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from .errors import ShapeError
 from .op import coerce
 from .primitives import concatenate, exp, getitem, log, max, pick, reshape, stop_gradient, sum
-from .tensor import Tensor
+from .tensor import Tensor, scope
 
 
 def _axis_size(x, axis):
@@ -41,6 +47,16 @@ def split(x, sections, axis=-1):
     return [getitem(x, index=lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def composite(fn):
+    """Record `fn`'s ops inside a scope named after it."""
+    @functools.wraps(fn)
+    def scoped(*args, **kwargs):
+        with scope(fn.__name__):
+            return fn(*args, **kwargs)
+    return scoped
+
+
+@composite
 def logsumexp(x, axis=-1, keepdims=False):
     # The shift keeps exp from overflowing; its gradient cancels exactly, so it is cut — by a recorded op
     # (not detach()), so that a traced step can use the softmax family and be evaluated again.
@@ -49,14 +65,17 @@ def logsumexp(x, axis=-1, keepdims=False):
     return out if keepdims else reshape(out, shape=np.squeeze(out._data, axis=axis).shape)
 
 
+@composite
 def log_softmax(x, axis=-1):
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
+@composite
 def softmax(x, axis=-1):
     return exp(log_softmax(x, axis=axis))
 
 
+@composite
 def cross_entropy(logits, targets):
     """Mean negative log-likelihood of integer `targets` (N,) under `logits` (N, C).
 
@@ -75,6 +94,7 @@ def cross_entropy(logits, targets):
     return -mean(pick(log_softmax(logits, axis=1), targets))
 
 
+@composite
 def mse_loss(pred, target):
     pred, target = coerce([pred, target], "mse_loss")
     if pred.shape != target.shape:

@@ -30,6 +30,7 @@ class Node:
     name: str | None = None
     attrs: dict = field(default_factory=dict, compare=False)
     value: object = field(default=None, compare=False, repr=False)  # a constant's array
+    scope: tuple = ()       # the mg.scope path the op was recorded in
 
     @property
     def label(self):
@@ -142,7 +143,7 @@ def trace(*roots, roles=None):
             else:
                 role = "input" if (t.requires_grad or t.name) else "constant"
         nodes.append(Node(ids[id(t)], t.op or "leaf", role, t.shape, t.dtype.name, name, dict(t.attrs),
-                          t._data if role == "constant" else None))
+                          t._data if role == "constant" else None, t._scope))
         edges.extend(Edge(ids[id(p)], ids[id(t)], slot) for slot, p in enumerate(t._parents))
     g = Graph(nodes, edges)
     g.tensors = {ids[id(t)]: t for t in order}

@@ -61,6 +61,22 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
+class scope:
+    """``with mg.scope("attention"):`` — the ops recorded inside carry the scope's name (nested scopes
+    a path), so a picture can draw a box around them or collapse them to one node."""
+    _stack: list = []
+
+    def __init__(self, name):
+        self.name = str(name)
+
+    def __enter__(self):
+        scope._stack.append(self.name)
+        return self
+
+    def __exit__(self, *exc):
+        scope._stack.pop()
+
+
 def _as_array(data, dtype=None, what="Tensor"):
     if isinstance(data, Tensor):
         data = data._data
@@ -91,6 +107,7 @@ class Tensor:
     _version = 0            # bumped whenever the array is handed out (it may be written) or replaced
     _copy = None            # the copy of this leaf's values taken at `_copy_version`
     _copy_version = -1
+    _scope = ()             # the scopes (mg.scope) an op was recorded in, outermost first
 
     def __init__(self, data, requires_grad=False, name=None, dtype=None):
         self._data = _as_array(data, dtype)
@@ -148,6 +165,11 @@ class Tensor:
     def detach(self):
         """The same values, cut from the graph (gradients stop here); they share the array."""
         return Tensor(self._data, name=self.name)
+
+    def named(self, name):
+        """Give this value a name (shown in pictures and messages); returns the tensor itself."""
+        self.name = name
+        return self
 
     def retain_grad(self):
         """Keep `.grad` on this intermediate tensor after backward()."""
@@ -269,6 +291,8 @@ def record(out, op, parents, vjp, attrs=None):
                 saved = []
             saved.append((i, arr, p._copy))
     data.flags.writeable = False
+    if scope._stack:
+        out._scope = tuple(scope._stack)
     out.requires_grad = True
     out.op, out.attrs, out._parents, out._vjp, out._saved = op, attrs or {}, tuple(parents), vjp, saved
     return out

@@ -271,8 +271,9 @@ def viz(args):
     # v.render writes the picture and its DOT source (.gv) beside it.
     replaced = claim_outputs(out, [stem + ext for stem in stems.values() for ext in (f".{args.format}", ".gv")])
     cell = CELLS[args.cell](args.input, args.hidden, rng=np.random.default_rng(0))
-    pictures = {"rolled": v.draw_rolled(cell, detail=args.detail),
-                "unrolled": v.draw_unrolled(cell, steps=args.steps, detail=args.detail, collapse=args.collapse)}
+    pictures = {"rolled": v.draw_rolled(cell, detail=args.detail, params=args.params),
+                "unrolled": v.draw_unrolled(cell, steps=args.steps, detail=args.detail, collapse=args.collapse,
+                                            params=args.params)}
     for name, graph in pictures.items():
         path = out / f"{stems[name]}.{args.format}"
         v.render(graph, path, format=args.format)

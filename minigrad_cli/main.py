@@ -98,6 +98,8 @@ def build_parser():
     v.add_argument("--steps", type=_positive(int), default=4)
     v.add_argument("--detail", choices=("block", "ops"), default="block")
     v.add_argument("--collapse", type=_positive(int), default=None)
+    v.add_argument("--params", choices=("labels", "nodes"), default="labels",
+                   help="weights as symbols on the edges (default) or as nodes")
     v.add_argument("--format", choices=("svg", "png", "pdf"), default="svg")
     v.add_argument("--out", default="minigrad-out")
     v.add_argument("--input", type=_positive(int), default=3)

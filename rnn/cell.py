@@ -117,6 +117,7 @@ class ElmanCell(Cell):
 
     U is `weight_ih`, W is `weight_hh`, and b = bias_ih + bias_hh, as in torch.nn.RNNCell.
     """
+    symbols = {"weight_ih": "U", "weight_hh": "W", "bias_ih": "b", "bias_hh": "b"}
 
     def __init__(self, input_size, hidden_size, nonlinearity="tanh", rng=None, dtype=np.float64):
         super().__init__(input_size, hidden_size, dtype)
@@ -138,6 +139,8 @@ class LSTMCell(Cell):
     the cell remembers by default (Gers et al. 2000; Goodfellow et al. §10.10.1).
     """
     state_names = ("h", "c")
+    symbols = {"weight_ih": "U", "weight_hh": "W", "bias_ih": "b", "bias_hh": "b"}
+    gates = "i f g o"   # the rows of U, W and b, gate by gate
 
     def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
         super().__init__(input_size, hidden_size, dtype)
@@ -150,8 +153,9 @@ class LSTMCell(Cell):
         h, c = state
         a, b = self._affine(x, h)
         i, f, g, o = mg.split(a + b, 4, axis=-1)
-        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        return o.sigmoid() * c.tanh(), c
+        i, f, g, o = i.sigmoid().named("i"), f.sigmoid().named("f"), g.tanh().named("g"), o.sigmoid().named("o")
+        c = f * c + i * g
+        return o * c.tanh(), c
 
 
 class GRUCell(Cell):
@@ -160,7 +164,8 @@ class GRUCell(Cell):
     Gates r, z, n with the reset gate applied after the recurrent product:
     n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),  h' = (1-z)*n + z*h.
     """
-
+    symbols = {"weight_ih": "U", "weight_hh": "W", "bias_ih": "b", "bias_hh": "b"}
+    gates = "r z n"
     def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
         super().__init__(input_size, hidden_size, dtype)
         self._gate_params(3, rng)
@@ -169,6 +174,6 @@ class GRUCell(Cell):
         a, b = self._affine(x, h)
         ar, az, an = mg.split(a, 3, axis=-1)
         br, bz, bn = mg.split(b, 3, axis=-1)
-        r, z = (ar + br).sigmoid(), (az + bz).sigmoid()
-        n = (an + r * bn).tanh()
+        r, z = (ar + br).sigmoid().named("r"), (az + bz).sigmoid().named("z")
+        n = (an + r * bn).tanh().named("n")
         return (1 - z) * n + z * h

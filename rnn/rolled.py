@@ -19,7 +19,7 @@ left and 10.3): a finite graph with a cycle, every cycle passing through a delay
              emits its state)
     target   id of the target y(t), or None: no loss was traced
     loss     id of L(t), a scalar, or None
-    params   {node id: dotted parameter name}
+    params   {node id: dotted parameter name}; symbols {parameter name: the symbol pictures use}
     context  ids of the context the step reads at every step (encoder outputs, a conditioning vector)
     step_index  id of the step index t the step reads, or None
     feedback    a `Feedback` when the step reads its previous output or target y(t−1), else None
@@ -102,13 +102,16 @@ class RolledGraph(Graph):
     """A traced step with its delays; see the module docstring."""
 
     def __init__(self, nodes=(), edges=(), *, cell="cell", batch=1, x=None, loops=(), output=None,
-                 target=None, loss=None, params=None, context=(), step_index=None, feedback=None):
+                 target=None, loss=None, params=None, context=(), step_index=None, feedback=None,
+                 symbols=None, gates=None):
         super().__init__(nodes, edges)
         self.cell, self.batch, self.x = cell, batch, x
         self.loops = list(loops)
         self.output, self.target, self.loss = output, target, loss
         self.params = dict(params or {})
         self.context, self.step_index, self.feedback = list(context), step_index, feedback
+        self.symbols = dict(symbols or {})  # parameter name -> the symbol pictures use (the cell's `symbols`)
+        self.gates = gates                  # for gated cells: the gates whose rows U, W and b stack
 
     def __repr__(self):
         return f"RolledGraph({self.cell}, {len(self.nodes)} nodes, states {[lp.name for lp in self.loops]})"
@@ -334,7 +337,8 @@ def _trace(cell, batch, how, seed):
                       output=node_of[id(o)], target=ids(y), loss=ids(loss),
                       params={node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of},
                       context=[node_of[id(c)] for c in as_tuple(extras["context"])] if "context" in extras else [],
-                      step_index=ids(extras.get("t")), feedback=feedback)
+                      step_index=ids(extras.get("t")), feedback=feedback,
+                      symbols=getattr(cell, "symbols", None), gates=getattr(cell, "gates", None))
     out.tensors = graph.tensors
     return out
 

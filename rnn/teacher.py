@@ -47,6 +47,7 @@ class Generated:
 
 class OutputRecurrentCell(Cell):
     """Output-to-hidden recurrent net trained with teacher forcing; see the module docstring."""
+    symbols = {"weight_ih": "U", "weight_oh": "W", "bias_h": "b", "weight_ho": "V", "bias_o": "c"}
 
     def __init__(self, input_size, hidden_size, output_size, classes=False, rng=None, dtype=np.float64):
         super().__init__(input_size, hidden_size, dtype)

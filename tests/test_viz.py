@@ -28,9 +28,9 @@ def out_edges(source, node_id):
 @pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
 @pytest.mark.parametrize("detail", ["block", "ops"])
 @pytest.mark.parametrize("T", [1, 4])
-def test_one_cluster_per_step_and_each_parameter_once_with_T_out_edges(kind, detail, T):
+def test_params_as_nodes_are_drawn_once_with_an_edge_to_every_step(kind, detail, T):
     cell = cell_of(kind)
-    src = viz.draw_unrolled(cell, steps=T, detail=detail).source
+    src = viz.draw_unrolled(cell, steps=T, detail=detail, params="nodes").source
     assert clusters(src) == [f"t{t}" for t in range(T)]
     params = cell.rolled().params
     assert len(params) == 4
@@ -38,6 +38,25 @@ def test_one_cluster_per_step_and_each_parameter_once_with_T_out_edges(kind, det
         assert len(re.findall(rf'^\s*"?{pid}"? \[', src, re.M)) == 1  # drawn once
         assert len(out_edges(src, pid)) == T                        # and feeding every step
     assert "viz.delay" not in src
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("detail", ["block", "ops"])
+def test_by_default_parameters_are_labels_and_one_table(kind, detail):
+    cell = cell_of(kind)
+    T = 3
+    src = viz.draw_unrolled(cell, steps=T, detail=detail).source
+    for pid in cell.rolled().params:
+        assert not re.search(rf'^\s*"?{pid}"? \[', src, re.M) and not out_edges(src, pid)  # no node, no edge
+    table = re.search(r'"viz.params" \[[^\n]*', src).group(0)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        assert table.count(f">{name}<") == 1
+    assert "<b>U</b>" in table and "<b>W</b>" in table
+    if detail == "block":  # the book's letters on the edges they act on, at every step
+        assert len(re.findall(r'"t\d+\.n\d+" -> "viz\.block\.t\d+" \[[^\]]*label=<U>', src)) == T
+        assert len(re.findall(r'-> "viz\.block\.t\d+" \[[^\]]*label=<W>', src)) == T
+    else:  # the products with transposed weights are single ops, x·Uᵀ and h·Wᵀ, and no transpose is drawn
+        assert src.count("x·Uᵀ") == T and src.count("h·Wᵀ") == T and ">transpose<" not in src
 
 
 @pytest.mark.parametrize("kind, n_states", [("elman", 1), ("lstm", 2)])
@@ -209,3 +228,76 @@ def test_engine_graph_legend_speaks_of_no_time_steps():
     legend = re.search(r'"viz\.legend" \[label=<(.*)> margin', src).group(1)
     assert ">input<" in legend and "x(t)" not in legend
     assert "input x(t)" in viz.draw_unrolled(cell_of("elman"), steps=2).source
+
+
+# --- pictures that read like the book ------------------------------------------------------------
+
+def test_the_lstm_ops_view_names_its_gates_and_draws_no_transpose():
+    src = viz.draw_rolled(cell_of("lstm"), detail="ops").source
+    for gate in ("i", "f", "g", "o"):
+        assert len(re.findall(rf"label=<<b>{gate}</b>", src)) == 1, gate
+    assert ">transpose<" not in src and "x·Uᵀ" in src and "h·Wᵀ" in src
+
+
+@pytest.mark.parametrize("kind, ops", [("elman", ["tanh"]), ("lstm", ["mul", "add"]), ("gru", ["add"])])
+def test_every_state_shows_the_op_that_makes_it(kind, ops):
+    src = viz.draw_unrolled(cell_of(kind), steps=2, detail="ops").source
+    for t in (1, 2):
+        for state, op in zip(("h", "c"), ops):
+            assert re.search(rf"<b>{state}\({t}\)</b><br/><font point-size=\"10\">{op}</font>", src), (state, t)
+
+
+def test_the_legend_names_only_what_is_drawn():
+    elman = viz.draw_unrolled(cell_of("elman"), steps=2).source
+    legend = re.search(r'"viz.legend" \[[^\n]*', elman).group(0)
+    assert "state h(t)<" in legend and "c(t)" not in legend and ">op<" not in legend   # a block is no op
+    lstm = re.search(r'"viz.legend" \[[^\n]*', viz.draw_rolled(cell_of("lstm")).source).group(0)
+    assert "state h(t), c(t)" in lstm and "delay" in lstm and "target" not in lstm
+
+
+def test_the_colour_scale_spans_whole_decades_and_states_the_ratio():
+    cell = rnn.ElmanCell(2, 4, rng=np.random.default_rng(3))
+    r = rnn.run(cell, mg.randn(3, 1, 2, rng=np.random.default_rng(1)), backend="graph")
+    r.outputs.sum().backward()
+    norms = [float(np.linalg.norm(s[0].grad)) for s in r.states]
+    assert max(norms) / min(norms) < 10    # a spread of less than a decade...
+    src = viz.draw_unrolled(r, grad=True).source
+    bar = re.search(r'"viz.colorbar" \[[^\n]*', src).group(0)
+    ticks = [float(v) for v in re.findall(r'<td align="left">([0-9.e-]+)</td>', bar)]
+    assert ticks and max(ticks) / min(ticks) >= 100          # ...drawn on two decades at least
+    assert "max/min = " in bar
+    fills = {re.search(rf'"{re.escape(ids[0])}" \[[^\n]*fillcolor="(#[0-9A-F]{{6}})"', src).group(1)
+             for ids in r.graph.state_out}
+    assert len({_luminance(f) // 0.15 for f in fills}) <= 2  # so they look alike, as they nearly are
+    fixed = viz.draw_unrolled(r, grad=True, scale=(1e-8, 1.0)).source
+    assert "1e-8" in fixed and "1e0" in fixed
+
+
+def test_mg_scope_boxes_its_ops_and_collapses():
+    x = mg.tensor(np.ones((2, 3)), requires_grad=True, name="x")
+    with mg.scope("encoder"):
+        h = (x * 2).tanh()
+    y = mg.softmax(h, axis=-1).sum()
+    boxed = viz.draw_graph(y).source
+    assert 'subgraph "cluster_scope.encoder"' in boxed and 'subgraph "cluster_scope.softmax"' in boxed
+    assert 'subgraph "cluster_scope.softmax.log_softmax"' in boxed     # nested as the scopes were
+    collapsed = viz.draw_graph(y, collapse_scopes=True).source
+    assert "viz.scope.encoder" in collapsed and ">tanh<" not in collapsed and "ops, collapsed" in collapsed
+
+
+def test_a_huge_graph_is_refused_within_a_second_with_a_way_out():
+    import time
+    x = mg.tensor(np.ones(2), requires_grad=True)
+    h = x
+    for _ in range(5000):
+        h = h * 1.0001 + x                  # 10,000 recorded ops
+    start = time.perf_counter()
+    with pytest.raises(viz.TooLarge, match=r"draw_graph: .* past the drawing budget .*mg.scope.*budget=None"):
+        viz.draw_graph(h.sum())
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_long_unrolling_collapses_itself_to_the_budget():
+    src = viz.draw_unrolled(cell_of("elman"), steps=3000).source
+    assert len(clusters(src)) * 4 <= viz.BUDGET and "steps …" in src
+    assert len(clusters(viz.draw_unrolled(cell_of("elman"), steps=300, budget=None).source)) == 300

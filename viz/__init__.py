@@ -9,8 +9,8 @@
 Every function returns a `graphviz.Digraph` (shown inline in Jupyter).
 `STYLE` is the one table of colours, shapes and fonts.
 """
-from .draw import draw_graph, draw_rolled, draw_unrolled
+from .draw import BUDGET, TooLarge, draw_graph, draw_rolled, draw_unrolled
 from .render import GraphvizNotFound, render
 from .style import STYLE
 
-__all__ = ["draw_graph", "draw_rolled", "draw_unrolled", "render", "STYLE", "GraphvizNotFound"]
+__all__ = ["draw_graph", "draw_rolled", "draw_unrolled", "render", "STYLE", "GraphvizNotFound", "TooLarge", "BUDGET"]

@@ -21,16 +21,27 @@ def to_digraph(scene, name="minigrad"):
     dg = graphviz.Digraph(name=name, graph_attr=gattr, node_attr=dict(STYLE["node"]), edge_attr=dict(STYLE["edge"]))
     chain = set(scene.chain)
     members = {c.id: [] for c in scene.clusters}
+    inner = {c.id: [] for c in scene.clusters}
     for item in scene.items:
         if item.cluster is None:
             dg.node(item.id, **node_attrs(item), **({"group": "chain"} if item.id in chain else {}))
         else:
             members[item.cluster].append(item)
     for c in scene.clusters:
-        with dg.subgraph(name=f"cluster_{c.id}") as sub:
-            sub.attr(label=html(c.title), **STYLE["cluster"])
+        if c.parent is not None:
+            inner[c.parent].append(c)
+
+    def cluster(graph, c):
+        with graph.subgraph(name=f"cluster_{c.id}") as sub:
+            sub.attr(label=html(c.title), **STYLE["scope" if c.parent is not None or c.id.startswith("scope.")
+                                                  else "cluster"])
             for item in members[c.id]:
                 sub.node(item.id, **node_attrs(item), **({"group": "chain"} if item.id in chain else {}))
+            for child in inner[c.id]:
+                cluster(sub, child)
+    for c in scene.clusters:
+        if c.parent is None:
+            cluster(dg, c)
     for group in scene.same_rank:
         if len(group) > 1:
             with dg.subgraph() as sub:
@@ -50,8 +61,12 @@ def to_digraph(scene, name="minigrad"):
 def node_attrs(item):
     kind = item.kind
     if kind == "legend":
-        return {"shape": "plaintext", "style": "", "margin": "0", "label": legend_table(item.data["roles"], item.data.get("marks", ()),
-                                                                            item.data.get("engine", False))}
+        return {"shape": "plaintext", "style": "", "margin": "0",
+                "label": legend_table(item.data["roles"], item.data.get("marks", ()), item.data.get("engine", False),
+                                      item.data.get("states", ()))}
+    if kind == "paramtable":
+        return {"shape": "plaintext", "style": "", "margin": "0",
+                "label": param_table(item.rows[0], item.data["rows"], item.data.get("note"))}
     if kind == "colorbar":
         return {"shape": "plaintext", "style": "", "margin": "0", "label": colorbar_table(item.rows[0], item.data["ticks"])}
     if kind == "delay":
@@ -71,9 +86,9 @@ def node_attrs(item):
     return attrs
 
 
-def legend_table(roles, marks=(), engine=False):
+def legend_table(roles, marks=(), engine=False, states=()):
     rows = ['<tr><td colspan="2" align="left"><b>legend</b></td></tr>']
-    for _, fill, text in legend_entries(roles, engine):
+    for _, fill, text in legend_entries(roles, engine, states):
         rows.append(f'<tr><td bgcolor="{fill}" width="18" height="14"></td>'
                     f'<td align="left">{escape(text)}</td></tr>')
     if "delay" in marks:
@@ -83,6 +98,21 @@ def legend_table(roles, marks=(), engine=False):
     size = STYLE["legend"]["fontsize"]
     return (f'<<font point-size="{size}"><table border="0" cellborder="1" cellspacing="2" cellpadding="3">'
             + "".join(rows) + "</table></font>>")
+
+
+def param_table(title, rows, note=None):
+    """The parameters, each once: symbol (as written on the edges), name, shape."""
+    named = any(sym != name for sym, name, _ in rows)  # a column of names only where symbols stand for them
+    cols = 3 if named else 2
+    out = [f'<tr><td colspan="{cols}" align="left"><b>{escape(title)}</b></td></tr>']
+    for sym, name, shape in rows:
+        cells = [f"<b>{escape(sym)}</b>"] + ([escape(name)] if named else []) + [escape(shape)]
+        out.append("<tr>" + "".join(f'<td align="left">{c}</td>' for c in cells) + "</tr>")
+    if note:
+        out.append(f'<tr><td colspan="{cols}" align="left">{escape(note)}</td></tr>')
+    size = STYLE["legend"]["fontsize"]
+    return (f'<<font point-size="{size}"><table border="0" cellborder="1" cellspacing="0" cellpadding="3" '
+            f'bgcolor="{STYLE["roles"]["parameter"]["fillcolor"]}">' + "".join(out) + "</table></font>>")
 
 
 def colorbar_table(title, ticks):

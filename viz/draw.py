@@ -16,14 +16,28 @@ from minigrad.walk import toposort
 from .dot import to_digraph
 from .gradients import LogScale, state_grad_norms
 from .labels import number
-from .scene import expression_scene, rolled_scene, unrolled_scene
+from .rnn_scene import PARAMS, rolled_scene, unrolled_scene
+from .scene import expression_scene
 
 DETAILS = ("block", "ops")
+# Past this many drawn nodes Graphviz's layout takes tens of seconds to minutes: a drawing collapses
+# what it can (steps, scopes) or says how to get the whole picture instead of waiting.
+BUDGET = 800
 
 
-def _check_detail(fn, detail):
+def _check_detail(fn, detail, params="labels"):
     if detail not in DETAILS:
         raise ValueError(f"{fn}: detail must be one of {DETAILS}, got {detail!r}")
+    if params not in PARAMS:
+        raise ValueError(f"{fn}: params must be one of {PARAMS}, got {params!r}")
+
+
+def _drawn(scene):
+    return sum(1 for i in scene.items if i.kind not in ("legend", "colorbar", "paramtable"))
+
+
+class TooLarge(ValueError):
+    """A picture past the drawing budget that cannot be collapsed: the message says how to draw it."""
 
 
 def _drop_legend(scene, legend):
@@ -32,11 +46,14 @@ def _drop_legend(scene, legend):
     return scene
 
 
-def draw_graph(*roots, legend=True):
+def draw_graph(*roots, legend=True, collapse_scopes=None, budget=BUDGET):
     """The engine's recorded graph behind `roots` (tensors), or a `minigrad.Graph`.
 
     Value nodes show name and shape, and data and grad for scalars; op nodes
-    sit between them; roles are set apart by colour.
+    sit between them; roles are set apart by colour; the ops of an `mg.scope`
+    sit in a box of their own, or, with `collapse_scopes`, become one node.
+    Past `budget` drawn nodes the scopes are collapsed (when the graph has
+    any), else TooLarge says how to draw it; budget=None draws anything.
     """
     if len(roots) == 1 and isinstance(roots[0], Graph):
         graph = roots[0]
@@ -45,7 +62,16 @@ def draw_graph(*roots, legend=True):
     else:
         raise TypeError("draw_graph: pass one or more minigrad Tensors, or one minigrad.Graph; "
                         f"got {', '.join(type(r).__name__ for r in roots) or 'nothing'}")
-    return to_digraph(_drop_legend(expression_scene(graph), legend), name="expression")
+    scene = expression_scene(graph, bool(collapse_scopes))
+    if budget is not None and _drawn(scene) > budget and collapse_scopes is None \
+            and any(n.scope for n in graph.nodes.values()):
+        scene = expression_scene(graph, True)
+    if budget is not None and _drawn(scene) > budget:
+        raise TooLarge(f"draw_graph: {len(graph.nodes):,} values and ops are past the drawing budget of "
+                       f"{budget:,} nodes (Graphviz would take minutes); record parts of the computation "
+                       "inside `with mg.scope(name):` to draw each as one node, draw a smaller part, or pass "
+                       "budget=None to draw everything")
+    return to_digraph(_drop_legend(scene, legend), name="expression")
 
 
 def as_rolled(obj, fn):
@@ -63,42 +89,62 @@ def as_rolled(obj, fn):
                     f"got {type(obj).__name__}")
 
 
-def draw_rolled(model, detail="block", legend=True):
+def draw_rolled(model, detail="block", legend=True, params="labels"):
     """The cell with its loop: each state's feedback edge passes a black delay square.
 
     model: an rnn cell, its rolled graph (`cell.rolled()`), an unfolded graph or a RunResult.
     detail: "block" (the step as one box) or "ops" (every engine op of the step).
+    params: "labels" (each weight's symbol on the edges it acts on, all listed once in a table)
+        or "nodes" (a node per parameter with an edge to each op that reads it).
     """
-    _check_detail("draw_rolled", detail)
+    _check_detail("draw_rolled", detail, params)
     rolled = as_rolled(model, "draw_rolled")
-    return to_digraph(_drop_legend(rolled_scene(rolled, detail), legend), name="rolled")
+    return to_digraph(_drop_legend(rolled_scene(rolled, detail, params), legend), name="rolled")
 
 
-def draw_unrolled(model, steps=None, detail="block", collapse=None, grad=False, loss=None, legend=True):
+def draw_unrolled(model, steps=None, detail="block", collapse=None, grad=False, loss=None, legend=True,
+                  params="labels", scale=None, budget=BUDGET):
     """The chain of T steps, one cluster per step, left to right; parameters drawn once.
 
     model: an `rnn.RunResult` (needed for grad=True), an unfolded graph, a
         rolled graph or a cell (unfolded over `steps`, default 3).
     steps: the number of steps, for a cell or rolled graph; must equal T otherwise.
     collapse: k draws only the first k and last k steps, the rest as one
-        elision node, so long sequences stay quick and readable.
+        elision node, so long sequences stay quick and readable.  Left out, a
+        picture past `budget` drawn nodes is collapsed so that it fits
+        (budget=None draws every step).
     grad: colour each state node by ‖∂L/∂h(t)‖ on a log scale, after backward().
+    scale: (low, high), the norms the colour scale spans (to compare pictures);
+        by default whole decades around the norms drawn, at least two.
     loss: the loss tensor, drawn as one node fed by the steps it depends on.
+    params: as for draw_rolled.
     """
-    _check_detail("draw_unrolled", detail)
+    _check_detail("draw_unrolled", detail, params)
     if collapse is not None and (not isinstance(collapse, int) or isinstance(collapse, bool) or collapse < 1):
         raise ValueError(f"draw_unrolled: collapse must be a positive integer number of steps, got {collapse!r}")
     graph, states = _as_unfolded(model, steps)
-    norms = scale = None
+    span, norms, scale = scale, None, None
     if grad:
         norms = state_grad_norms(graph, states)
         if all(n is None for n in norms.values()):
             raise ValueError("draw_unrolled(grad=True): no state gradients found; pass the RunResult of "
                              "rnn.run(...) after calling loss.backward() on a loss computed from it")
-        scale = LogScale(norms.values())
+        scale = LogScale(norms.values(), span)
     loss_spec = _loss_spec(graph, states, loss) if loss is not None else None
-    scene = unrolled_scene(graph, detail, collapse, norms, scale, loss_spec)
+    if collapse is None and budget is not None:
+        per_step = _per_step(graph, detail)
+        if graph.T * per_step > budget:
+            collapse = max(1, budget // (2 * per_step))
+    scene = unrolled_scene(graph, detail, collapse, norms, scale, loss_spec, params)
     return to_digraph(_drop_legend(scene, legend), name="unrolled")
+
+
+def _per_step(graph, detail):
+    """About how many nodes one step draws."""
+    if detail == "block":
+        return 10  # four or five nodes, but wide ones: a few dozen steps make a long picture already
+    rolled = graph.rolled
+    return max(1, len(rolled.nodes) - len(rolled.params))
 
 
 def _as_unfolded(model, steps):

@@ -43,17 +43,27 @@ def _norm(tensor):
 
 
 class LogScale:
-    """Maps norms to colours between the smallest and largest positive finite norm, in log10."""
+    """Maps norms to colours on a log10 scale of whole decades, at least two of them: a spread of 1.6x
+    must not look like a vanishing gradient.  `span` = (low, high) fixes the scale instead (to
+    compare pictures); the title states the max/min ratio of the norms drawn."""
 
-    def __init__(self, norms):
+    def __init__(self, norms, span=None):
         good = [n for n in norms if n is not None and n > 0 and math.isfinite(n)]
-        self.lo = math.log10(min(good)) if good else 0.0
-        self.hi = math.log10(max(good)) if good else 0.0
         self.empty = not good
+        self.ratio = max(good) / min(good) if good else None
+        if span is not None:
+            low, high = (float(v) for v in span)
+            if not 0 < low < high or not math.isfinite(high):
+                raise ValueError(f"grad scale must be (low, high) with 0 < low < high, got {span!r}")
+            self.lo, self.hi = math.log10(low), math.log10(high)
+            return
+        lo = math.floor(math.log10(min(good))) if good else 0
+        hi = math.ceil(math.log10(max(good))) if good else 0
+        while hi - lo < 2:  # widen to two decades, a decade below first: the norms sit mid-scale
+            lo, hi = (lo - 1, hi) if hi - lo == 1 or (hi - lo) % 2 else (lo, hi + 1)
+        self.lo, self.hi = lo, hi
 
     def fraction(self, norm):
-        if self.hi == self.lo:
-            return 1.0
         return min(1.0, max(0.0, (math.log10(norm) - self.lo) / (self.hi - self.lo)))
 
     def color(self, norm):
@@ -66,14 +76,21 @@ class LogScale:
             return g["zero"]
         return interpolate(g["stops"], self.fraction(norm))
 
+    def title(self):
+        ratio = "" if self.ratio is None else f"; max/min = {number(self.ratio)}"
+        return f"‖∂L/∂state‖, log scale{ratio}"
+
     def ticks(self):
-        """(colour, text) for the colour bar's cells, low to high."""
-        n = STYLE["gradient"]["bar_cells"]
+        """(colour, text) for the colour bar's cells, low to high: at whole and half decades."""
+        decades = self.hi - self.lo
+        step = 0.5 if decades <= 5 else math.ceil(decades / 10)
+        n = int(round(decades / step)) + 1
         out = []
         for i in range(n):
             f = i / (n - 1)
-            value = 10 ** (self.lo + f * (self.hi - self.lo))
-            out.append((interpolate(STYLE["gradient"]["stops"], f), number(value)))
+            exponent = self.lo + f * decades
+            text = f"1e{round(exponent)}" if abs(exponent - round(exponent)) < 1e-9 else number(10 ** exponent)
+            out.append((interpolate(STYLE["gradient"]["stops"], f), text))
         return out
 
 

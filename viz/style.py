@@ -61,6 +61,8 @@ STYLE = {
     },
     "cluster": {"style": "rounded,filled", "fillcolor": "#FAFAFA", "color": "#999999",
                 "fontname": FONT, "fontsize": "14", "margin": "10"},
+    # An mg.scope: a dashed box around the ops recorded in it.
+    "scope": {"style": "rounded,dashed", "color": "#666666", "fontname": FONT, "fontsize": "11", "margin": "6"},
     "elision": {"shape": "plaintext", "style": "", "fontsize": "14", "fontcolor": "#333333"},
     "legend": {"fontsize": "10"},
     # Gradient-norm colour scale, low (vanishing) to high (exploding): viridis stops.
@@ -80,10 +82,16 @@ def role_attrs(role):
     return {k: v for k, v in spec.items() if not k.startswith("legend")}
 
 
-def legend_entries(roles, engine=False):
+def legend_entries(roles, engine=False, states=()):
     """(role, fill colour, text) for each role in `roles`, in the style table's order.
 
     engine: the wording for a plain engine graph, which has no time steps to speak of.
+    states: the state names the picture has (the state entry names them).
     """
-    return [(r, s["fillcolor"], s.get("legend_engine", s["legend"]) if engine else s["legend"])
-            for r, s in STYLE["roles"].items() if r in roles]
+    def text(role, spec):
+        if engine:
+            return spec.get("legend_engine", spec["legend"])
+        if role == "state" and states:
+            return "state " + ", ".join(f"{s}(t)" for s in states)
+        return spec["legend"]
+    return [(r, s["fillcolor"], text(r, s)) for r, s in STYLE["roles"].items() if r in roles]
