@@ -59,7 +59,7 @@ def _l2(arrays):
 
 
 def _with_grads(params, who):
-    return [(label, p) for label, p in _named_params(params, who) if p.grad is not None]
+    return [(label, p) for label, p in _named_params(params, who) if p.grad is not None and p.requires_grad]
 
 
 def grad_norm(params):
@@ -79,9 +79,8 @@ def clip_grad_value_(params, clip_value):
     clip_value = float(clip_value)
     if not clip_value >= 0 or not math.isfinite(clip_value):
         raise ValueError(f"clip_grad_value_: clip_value must be finite and >= 0, got {clip_value}")
-    for _, p in _named_params(params, "clip_grad_value_"):
-        if p.grad is not None:
-            np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+    for _, p in _with_grads(params, "clip_grad_value_"):
+        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
 
 
 def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):

@@ -8,12 +8,15 @@ from .tensor import Tensor
 
 
 class Parameter(Tensor):
-    """A tensor a module learns: it always requires grad."""
+    """A tensor a module holds and, unless frozen (requires_grad=False, or Module.freeze), learns.
+
+    A frozen parameter is still a parameter — saved, loaded, drawn, a kernel input — but no
+    gradient is computed for it, so optimizers and clipping leave it alone."""
 
     is_parameter = True
 
-    def __init__(self, data, name=None, dtype=None):
-        super().__init__(data, requires_grad=True, name=name, dtype=dtype)
+    def __init__(self, data, name=None, dtype=None, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad, name=name, dtype=dtype)
 
 
 class Module:
@@ -49,6 +52,22 @@ class Module:
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None
+
+    def freeze(self):
+        """Stop learning every parameter (requires_grad=False; their grads are dropped); returns self."""
+        for p in self.parameters():
+            p.requires_grad, p.grad = False, None
+        return self
+
+    def unfreeze(self):
+        """Learn every parameter again; returns self."""
+        for p in self.parameters():
+            p.requires_grad = True
+        return self
+
+    def trainable(self):
+        """The parameters that learn (not frozen)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def state_dict(self):
         return {name: p.data.copy() for name, p in self.named_parameters()}

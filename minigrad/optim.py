@@ -3,8 +3,9 @@
 Each optimizer takes the parameters to update: `model.parameters()`, a Module,
 `model.named_parameters()` pairs, or any iterable of float Tensors.  `step()`
 updates `p.data` in place (float32 stays float32) for every parameter whose
-`.grad` is not None; parameters without a gradient are skipped and their
-state (step count, buffers) does not advance, as in PyTorch.
+`.grad` is not None; parameters without a gradient, and frozen ones
+(requires_grad=False), are skipped and their state (step count, buffers)
+does not advance, as in PyTorch.
 
 `state_dict()` is a flat dict of NumPy arrays (hyperparameters as 0-d float64,
 per-parameter step counts as int64, buffers in the parameter's dtype), keyed
@@ -73,7 +74,7 @@ class Optimizer(ABC):
     def step(self):
         """One update of every parameter that has a gradient."""
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            if p.grad is None or not p.requires_grad:  # a frozen parameter stays put, even with a stale grad
                 continue
             g = np.asarray(p.grad)
             if g.shape != p.shape:

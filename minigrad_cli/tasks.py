@@ -46,6 +46,22 @@ def copy_memory(T, batch, rng):
     return np.eye(COPY_SYMBOLS + 2)[ids], targets
 
 
+def mackey_glass(n, tau=17, beta=0.2, gamma=0.1, power=10, dt=0.1, discard=500, seed=0):
+    """n samples, one per time unit, of the Mackey–Glass delay equation (Mackey & Glass 1977)
+    dx/dt = beta x(t - tau) / (1 + x(t - tau)^power) - gamma x(t): chaotic for tau = 17, the
+    benchmark of echo state networks (Jaeger 2001).  Euler steps of `dt`; the first `discard`
+    samples, the transient, are dropped."""
+    rng = np.random.default_rng(seed)
+    per, lag = int(round(1 / dt)), int(round(tau / dt))
+    total = (n + discard) * per
+    x = np.empty(total + lag + 1)
+    x[:lag + 1] = 1.2 + 0.01 * rng.standard_normal(lag + 1)
+    for i in range(lag, total + lag):
+        past = x[i - lag]
+        x[i + 1] = x[i] + dt * (beta * past / (1 + past ** power) - gamma * x[i])
+    return x[lag + 1:][::per][discard:discard + n]
+
+
 BASELINES = {"adding": lambda T: 1 / 6, "copy": lambda T: COPY_LEN * np.log(COPY_SYMBOLS) / (T + 2 * COPY_LEN)}
 
 

@@ -1,8 +1,12 @@
 """Recurrent nets on the minigrad engine: cells, the rolled graph, its unfolding, BPTT."""
+from .bidirectional import Bidirectional
 from .cell import Cell, ElmanCell, GRUCell, LSTMCell
+from .reservoir import EchoState, fit_readout
 from .rolled import Loop, RolledGraph, Targets, rolled
 from .run import RunResult, run
+from .stacked import Stacked
 from .stateful import Stateful
 from .tbptt import Window, tbptt, tbptt_loss
 from .teacher import Generated, OutputRecurrentCell
+from .torch_weights import from_torch
 from .unfold import UnfoldedGraph, unfold

@@ -83,6 +83,12 @@ class Cell(Module, metaclass=ABCMeta):
         """What the cell emits at each step, o(t): the hidden state (the first state tensor) by default."""
         return state[0] if isinstance(state, tuple) else state
 
+    @property
+    def emits(self):
+        """The width of o(t), what a layer stacked on this one reads: output_size if the cell has one,
+        else hidden_size."""
+        return getattr(self, "output_size", None) or self.hidden_size
+
     def loss(self, output, target):
         """The loss at one step, L(t) = loss(o(t), y(t)), a scalar Tensor.  Not defined here: a cell
         that defines it is trained with rnn.run(cell, xs, targets=ys) (see rnn.run)."""

@@ -116,7 +116,7 @@ def signature(rolled):
     """Everything the generated code and plan depend on: ops, attributes, shapes, wiring, constants."""
     args = rolled.arguments()
     parts = [rolled.cell, rolled.x, tuple(rolled.loops), rolled.output, rolled.target, rolled.loss,
-             tuple(sorted(rolled.params.items()))]
+             tuple(sorted(rolled.params.items())), tuple(sorted(rolled.frozen))]
     for nid, n in rolled.nodes.items():
         const = None if n.value is None else (np.asarray(n.value).dtype.str, np.asarray(n.value).tobytes())
         parts.append((nid, n.op, n.role, n.shape, n.dtype, repr(sorted(n.attrs.items())), tuple(args[nid]), const))
@@ -261,7 +261,7 @@ def _run(cell, prep, xs, state0):
         elif what == "rec_weight":
             right, folded = _right(prep, env, named, key)
             arrays[name] = np.ascontiguousarray(right._data.T if folded else right._data)
-            parents.append(right), which.append(("weight", (key, folded)))
+            parents.append(right), which.append(("weight", (key, folded, right.requires_grad)))
         elif what == "rec_weight_t":  # the backward's products use W.T row-major
             right, folded = _right(prep, env, named, key)
             arrays[name] = np.ascontiguousarray(right._data if folded else right._data.T)
@@ -379,7 +379,8 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             elif kind == "engine":
                 out.append(grads["d" + name])
             elif kind == "weight":
-                out.append(_weight_grad(prep, allv, *name, T, B))
+                key, folded, learns = name
+                out.append(_weight_grad(prep, allv, key, folded, T, B) if learns else None)  # frozen: none
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]

@@ -148,7 +148,7 @@ def last_axis_slice(node, shape):
     return (start, stop) if step == 1 and stop > start else None
 
 
-def classify(nodes, x_id, state_ids, param_ids):
+def classify(nodes, x_id, state_ids, param_ids, frozen=()):
     deps = {}
     for nid, n in nodes.items():
         if n.op == "leaf":
@@ -161,7 +161,7 @@ def classify(nodes, x_id, state_ids, param_ids):
                 unsupported(n, f"it is {n.dtype} and the step input is {want}: a kernel computes "
                                "in one dtype (convert the cell, e.g. all parameters to one dtype)")
             deps[nid] = {n.kind} if n.kind != "const" else set()
-            n.grad = n.kind != "const"
+            n.grad = n.kind != "const" and nid not in frozen  # a frozen weight is an input with no gradient
             continue
         deps[nid] = set().union(*(deps[a] for a in n.args))
         n.grad = any(nodes[a].grad for a in n.args)
@@ -281,7 +281,7 @@ def make_plan(rolled):
         nonlocal nodes
         order = topo(nodes, [s[2] for s in states])
         nodes = {nid: nodes[nid] for nid in order}
-        classify(nodes, x_id, state_ids, params)
+        classify(nodes, x_id, state_ids, params, rolled.frozen)
 
     reclassify()  # the loop computes the states alone: what only o(t) or L(t) needs is left out
     split_concat_products(nodes)

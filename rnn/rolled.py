@@ -103,7 +103,7 @@ class RolledGraph(Graph):
 
     def __init__(self, nodes=(), edges=(), *, cell="cell", batch=1, x=None, loops=(), output=None,
                  target=None, loss=None, params=None, context=(), step_index=None, feedback=None,
-                 symbols=None, gates=None):
+                 symbols=None, gates=None, frozen=()):
         super().__init__(nodes, edges)
         self.cell, self.batch, self.x = cell, batch, x
         self.loops = list(loops)
@@ -112,6 +112,7 @@ class RolledGraph(Graph):
         self.context, self.step_index, self.feedback = list(context), step_index, feedback
         self.symbols = dict(symbols or {})  # parameter name -> the symbol pictures use (the cell's `symbols`)
         self.gates = gates                  # for gated cells: the gates whose rows U, W and b stack
+        self.frozen = set(frozen)           # ids of parameters that learn nothing (no gradient)
 
     def __repr__(self):
         return f"RolledGraph({self.cell}, {len(self.nodes)} nodes, states {[lp.name for lp in self.loops]})"
@@ -189,10 +190,12 @@ def rolled(cell, batch=1, targets=None, *, context=None, feed=None, inputs=True,
         raise ValueError(f"{type(cell).__name__}: feed must be one of {FEEDS}, got {feed!r}")
     if feed == "teacher" and targets is None:
         raise ValueError(f"{type(cell).__name__}: feed='teacher' feeds the targets y(t−1): pass targets")
-    how = _How(targets, context, feed, inputs, seed)
-    graph = _trace(cell, batch, how, seed=0)
-    with _other_parameter_values(cell, np.random.default_rng(2)):
-        other = _trace(cell, batch, how, seed=1)
+    how = _How(targets, context, feed, inputs, seed,
+               frozenset(id(p) for p in cell.parameters() if not p.requires_grad))
+    with _all_recorded(cell):
+        graph = _trace(cell, batch, how, seed=0)
+        with _other_parameter_values(cell, np.random.default_rng(2)):
+            other = _trace(cell, batch, how, seed=1)
     frozen = [n for n in graph.nodes.values() if n.role == "constant"
               and (n.id not in other.nodes or not np.array_equal(n.value, other.nodes[n.id].value))]
     if [n.op for n in graph.nodes.values()] != [n.op for n in other.nodes.values()] or frozen:
@@ -212,6 +215,7 @@ class _How:
     feed: object = None
     inputs: bool = True
     seed: int = 0
+    frozen: frozenset = frozenset()  # ids of the parameters that are frozen
 
 
 def _guess_targets(cell, batch):
@@ -226,6 +230,20 @@ def _guess_targets(cell, batch):
         except (TypeError, ValueError, IndexError, ShapeError):
             continue
     return None
+
+
+@contextmanager
+def _all_recorded(cell):
+    """Frozen parameters require grad inside the block (the trace must record the ops on them, W.T
+    included, or their values would be frozen into the graph); as they were after."""
+    frozen = [p for p in cell.parameters() if not p.requires_grad]
+    try:
+        for p in frozen:
+            p.requires_grad = True
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad, p.grad = False, None
 
 
 @contextmanager
@@ -338,7 +356,8 @@ def _trace(cell, batch, how, seed):
                       params={node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of},
                       context=[node_of[id(c)] for c in as_tuple(extras["context"])] if "context" in extras else [],
                       step_index=ids(extras.get("t")), feedback=feedback,
-                      symbols=getattr(cell, "symbols", None), gates=getattr(cell, "gates", None))
+                      symbols=getattr(cell, "symbols", None), gates=getattr(cell, "gates", None),
+                      frozen={node_of[id(p)] for p in cell.parameters() if id(p) in node_of and id(p) in how.frozen})
     out.tensors = graph.tensors
     return out
 
@@ -357,15 +376,17 @@ def delays_of(cell, names):
 
 
 def check_delays(graph):
-    """Every cycle of a rolled graph must pass through delays that sum to a positive number of steps:
-    its data edges alone form no cycle, and each state's loop is delayed by at least one step."""
+    """Every cycle of a rolled graph must pass through delays that sum to a number of steps other than
+    zero, all of one sign: its data edges alone form no cycle, no state's loop has delay 0, and
+    (with delays of both signs, a bidirectional net) the unfolding has no cycle either."""
     try:
         graph.topological_order()
     except CycleError as e:
         raise CycleError(f"rolled graph: {e}") from None
     arguments = graph.arguments()
-    for lp in getattr(graph, "loops", ()):
-        if lp.delay < 1:
+    loops = getattr(graph, "loops", ())
+    for lp in loops:
+        if lp.delay == 0:
             # the loop's own edge, output back to input, closes the cycle the walk then finds
             try:
                 toposort([lp.output], lambda n: arguments[n] + ([lp.output] if n == lp.input else []))
@@ -375,5 +396,12 @@ def check_delays(graph):
             names = " -> ".join(f"{n} ({graph.nodes[n].label})" for n in path)
             raise CycleError(f"rolled graph: the cycle {names} -> (delay {lp.delay}) -> {lp.input} has a total "
                              f"delay of {lp.delay} steps; a recurrence must reach back at least one step "
-                             f"(set delays[{lp.name!r}] >= 1)")
+                             f"(set delays[{lp.name!r}] >= 1, or <= -1 to run backward in time)")
+    if {lp.delay > 0 for lp in loops} == {True, False}:
+        from .unfold import unfold
+        try:
+            unfold(graph, 2 * max(abs(lp.delay) for lp in loops) + 1).topological_order()
+        except CycleError as e:
+            raise CycleError(f"rolled graph: states carried forward and backward in time feed each other "
+                             f"within a step, so their delays cancel around a cycle ({e})") from None
     return graph

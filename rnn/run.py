@@ -327,7 +327,9 @@ def run_graph(cell, xs, state0, sup=None, given=None):
     graph.tensors = values
     states = [tuple(values[i].retain_grad() for i in ids) for ids in graph.state_out]
     outputs = mg.stack([values[i] for i in graph.outputs], axis=0)
-    final = states[-1] if len(states[-1]) > 1 else states[-1][0]
+    # the last step's states, except a backward chain's, which ends at step 1
+    final = states[-1] if list(graph.final) == list(graph.state_out[-1]) else tuple(values[i] for i in graph.final)
+    final = final if len(final) > 1 else final[0]
     result = RunResult(outputs, final, graph, "graph", states)
     if graph.fed:
         result.fed = mg.stack([values[i] for i in graph.fed], axis=0)

@@ -2,7 +2,8 @@
 
 `unfold(rolled, T, loss_steps=None)` copies every per-step node T times, cuts
 each delay and joins the state made at step t to the consumers of the state
-read at step t + delay (the first `delay` steps read the initial state).
+read at step t + delay (the first `delay` steps read the initial state; a negative
+delay carries a state backward in time, from the last step to the first).
 Parameters and the context are not copied: one node each feeds every step,
 which is why BPTT sums each parameter's gradient over time.  The target y(t)
 and the ops only the loss needs are copied at the loss steps alone (every step
@@ -95,7 +96,12 @@ class UnfoldedGraph(Graph):
 
     @property
     def state0(self):
-        return [self.steps[0][lp.input] for lp in self.rolled.loops]
+        return [self.steps[_reads_initial(lp, self.T)][lp.input] for lp in self.rolled.loops]
+
+    @property
+    def final(self):
+        """The last state each loop makes: at the last step, or at step 0 for a backward chain."""
+        return [self.steps[self.T - 1 if lp.delay > 0 else 0][lp.output] for lp in self.rolled.loops]
 
     @property
     def state_out(self):
@@ -147,9 +153,14 @@ def unfold(rolled, T, loss_steps=None):
             if nid in shared or (nid in loss_only and t not in with_loss):
                 continue
             lp = feeds.get(nid)
-            if lp is not None and t > 0:  # the delay, cut: an earlier step's state (the first steps: the initial one)
-                local[nid] = graph.steps[t - lp.delay][lp.output] if t >= lp.delay else graph.steps[0][nid]
-                continue
+            if lp is not None:  # the delay, cut: the state step t - delay made (a later step's, for a negative delay)
+                if 0 <= t - lp.delay < T:
+                    local[nid] = f"t{t - lp.delay}.{lp.output}"  # made at its own step (ids are fixed in advance)
+                    continue
+                first = _reads_initial(lp, T)
+                if t != first:  # the steps before the first state arrives all read the one initial state
+                    local[nid] = f"t{first}.{nid}"
+                    continue
             if fb is not None and nid == fb.input and t > 0:
                 local[nid] = _fed(rolled, graph, t, add)
                 continue
@@ -160,6 +171,13 @@ def unfold(rolled, T, loss_steps=None):
     for p in shared:
         graph.template_of[p] = p
     return graph
+
+
+def _reads_initial(lp, T):
+    """The step whose copy of the loop's input is the initial state: 0 for a state carried forward,
+    the last step for one carried backward (a negative delay: the backward chain of a
+    bidirectional net starts at the end)."""
+    return 0 if lp.delay > 0 else max(0, T + lp.delay)
 
 
 _CHOICE = {"argmax": "argmax_onehot", "sample": "sample_onehot"}

@@ -4,53 +4,7 @@ import pytest
 
 import minigrad as mg
 import rnn
-from rnn_helpers import LeakyCell, leaky_numpy
-
-
-def sigmoid(a):
-    return 1 / (1 + np.exp(-a))
-
-
-def lstm_numpy(p, xs, h, c):
-    # torch.nn.LSTM documentation, gate blocks in the order i, f, g, o.
-    W_ii, W_if, W_ig, W_io = np.split(p["weight_ih"], 4)
-    W_hi, W_hf, W_hg, W_ho = np.split(p["weight_hh"], 4)
-    b_ii, b_if, b_ig, b_io = np.split(p["bias_ih"], 4)
-    b_hi, b_hf, b_hg, b_ho = np.split(p["bias_hh"], 4)
-    hs = []
-    for x in xs:
-        i = sigmoid(x @ W_ii.T + b_ii + h @ W_hi.T + b_hi)
-        f = sigmoid(x @ W_if.T + b_if + h @ W_hf.T + b_hf)
-        g = np.tanh(x @ W_ig.T + b_ig + h @ W_hg.T + b_hg)
-        o = sigmoid(x @ W_io.T + b_io + h @ W_ho.T + b_ho)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        hs.append(h)
-    return np.stack(hs), h, c
-
-
-def gru_numpy(p, xs, h):
-    # torch.nn.GRU documentation, gate blocks r, z, n; r multiplies (W_hn h + b_hn).
-    W_ir, W_iz, W_in = np.split(p["weight_ih"], 3)
-    W_hr, W_hz, W_hn = np.split(p["weight_hh"], 3)
-    b_ir, b_iz, b_in = np.split(p["bias_ih"], 3)
-    b_hr, b_hz, b_hn = np.split(p["bias_hh"], 3)
-    hs = []
-    for x in xs:
-        r = sigmoid(x @ W_ir.T + b_ir + h @ W_hr.T + b_hr)
-        z = sigmoid(x @ W_iz.T + b_iz + h @ W_hz.T + b_hz)
-        n = np.tanh(x @ W_in.T + b_in + r * (h @ W_hn.T + b_hn))
-        h = (1 - z) * n + z * h
-        hs.append(h)
-    return np.stack(hs), h
-
-
-def elman_numpy(p, xs, h, act):
-    hs = []
-    for x in xs:
-        h = act(x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"])
-        hs.append(h)
-    return np.stack(hs), h
+from rnn_helpers import LeakyCell, elman_numpy, gru_numpy, leaky_numpy, lstm_numpy, sigmoid
 
 
 @pytest.fixture(params=["graph", "numba"])
