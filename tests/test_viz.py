@@ -301,3 +301,49 @@ def test_a_long_unrolling_collapses_itself_to_the_budget():
     src = viz.draw_unrolled(cell_of("elman"), steps=3000).source
     assert len(clusters(src)) * 4 <= viz.BUDGET and "steps …" in src
     assert len(clusters(viz.draw_unrolled(cell_of("elman"), steps=300, budget=None).source)) == 300
+
+
+def _edge(src, a, b):
+    """The attributes of the edge a -> b in DOT source, or None."""
+    m = re.search(rf'^\s*"?{re.escape(a)}"? -> "?{re.escape(b)}"?(?: \[([^\n]*)\])?$', src, re.M)
+    return None if m is None else (m.group(1) or "")
+
+
+def test_a_deep_net_is_drawn_rolled_with_a_block_per_layer_as_fig_10_13a():
+    deep = rnn.Stacked([rnn.LSTMCell(3, 4, rng=np.random.default_rng(0)), rnn.ElmanCell(4, 5)])
+    g = deep.rolled()
+    src = viz.draw_rolled(deep).source
+    ids = {lp.name: lp.output for lp in g.loops}
+    assert "layer 1" in src and "layer 2" in src
+    assert "U1" in _edge(src, g.x, "viz.cell.0") and _edge(src, g.x, "viz.cell.1") is None  # x feeds layer 1 only
+    assert "U2" in _edge(src, ids["h1"], "viz.cell.1")                                       # h1(t) feeds layer 2
+    for name, block, sym in (("h1", 0, "W1"), ("c1", 0, None), ("h2", 1, "W2")):            # each state back into its own
+        assert _edge(src, f"viz.cell.{block}", ids[name]) is not None
+        label = _edge(src, f"viz.delay.{ids[name]}", f"viz.cell.{block}")
+        assert f"{name}(t−1)" in label and (sym is None or sym in label)
+        assert _edge(src, f"viz.delay.{ids[name]}", f"viz.cell.{1 - block}") is None
+
+
+def test_a_bidirectional_net_is_drawn_rolled_with_a_delay_and_an_advance():
+    bi = rnn.Bidirectional(rnn.ElmanCell(2, 3), rnn.ElmanCell(2, 3))
+    g = bi.rolled()
+    src = viz.draw_rolled(bi).source
+    f, b = (next(lp for lp in g.loops if lp.name == n) for n in ("h_f", "h_b"))
+    assert "forward chain" in src and "backward chain" in src
+    assert "W→ · h_f(t−1)" in _edge(src, f"viz.delay.{f.output}", "viz.cell.0")
+    assert "W← · h_b(t+1)" in _edge(src, f"viz.delay.{b.output}", "viz.cell.1")
+    assert "1-step advance" in src and "U←" in _edge(src, g.x, "viz.cell.1") and "U→" in _edge(src, g.x, "viz.cell.0")
+    for lp in (f, b):
+        assert _edge(src, lp.output, g.output) is not None    # o(t) reads both
+
+
+@pytest.mark.parametrize("params", ["labels", "nodes"])
+def test_frozen_parameters_are_marked_as_such(params):
+    esn = rnn.EchoState(1, 6, output_size=1, rng=np.random.default_rng(0))
+    src = viz.draw_rolled(esn, params=params).source
+    if params == "labels":
+        table = re.search(r'"viz.params" \[[^\n]*', src).group(0)
+        assert {n for n in ("weight_hh", "weight_ih", "bias", "V", "c") if f">{n} (frozen)<" in table} == \
+            {"weight_hh", "weight_ih", "bias"}
+    else:
+        assert src.count("frozen: not learnt") == 3

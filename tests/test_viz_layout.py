@@ -105,3 +105,57 @@ def test_each_step_starts_after_the_previous_state_so_steps_form_one_row(detail)
         assert re.search(r'rank=same\s+"viz\.block\.t2"\s+"t2\.n0"', src)  # x(t) under its block
     else:
         assert re.search(r'"t1\.n26" -> "t2\.n0" \[style=invis', src)        # h(t) before x(t+1)
+
+
+def _layout(drawing):
+    """{node or cluster name: (x, y) of a node, or the (x0, y0, x1, y1) box of a cluster}, from dot."""
+    import json
+    out = {}
+    for o in json.loads(drawing.pipe(format="json"))["objects"]:
+        if "pos" in o:
+            out[o["name"]] = tuple(float(v) for v in o["pos"].split(","))
+        elif "bb" in o:
+            out[o["name"]] = tuple(float(v) for v in o["bb"].split(","))
+    return out
+
+
+def _one_row(at, T):
+    boxes = [at[f"cluster_t{t}"] for t in range(T)]
+    for a, b in zip(boxes, boxes[1:]):
+        assert a[2] <= b[0]                              # left to right, not overlapping
+        assert a[1] < b[3] and b[1] < a[3]               # and level: no staircase
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_a_bidirectional_net_unrolls_into_two_rows_of_opposite_arrows():
+    T = 4
+    bi = rnn.Bidirectional(rnn.GRUCell(3, 4, rng=np.random.default_rng(0)),
+                           rnn.GRUCell(3, 4, rng=np.random.default_rng(1)))
+    d = viz.draw_unrolled(bi, steps=T)
+    at, g = _layout(d), rnn.unfold(bi.rolled(), T)
+    _one_row(at, T)
+    back = next(lp for lp in g.rolled.loops if lp.delay < 0)
+    fwd = [at[f"viz.block.t{t}.0"] for t in range(T)]
+    bwd = [at[f"viz.block.t{t}.1"] for t in range(T)]
+    level = lambda ps: max(p[1] for p in ps) - min(p[1] for p in ps) < 5  # noqa: E731
+    assert level(fwd) and level(bwd)                                                      # two straight rows
+    assert bwd[0][1] < fwd[0][1]                                                         # the backward one below
+    for t in range(T):
+        h_b, after = at[g.node_at(back.output, t)], at[g.node_at(back.input, t)]       # g(t), and g(t+1) it reads
+        assert h_b[0] < bwd[t][0] < after[0]                                            # g(t) ← block ← g(t+1)
+    # and o(t) reads both chains
+    for t in range(T):
+        o = g.node_at(g.rolled.output, t)
+        for lp in g.rolled.loops:
+            s = g.node_at(lp.output, t)
+            assert re.search(rf'"{s}" -> "{o}"|"{o}" -> "{s}" \[dir=back', d.source)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_a_deep_net_unrolls_with_each_layer_after_the_one_below_and_the_steps_in_one_row():
+    T = 3
+    deep = rnn.Stacked([rnn.LSTMCell(3, 4, rng=np.random.default_rng(0)), rnn.ElmanCell(4, 5, rng=np.random.default_rng(1))])
+    at = _layout(viz.draw_unrolled(deep, steps=T))
+    _one_row(at, T)
+    for t in range(T):
+        assert at[f"viz.block.t{t}.0"][0] < at[f"viz.block.t{t}.1"][0]

@@ -12,8 +12,14 @@
     hidden        parameters and what is made from them alone (W.T, slices of W): drawn as
                   labels, not as nodes
     folded        products with a parameter's plain transpose, x @ W.T, drawn as one op "x·Wᵀ"
+    blocks        the step cut into the parts a block picture draws as boxes: states that feed one
+                  another within a step or across it (an LSTM's h and c) make one block; a deep net
+                  gives a block per layer, a bidirectional one a block per direction
 """
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
 
 from minigrad.walk import toposort
 
@@ -58,6 +64,10 @@ class Anatomy:
                     if self.symbols[pid] not in self.on_edge[s]:
                         self.on_edge[s].append(self.symbols[pid])
 
+        self.blocks = _blocks(rolled, args, self.sources, deps)
+        heads = set().union(*(deps[a] for a in args[rolled.output])) if rolled.output in args else set()
+        self.head_reads = [lp.output for lp in rolled.loops if lp.output in heads]
+
         self.folded = {}
         for nid, node in rolled.nodes.items():
             if node.op == "matmul":
@@ -80,15 +90,24 @@ class Anatomy:
                 return []
         return path[::-1]
 
-    def edge_label(self, source):
-        """The symbols to write on the edge out of `source` (a rolled id), or None."""
-        syms = self.on_edge.get(source)
+    def edge_label(self, source, block=None):
+        """The symbols to write on the edge out of `source` (a rolled id), or None; with a `block`, only
+        those of the parameters that block uses."""
+        syms = self.on_edge.get(source) or []
+        if block is not None:
+            mine = {self.symbols[p] for p in block.params}
+            syms = [s for s in syms if s in mine]
         return ", ".join(syms) if syms else None
 
+    def block_of(self, loop):
+        return next(b for b in self.blocks if loop in b.loops)
+
     def param_table(self):
-        """(symbol, name, shape) per parameter, symbol order then name."""
+        """(symbol, name, shape) per parameter: by layer (U1, W1, b1, U2...), a backward chain's (U←)
+        after the forward one's, then symbol and name; names without a symbol last."""
         rows = [(self.symbols[pid], name, self.rolled.nodes[pid].shape) for pid, name in self.rolled.params.items()]
-        return sorted(rows, key=lambda r: (r[0] == r[1], r[0], r[1]))
+        layer = lambda sym: int(re.search(r"\d*$", sym).group() or 0)  # noqa: E731
+        return sorted(rows, key=lambda r: (r[0] == r[1], layer(r[0]), "←" in r[0], r[0], r[1]))
 
     def op_symbols(self, nid):
         """Symbols of the hidden parameter values an op reads (its label names them instead of an edge)."""
@@ -114,3 +133,63 @@ def _param_made(rolled, args, nid):
 
 def _params_under(rolled, args, nid):
     return [n for n in toposort([nid], args.__getitem__) if rolled.nodes[n].role == "parameter"]
+
+
+@dataclass(eq=False)
+class Block:
+    """States made together, and what making them takes: the ops, the parameters, what they read
+    (x(t), the context, states read at t − d, other blocks' states made at t)."""
+    loops: list
+    ops: set = field(default_factory=set)
+    params: set = field(default_factory=set)
+    reads: list = field(default_factory=list)
+    layer: int = 1
+    backward: bool = False
+    title: str = "one step"     # in the rolled picture
+    tag: str = ""               # after "step t" in the unrolled one
+
+
+def _blocks(rolled, args, sources, deps):
+    loops = rolled.loops
+    reads = {lp.output: set().union(*(deps[a] for a in args[lp.output])) for lp in loops}
+    group = {lp.name: i for i, lp in enumerate(loops)}
+
+    def join(a, b):
+        old, new = group[a.name], group[b.name]
+        for name, g in group.items():
+            if g == old:
+                group[name] = new
+    for lp in loops:
+        for other in loops:
+            if other is not lp and (other.input in reads[lp.output] or other.output in reads[lp.output]
+                                    and lp.input in reads[other.output]):
+                join(lp, other)
+    blocks = []
+    for g in dict.fromkeys(group[lp.name] for lp in loops):
+        mine = [lp for lp in loops if group[lp.name] == g]
+        outs = {lp.output for lp in mine}
+        ops = set(toposort(list(outs), lambda n: args[n] if n in outs or n not in sources else ()))
+        b = Block(mine, {n for n in ops if n in outs or n not in sources})
+        b.params = {n for n in b.ops if n in rolled.params}
+        b.reads = [n for n in dict.fromkeys(s for lp in mine for s in reads[lp.output]) if n not in outs]
+        b.backward = all(lp.delay < 0 for lp in mine)
+        blocks.append(b)
+    made_by = {lp.output: b for b in blocks for lp in b.loops}
+    for b in _ordered(blocks, made_by):
+        b.layer = 1 + max([made_by[r].layer for r in b.reads if r in made_by] + [0])
+    layers = max(b.layer for b in blocks) if blocks else 1
+    two_way = any(b.backward for b in blocks) and not all(b.backward for b in blocks)
+    for b in blocks:
+        way = ("backward" if b.backward else "forward") if two_way else ""
+        if layers > 1:
+            b.title = f"layer {b.layer}" + (f", {way}" if way else "")
+        elif way:
+            b.title = f"{way} chain"
+        b.tag = ", ".join(w for w in (f"layer {b.layer}" if layers > 1 else "", ("←" if b.backward else "→")
+                                      if two_way else "") if w)
+    return blocks
+
+
+def _ordered(blocks, made_by):
+    """Blocks, each after those whose states made at t it reads."""
+    return toposort(blocks, lambda b: [made_by[r] for r in b.reads if r in made_by])

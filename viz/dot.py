@@ -19,12 +19,12 @@ def to_digraph(scene, name="minigrad"):
     if scene.title:
         gattr.update(label=html(scene.title, size=STYLE["font"]["title"]), labelloc="t", labeljust="l")
     dg = graphviz.Digraph(name=name, graph_attr=gattr, node_attr=dict(STYLE["node"]), edge_attr=dict(STYLE["edge"]))
-    chain = set(scene.chain)
+    groups = {**{i: "chain2" for i in scene.chain2}, **{i: "chain" for i in scene.chain}}
     members = {c.id: [] for c in scene.clusters}
     inner = {c.id: [] for c in scene.clusters}
     for item in scene.items:
         if item.cluster is None:
-            dg.node(item.id, **node_attrs(item), **({"group": "chain"} if item.id in chain else {}))
+            dg.node(item.id, **node_attrs(item), **({"group": groups[item.id]} if item.id in groups else {}))
         else:
             members[item.cluster].append(item)
     for c in scene.clusters:
@@ -36,7 +36,7 @@ def to_digraph(scene, name="minigrad"):
             sub.attr(label=html(c.title), **STYLE["scope" if c.parent is not None or c.id.startswith("scope.")
                                                   else "cluster"])
             for item in members[c.id]:
-                sub.node(item.id, **node_attrs(item), **({"group": "chain"} if item.id in chain else {}))
+                sub.node(item.id, **node_attrs(item), **({"group": groups[item.id]} if item.id in groups else {}))
             for child in inner[c.id]:
                 cluster(sub, child)
     for c in scene.clusters:
@@ -54,7 +54,10 @@ def to_digraph(scene, name="minigrad"):
             attrs["label"] = html(link.label, bold_first=False)
         if link.kind == "feedback" and not link.src.startswith("viz.delay."):
             attrs["arrowhead"] = "none"  # the arrow belongs after the delay, into the state it feeds
-        dg.edge(link.src, link.dst, **attrs)
+        if attrs.get("dir") == "back":  # laid out from dst to src, the arrowhead still at dst
+            dg.edge(link.dst, link.src, **attrs)
+        else:
+            dg.edge(link.src, link.dst, **attrs)
     return dg
 
 

@@ -27,7 +27,7 @@ def _state_label(name, when):
 
 
 def _delay_label(lp):
-    return _state_label(lp.name, "t−1" if lp.delay == 1 else f"t−{lp.delay}")
+    return _state_label(lp.name, f"t−{lp.delay}" if lp.delay > 0 else f"t+{-lp.delay}")
 
 
 def _emits(rolled):
@@ -37,7 +37,10 @@ def _emits(rolled):
 
 def _title(rolled):
     read = rolled.read_loops()
-    how = "a one-step delay" if max([lp.delay for lp in read] + [1]) == 1 else "delays"
+    delays = {lp.delay for lp in read}
+    if delays == {1, -1}:
+        return f"{rolled.cell}, rolled: a one-step delay forward, a one-step advance backward"
+    how = "a one-step delay" if delays <= {1} else "delays"
     return f"{rolled.cell}, rolled: " + (f"the state feeds back through {how}" if read else "the output feeds back")
 
 
@@ -47,18 +50,21 @@ def _param_items(scene, anatomy, params, shared=False):
     if params == "nodes":
         for pid in rolled.params:
             p = rolled.nodes[pid]
-            rows = (p.label, shape_text(p.shape)) + (("shared by all steps",) if shared else ())
+            rows = ((p.label, shape_text(p.shape)) + (("shared by all steps",) if shared else ())
+                    + (("frozen: not learnt",) if pid in rolled.frozen else ()))
             scene.items.append(Item(pid, "parameter", rows))
     elif rolled.params:
-        rows = [(sym, name, shape_text(shape)) for sym, name, shape in anatomy.param_table()]
+        frozen = {rolled.params[pid] for pid in rolled.frozen}
+        rows = [(sym, name + (" (frozen)" if name in frozen else ""), shape_text(shape))
+                for sym, name, shape in anatomy.param_table()]
         note = f"rows of U, W, b: gates {rolled.gates}" if rolled.gates else None
         scene.items.append(Item("viz.params", "paramtable", ("parameters, shared by all steps",),
                                 data={"rows": rows, "note": note}))
 
 
-def _param_links(scene, anatomy, params, part, dst):
+def _param_links(scene, anatomy, params, part, dst, among=None):
     if params == "nodes":
-        scene.links.extend(Link(pid, dst, "param") for pid in _by_part(anatomy)[part])
+        scene.links.extend(Link(pid, dst, "param") for pid in _by_part(anatomy)[part] if among is None or pid in among)
 
 
 def _by_part(anatomy):
@@ -72,15 +78,18 @@ def _by_part(anatomy):
     return {part: [pid for pid in rolled.params if part in users[pid]] for part in ("step", "head", "loss")}
 
 
-def _head_items(scene, anatomy, params, when, cluster, ids, state_src):
+def _head_items(scene, anatomy, params, when, cluster, ids, rows=False):
     """o(t), and y(t) → L(t) when there is a loss, for block pictures: `ids` maps rolled ids to the
-    drawn ones (None where the step has no such node); `state_src` is the drawn state o(t) reads."""
+    drawn ones (None where the step has no such node); `rows`: the chains of a bidirectional net are
+    drawn as rows, one per direction."""
     rolled = anatomy.rolled
     if _emits(rolled):
         o = rolled.nodes[rolled.output]
         scene.items.append(Item(ids(rolled.output), "output", (f"o({when})", shape_text(o.shape)), cluster))
-        label = anatomy.edge_label(rolled.loops[0].output) if params == "labels" else None
-        scene.links.append(Link(state_src, ids(rolled.output), "data", label))
+        for src in anatomy.head_reads:  # a bidirectional net's o(t) reads both chains
+            label = anatomy.edge_label(src) if params == "labels" else None
+            forward = next(lp for lp in rolled.loops if lp.output == src).delay > 0
+            scene.links.append(Link(ids(src), ids(rolled.output), "data_flat" if rows and forward else "data", label))
         _param_links(scene, anatomy, params, "head", ids(rolled.output))
     if rolled.target is not None and ids(rolled.target) is not None:
         y = rolled.nodes[rolled.target]
@@ -92,12 +101,16 @@ def _head_items(scene, anatomy, params, when, cluster, ids, state_src):
         _param_links(scene, anatomy, params, "loss", ids(rolled.loss))
 
 
-def _delay(scene, src, dst, label, back_kind, steps=1):
-    """The textbook's delay: a black square on the feedback edge from `src` back to `dst`."""
+def _delay(scene, src, into, back_kind, steps=1):
+    """The textbook's delay: a black square on the feedback edge from `src` back to each (reader,
+    label) of `into` — a reader id alone for an unlabelled edge."""
     square = f"viz.delay.{src}"
-    scene.items.append(Item(square, "delay", (), data={"xlabel": f"{steps}-step delay"}))
+    words = f"{steps}-step delay" if steps > 0 else f"{-steps}-step advance"
+    scene.items.append(Item(square, "delay", (), data={"xlabel": words}))
     scene.links.append(Link(src, square, "feedback"))
-    scene.links.append(Link(square, dst, back_kind, label))
+    for dst in into:
+        dst, label = dst if isinstance(dst, tuple) else (dst, None)
+        scene.links.append(Link(square, dst, back_kind, label))
 
 
 def _network_name(rolled, nid, when):
@@ -176,34 +189,49 @@ def rolled_scene(rolled, detail, params="labels"):
     _param_items(scene, anatomy, params)
     x = rolled.nodes[rolled.x] if rolled.x is not None else None
     if detail == "block":
-        block = "viz.cell"
-        scene.items.append(Item(block, "block", (rolled.cell, "one step")))
+        # A box per block (one for a plain cell; per layer, per direction for composites).
+        blocks = anatomy.blocks
+        box = {b: "viz.cell" if len(blocks) == 1 else f"viz.cell.{k}" for k, b in enumerate(blocks)}
+        for b in blocks:
+            scene.items.append(Item(box[b], "block", (rolled.cell, b.title)))
         if x is not None:
             scene.items.append(Item(x.id, "input", ("x(t)", shape_text(x.shape))))
-            scene.links.append(Link(x.id, block, "data", anatomy.edge_label(x.id) if labels else None))
         if rolled.step_index is not None:
             scene.items.append(Item(rolled.step_index, "step", ("t", "step index")))
-            scene.links.append(Link(rolled.step_index, block))
         for cid in rolled.context:
             node = rolled.nodes[cid]
             scene.items.append(Item(cid, "context", (node.label if len(rolled.context) > 1 else "context",
                                                      shape_text(node.shape), "read by every step")))
-            scene.links.append(Link(cid, block, "context", anatomy.edge_label(cid) if labels else None))
-        _param_links(scene, anatomy, params, "step", block)
+        made = {lp.output for lp in rolled.loops}
+        for b in blocks:
+            for r in b.reads:
+                label = anatomy.edge_label(r, b) if labels else None
+                if r == rolled.step_index:
+                    scene.links.append(Link(r, box[b]))
+                elif r in rolled.context:
+                    scene.links.append(Link(r, box[b], "context", label))
+                elif r == rolled.x or r in made:
+                    scene.links.append(Link(r, box[b], "data", label))
+            _param_links(scene, anatomy, params, "step", box[b], b.params)
         for lp in rolled.loops:
             out = rolled.nodes[lp.output]
             scene.items.append(Item(lp.output, "state", (_state_label(lp.name, "t"), shape_text(out.shape))))
-            scene.links.append(Link(block, lp.output, "state"))
+            scene.links.append(Link(box[anatomy.block_of(lp)], lp.output, "state"))
             if lp in read:
-                sym = anatomy.edge_label(lp.input) if labels else None
-                _delay(scene, lp.output, block, f"{sym} · {_delay_label(lp)}" if sym else _delay_label(lp),
-                       "feedback", lp.delay)
-        _head_items(scene, anatomy, params, "t", None, lambda nid: nid, rolled.loops[0].output)
+                into = []
+                for b in blocks:
+                    if lp.input in b.reads:
+                        sym = anatomy.edge_label(lp.input, b) if labels else None
+                        into.append((box[b], f"{sym} · {_delay_label(lp)}" if sym else _delay_label(lp)))
+                _delay(scene, lp.output, into, "feedback", lp.delay)
+        _head_items(scene, anatomy, params, "t", None, lambda nid: nid)
         fb = rolled.feedback
         if fb is not None:
             src = rolled.target if fb.feed == "teacher" else rolled.output
-            label = anatomy.edge_label(fb.input) if labels else None
-            _delay(scene, src, block, ", ".join(w for w in (label, _FEED_WORDS[fb.feed]) if w), "feedback")
+            into = [(box[b], ", ".join(w for w in (anatomy.edge_label(fb.input, b) if labels else None,
+                                                   _FEED_WORDS[fb.feed]) if w))
+                    for b in blocks if fb.input in b.reads]
+            _delay(scene, src, into, "feedback")
         scene.same_rank.append([pid for pid in rolled.params if params == "nodes"] + ([x.id] if x else []))
     else:
         step = Cluster("viz.step", f"one step of {rolled.cell}")
@@ -233,11 +261,11 @@ def rolled_scene(rolled, detail, params="labels"):
             kind = {"parameter": "param", "context": "context"}.get(rolled.nodes[e.src].role, "data")
             scene.links.append(Link(e.src, e.dst, kind))
         for lp in read:
-            _delay(scene, lp.output, lp.input, None, "feedback_back", lp.delay)
+            _delay(scene, lp.output, [lp.input], "feedback_back", lp.delay)
         fb = rolled.feedback
         if fb is not None:
             src = rolled.target if fb.feed == "teacher" else rolled.output
-            _delay(scene, src, fb.input, None, "feedback_back")
+            _delay(scene, src, [fb.input], "feedback_back")
     legend(scene, states=rolled.state_names)
     return scene
 
@@ -291,10 +319,13 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
             rows.append(f"‖∂L/∂{name}‖ " + ("none" if norm is None else number(norm)))
         return Item(nid, "state", tuple(rows), cluster, fill)
 
-    # Each initial state starts its own row, at the left of its chain; the context and y0 beside them.
+    # Each initial state starts its own row, at the left of its chain (at the right, for a chain that
+    # runs backward in time); the context and y0 beside them.
+    backward_names = {lp.name for lp in rolled.loops if lp.delay < 0}
     for i, nid in enumerate(state0):
         if names[i] in read_names:
-            scene.items.append(state_item(nid, names[i], str(start), None, graph.nodes[nid].shape))
+            when = str(start + T + 1) if names[i] in backward_names else str(start)
+            scene.items.append(state_item(nid, names[i], when, None, graph.nodes[nid].shape))
     if read:
         scene.chain.append(state0[names.index(read[0].name)])
     _param_items(scene, anatomy, params, shared=True)
@@ -306,7 +337,7 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
     if fb is not None:
         y0 = graph.feedback0
         scene.items.append(Item(y0, "feedback", (f"y({start})", shape_text(graph.nodes[y0].shape), "fed to step 1")))
-    scene.same_rank.append([nid for i, nid in enumerate(state0) if names[i] in read_names]
+    scene.same_rank.append([nid for i, nid in enumerate(state0) if names[i] in read_names - backward_names]
                            + (list(rolled.params) if params == "nodes" else [])
                            + list(graph.context) + ([graph.feedback0] if fb else []))
 
@@ -330,8 +361,8 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
         t = out_step.get(nid)
         return elide if (t is not None and t not in shown) else nid
 
-    def state_link(src, dst, label=None):
-        kind = "detached" if (detached and src in state0) else "state"
+    def state_link(src, dst, label=None, backward=False):
+        kind = "detached" if (detached and src in state0) else "state_back" if backward else "state"
         return Link(source(src), dst, kind, "detached" if kind == "detached" else label)
 
     for t in steps:
@@ -348,35 +379,60 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
             scene.items.append(Item(xid, "input", (f"x({when})", shape_text(graph.nodes[xid].shape)), cl.id))
         incoming = [(graph.steps[t][lp.input], lp) for lp in read]
         if detail == "block":
-            # x(t) sits under its block in the same column and the new states fill the next column,
-            # so every step is two columns wide and the steps line up in one row.
-            block = f"viz.block.t{t}"
-            scene.items.append(Item(block, "block", (cell, f"step {when}"), cl.id))
-            scene.chain.append(block)
-            if xid is not None:
-                scene.links.append(Link(xid, block, "input", anatomy.edge_label(rolled.x) if labels else None))
+            # x(t) sits under the first layer's blocks in the same column and the new states fill the
+            # next column (a deeper layer's block and states the columns after), so the steps line up
+            # in one row.  A backward chain runs right to left: its state sits left of its block.
+            blocks, drawn = anatomy.blocks, graph.steps[t]
+            box = {b: f"viz.block.t{t}" if len(blocks) == 1 else f"viz.block.t{t}.{k}" for k, b in enumerate(blocks)}
+            top = max(b.layer for b in blocks)
+            last = [nid for nid, lp in zip(state_out[t - 1], rolled.loops)
+                    if not anatomy.block_of(lp).backward and anatomy.block_of(lp).layer == top][-1:] if t else []
+            for b in blocks:
+                words = f"step {when}" + ("" if not b.tag else f" {b.tag}" if b.tag in ("→", "←") else f", {b.tag}")
+                scene.items.append(Item(box[b], "block", (cell, words), cl.id))
+                (scene.chain2 if b.backward else scene.chain if b is blocks[0] else []).append(box[b])
             if rolled.step_index is not None:
                 sid = graph.step_ids[t]
                 scene.items.append(Item(sid, "step", (f"t = {start + t}",), cl.id))
-                scene.links.append(Link(sid, block, "input"))
-            scene.links.extend(Link(cid, block, "context", anatomy.edge_label(cid) if labels else None)
-                               for cid in graph.context)
-            if fb is not None:
-                scene.links.append(_fed_link(graph, anatomy, labels, t, block, source, elide, shown))
-            if not read and t:  # no state carried: keep the steps in one row all the same
-                scene.links.append(Link(source(state_out[t - 1][0]), block, "order"))
-            drawn = graph.steps[t]
+            loop_in = {lp.input: lp for lp in read}
+            made = {lp.output for lp in rolled.loops}
+            for b in blocks:
+                for r in b.reads:
+                    label = anatomy.edge_label(r, b) if labels else None
+                    if r == rolled.x and xid is not None:
+                        scene.links.append(Link(xid, box[b], "input", label))
+                    elif r == rolled.step_index:
+                        scene.links.append(Link(graph.step_ids[t], box[b], "input"))
+                    elif r in rolled.context:
+                        scene.links.append(Link(drawn[r], box[b], "context", label))
+                    elif r in made:
+                        scene.links.append(Link(drawn[r], box[b], "data", label))
+                    elif r in loop_in:
+                        scene.links.append(state_link(drawn[r], box[b], label, b.backward))
+                    elif fb is not None and r == fb.input:
+                        scene.links.append(_fed_link(graph, anatomy, labels, t, box[b], source, elide, shown))
+                _param_links(scene, anatomy, params, "step", box[b], b.params)
+                if t and not read:  # no state carried: keep the steps in one row all the same
+                    scene.links.append(Link(source(state_out[t - 1][0]), box[b], "order"))
+                elif last and b.layer == 1 and top > 1:  # and after the top layer's last state
+                    scene.links.append(Link(source(last[0]), box[b], "order"))
             head = [i for i in (rolled.output, rolled.loss) if _emits(rolled) or i != rolled.output]
-            scene.same_rank.append([block] + ([xid] if xid is not None else [])
+            scene.same_rank.append([box[b] for b in blocks if b.layer == 1] + ([xid] if xid is not None else [])
                                    + ([drawn[rolled.target]] if rolled.target in drawn else []))
-            scene.same_rank.append(list(state_out[t]) + [drawn[i] for i in head if i is not None and i in drawn])
-            scene.links.extend(state_link(nid, block, anatomy.edge_label(lp.input) if labels else None)
-                               for nid, lp in incoming)
-            _param_links(scene, anatomy, params, "step", block)
-            for i, nid in enumerate(state_out[t]):
+            scene.same_rank.append([nid for nid, lp in zip(state_out[t], rolled.loops)
+                                    if lp.delay > 0 and anatomy.block_of(lp).layer == top]
+                                   + [drawn[i] for i in head if i is not None and i in drawn])
+            for i, (nid, lp) in enumerate(zip(state_out[t], rolled.loops)):
                 scene.items.append(state_item(nid, names[i], when, cl.id, graph.nodes[nid].shape))
-                scene.links.append(Link(block, nid, "state"))
-            _head_items(scene, anatomy, params, when, cl.id, graph.steps[t].get, state_out[t][0])
+                b = anatomy.block_of(lp)
+                if not b.backward:
+                    scene.links.append(Link(box[b], nid, "state"))
+                    continue
+                # The backward state sits left of its block, but right of the step before: its own column.
+                scene.links.append(Link(box[b], nid, "state_back"))
+                if t:
+                    scene.links.append(Link(source((last or state_out[t - 1])[0]), nid, "order"))
+            _head_items(scene, anatomy, params, when, cl.id, drawn.get, rows=any(b.backward for b in blocks))
         else:
             scopes = _scope_clusters(scene, graph, {n.id for n in by_step[t]}, cl.id, f"t{t}.")
             # Every op of step t that nothing else in the step feeds (x(t), a bias add) is ranked after

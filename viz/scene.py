@@ -52,6 +52,7 @@ class Scene:
     clusters: list = field(default_factory=list)
     same_rank: list = field(default_factory=list)   # groups of item ids kept in one column (LR) / row (TB)
     chain: list = field(default_factory=list)       # item ids drawn as one straight line (the recurrence)
+    chain2: list = field(default_factory=list)      # a second straight line (a bidirectional net's backward chain)
 
     def item(self, id):
         return next(i for i in self.items if i.id == id)

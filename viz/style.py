@@ -44,7 +44,12 @@ STYLE = {
               "xlabel_text": "1-step delay", "fontsize": "10"},
     "edges": {
         "data": {},
+        # h→(t) into a bidirectional net's o(t), laid out reversed: it keeps o(t) off the backward row
+        "data_flat": {"dir": "back"},
         "state": {"penwidth": "2.0", "color": "#1B7837", "weight": "10"},  # the recurrence h(t-1) -> h(t), kept straight
+        # a backward chain's links, laid out right to left: drawn reversed (dir=back), so g(T+1) sits at
+        # the right and the chain is one straight row of leftward arrows, as in the book's Fig 10.11
+        "state_back": {"penwidth": "2.0", "color": "#1B7837", "weight": "10", "dir": "back"},
         "feedback": {"penwidth": "2.0", "color": "#1B7837"},       # rolled: state output out to its delay square
         # rolled, ops detail: delay back into h(t-1); unconstrained, so h(t-1) stays left of the ops it feeds
         "feedback_back": {"penwidth": "2.0", "color": "#1B7837", "constraint": "false"},
