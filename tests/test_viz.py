@@ -285,16 +285,17 @@ def test_mg_scope_boxes_its_ops_and_collapses():
     assert "viz.scope.encoder" in collapsed and ">tanh<" not in collapsed and "ops, collapsed" in collapsed
 
 
-def test_a_huge_graph_is_refused_within_a_second_with_a_way_out():
-    import time
+def test_a_huge_graph_is_refused_before_any_dot_is_made_with_a_way_out(monkeypatch):
+    import viz.draw
     x = mg.tensor(np.ones(2), requires_grad=True)
     h = x
     for _ in range(5000):
         h = h * 1.0001 + x                  # 10,000 recorded ops
-    start = time.perf_counter()
+    made = []
+    monkeypatch.setattr(viz.draw, "to_digraph", lambda *a, **k: made.append(a))   # Graphviz never gets it
     with pytest.raises(viz.TooLarge, match=r"draw_graph: .* past the drawing budget .*mg.scope.*budget=None"):
         viz.draw_graph(h.sum())
-    assert time.perf_counter() - start < 1.0
+    assert not made
 
 
 def test_a_long_unrolling_collapses_itself_to_the_budget():
