@@ -9,4 +9,5 @@ from .stateful import Stateful
 from .tbptt import Window, tbptt, tbptt_loss
 from .teacher import Generated, OutputRecurrentCell
 from .torch_weights import from_torch
+from .tree import RecursiveCell, Tree, TreeCell, TreeNode, TreeResult, run_tree, tree
 from .unfold import UnfoldedGraph, unfold

@@ -65,7 +65,7 @@ def node_attrs(item):
     kind = item.kind
     if kind == "legend":
         return {"shape": "plaintext", "style": "", "margin": "0",
-                "label": legend_table(item.data["roles"], item.data.get("marks", ()), item.data.get("engine", False),
+                "label": legend_table(item.data["roles"], item.data.get("marks", ()), item.data.get("wording", "chain"),
                                       item.data.get("states", ()))}
     if kind == "paramtable":
         return {"shape": "plaintext", "style": "", "margin": "0",
@@ -89,9 +89,9 @@ def node_attrs(item):
     return attrs
 
 
-def legend_table(roles, marks=(), engine=False, states=()):
+def legend_table(roles, marks=(), wording="chain", states=()):
     rows = ['<tr><td colspan="2" align="left"><b>legend</b></td></tr>']
-    for _, fill, text in legend_entries(roles, engine, states):
+    for _, fill, text in legend_entries(roles, wording, states):
         rows.append(f'<tr><td bgcolor="{fill}" width="18" height="14"></td>'
                     f'<td align="left">{escape(text)}</td></tr>')
     if "delay" in marks:
@@ -126,3 +126,4 @@ def colorbar_table(title, ticks):
     size = STYLE["legend"]["fontsize"]
     return (f'<<font point-size="{size}"><table border="0" cellborder="0" cellspacing="0" cellpadding="2">'
             + "".join(rows) + "</table></font>>")
+

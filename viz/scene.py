@@ -66,14 +66,15 @@ def op_text(node):
     return f"{node.op}({args})" if len(args) <= 24 else node.op
 
 
-def legend(scene, engine=False, states=()):
-    """Append a legend item listing only what the scene draws: its roles (engine: plain engine-graph
-    wording), with the names of the states it has, and its marks (delays, truncation)."""
+def legend(scene, wording="chain", states=()):
+    """Append a legend item listing only what the scene draws: its roles (worded for a chain, a plain
+    engine graph or a tree: see style.legend_entries), with the names of the states it has, and its
+    marks (delays, truncation)."""
     used = {i.kind for i in scene.items} | {"op" for i in scene.items if i.kind == "opnode"}
     marks = [m for m, present in (("delay", "delay" in used),
                                   ("detached", any(l.kind == "detached" for l in scene.links))) if present]
     scene.items.append(Item("viz.legend", "legend", ("legend",), data={"roles": sorted(used), "marks": marks,
-                                                                        "engine": engine, "states": list(states)}))
+                                                                        "wording": wording, "states": list(states)}))
 
 
 # --- an engine expression -------------------------------------------------
@@ -129,5 +130,5 @@ def expression_scene(graph, collapse_scopes=False):
         if src != dst and (src, dst) not in seen:
             seen.add((src, dst))
             scene.links.append(Link(src, dst))
-    legend(scene, engine=True)
+    legend(scene, wording="engine")
     return scene

@@ -20,13 +20,16 @@ STYLE = {
         "parameter": {"fillcolor": "#F5C978", "shape": "box", "style": "filled,rounded", "legend": "parameter (shared)",
                       "legend_engine": "parameter"},
         "input": {"fillcolor": "#9ECAE9", "shape": "box", "style": "filled", "legend": "input x(t)",
-                  "legend_engine": "input"},
-        "state": {"fillcolor": "#A8DDB5", "shape": "ellipse", "style": "filled", "legend": "state h(t), c(t)"},
+                  "legend_engine": "input", "legend_tree": "input x, at a leaf"},
+        "state": {"fillcolor": "#A8DDB5", "shape": "ellipse", "style": "filled", "legend": "state h(t), c(t)",
+                  "legend_tree": "state h, at every node"},
         "op": {"fillcolor": "#EEEEEE", "shape": "box", "style": "filled,rounded", "legend": "op"},
         "output": {"fillcolor": "#E8A2C8", "shape": "ellipse", "style": "filled", "legend": "output o(t)",
-                   "legend_engine": "output"},
-        "target": {"fillcolor": "#D9D2E9", "shape": "box", "style": "filled", "legend": "target y(t)"},
-        "loss": {"fillcolor": "#F4A582", "shape": "ellipse", "style": "filled", "legend": "loss L(t), L"},
+                   "legend_engine": "output", "legend_tree": "output o"},
+        "target": {"fillcolor": "#D9D2E9", "shape": "box", "style": "filled", "legend": "target y(t)",
+                   "legend_tree": "target y"},
+        "loss": {"fillcolor": "#F4A582", "shape": "ellipse", "style": "filled", "legend": "loss L(t), L",
+                 "legend_tree": "loss L"},
         "constant": {"fillcolor": "#FFFFFF", "shape": "box", "style": "filled,dashed", "legend": "constant"},
         "context": {"fillcolor": "#B3E2CD", "shape": "box", "style": "filled,rounded,bold",
                     "legend": "context (read by every step)"},
@@ -87,15 +90,16 @@ def role_attrs(role):
     return {k: v for k, v in spec.items() if not k.startswith("legend")}
 
 
-def legend_entries(roles, engine=False, states=()):
+def legend_entries(roles, wording="chain", states=()):
     """(role, fill colour, text) for each role in `roles`, in the style table's order.
 
-    engine: the wording for a plain engine graph, which has no time steps to speak of.
+    wording: "chain" (a recurrent net: x(t), h(t)), "engine" (a plain engine graph, which has no time
+        steps to speak of) or "tree" (a recursive net: a value per tree node, no t).
     states: the state names the picture has (the state entry names them).
     """
     def text(role, spec):
-        if engine:
-            return spec.get("legend_engine", spec["legend"])
+        if wording != "chain":
+            return spec.get(f"legend_{wording}", spec["legend"])
         if role == "state" and states:
             return "state " + ", ".join(f"{s}(t)" for s in states)
         return spec["legend"]
