@@ -46,6 +46,31 @@ def copy_memory(T, batch, rng):
     return np.eye(COPY_SYMBOLS + 2)[ids], targets
 
 
+REVERSAL_SPECIALS = {"pad": 0, "bos": 1, "eos": 2}   # token ids; the symbols are 3, 4, ...
+
+
+def reversal(batch, rng, lengths=(5, 8), symbols=10, exclude=()):
+    """Sequence reversal, the encoder–decoder's test (Sutskever et al. 2014 reversed the source for
+    the opposite reason): `batch` random sequences of `symbols` symbols, lengths in `lengths`
+    (inclusive), as source tokens (S, B) and target tokens (S + 1, B) — the source reversed, then
+    eos — both padded at the end with pad.  Sequences in `exclude` (a set of tuples, a held-out set)
+    are drawn again."""
+    lo, hi = lengths
+    seqs = []
+    while len(seqs) < batch:
+        seq = tuple(int(v) for v in rng.integers(3, 3 + symbols, rng.integers(lo, hi + 1)))
+        if seq not in exclude:
+            seqs.append(seq)
+    S = max(len(q) for q in seqs)
+    src = np.full((S, batch), REVERSAL_SPECIALS["pad"])
+    tgt = np.full((S + 1, batch), REVERSAL_SPECIALS["pad"])
+    for b, q in enumerate(seqs):
+        src[:len(q), b] = q
+        tgt[:len(q), b] = q[::-1]
+        tgt[len(q), b] = REVERSAL_SPECIALS["eos"]
+    return src, tgt
+
+
 def mackey_glass(n, tau=17, beta=0.2, gamma=0.1, power=10, dt=0.1, discard=500, seed=0):
     """n samples, one per time unit, of the Mackey–Glass delay equation (Mackey & Glass 1977)
     dx/dt = beta x(t - tau) / (1 + x(t - tau)^power) - gamma x(t): chaotic for tau = 17, the

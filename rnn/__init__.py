@@ -4,6 +4,7 @@ from .cell import Cell, ElmanCell, GRUCell, LSTMCell
 from .reservoir import EchoState, fit_readout
 from .rolled import Loop, RolledGraph, Targets, rolled
 from .run import RunResult, run
+from .seq2seq import Decoded, Masked, Seq2Seq, Seq2SeqResult
 from .stacked import Stacked
 from .stateful import Stateful
 from .tbptt import Window, tbptt, tbptt_loss

@@ -17,7 +17,8 @@ A step reads more than x(t) and its state by naming parameters (Goodfellow et al
     def step(self, x, h, y_prev):    # y(t−1): the previous output, or the previous target when teacher-forced
 
 and a class attribute ``delays = {"h_slow": 2}`` makes it read that state from
-two steps back (§10.9.1).  x is None for a network run without inputs
+two steps back (§10.9.1); ``display_name``, if a cell has one, is what pictures
+call it instead of its class name.  x is None for a network run without inputs
 (``rnn.run(cell, None, steps=T, batch=B)``, vector-to-sequence).
 
 The built-in cells use PyTorch's parameter names, layouts and gate orders, so

@@ -351,7 +351,7 @@ def _trace(cell, batch, how, seed):
     ids = lambda t: node_of[id(t)] if t is not None else None  # noqa: E731
     feedback = Feedback(node_of[id(extras["y_prev"])], how.feed or ("teacher" if targets else "output"),
                         how.seed) if "y_prev" in extras else None
-    out = RolledGraph(graph.nodes.values(), graph.edges, cell=name, batch=batch, x=ids(x), loops=loops,
+    out = RolledGraph(graph.nodes.values(), graph.edges, cell=getattr(cell, "display_name", None) or name, batch=batch, x=ids(x), loops=loops,
                       output=node_of[id(o)], target=ids(y), loss=ids(loss),
                       params={node_of[id(p)]: n for n, p in cell.named_parameters() if id(p) in node_of},
                       context=[node_of[id(c)] for c in as_tuple(extras["context"])] if "context" in extras else [],

@@ -183,6 +183,11 @@ def _reads_initial(lp, T):
 _CHOICE = {"argmax": "argmax_onehot", "sample": "sample_onehot"}
 
 
+def choice_seed(seed, t):
+    """The seed of the class feed="sample" draws from o(t−1) for step t: one stream per step."""
+    return seed * 1_000_003 + t
+
+
 def _fed(rolled, graph, t, add):
     """The node step t reads as y(t−1): o(t−1), a one-hot choice made from it, or the target y(t−1)."""
     fb, prev = rolled.feedback, graph.steps[t - 1]
@@ -190,7 +195,7 @@ def _fed(rolled, graph, t, add):
     if fb.feed == "output":
         return prev[rolled.output]
     if fb.feed in _CHOICE:
-        attrs = {"seed": fb.seed * 1_000_003 + t} if fb.feed == "sample" else {}
+        attrs = {"seed": choice_seed(fb.seed, t)} if fb.feed == "sample" else {}
         node = Node(f"t{t}.{fb.input}", _CHOICE[fb.feed], "op", template.shape, template.dtype, f"y({t})", attrs)
         return add(node, t, fb.input, [prev[rolled.output]])
     y = prev[rolled.target]

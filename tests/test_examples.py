@@ -5,6 +5,7 @@ import re
 import runpy
 import shutil
 
+import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -47,3 +48,17 @@ def test_echo_state_example_predicts_mackey_glass(tmp_path, capsys):
     rows, out = run_example("echo_state", tmp_path, capsys)
     assert rows["ridge"] < 0.01 and rows["gradient"] < 0.1, out
     assert svg_text(tmp_path / "echo-state-rolled.svg").count("(frozen)") == 3
+
+
+def test_seq2seq_example_reverses_held_out_sequences_and_draws_the_anti_diagonal(tmp_path, capsys):
+    main = runpy.run_path(str(EXAMPLES / "seq2seq.py"), run_name="example")["main"]
+    main(["--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    acc = float(re.search(r"held-out exact-sequence accuracy ([0-9.]+)", out).group(1))
+    assert acc > 0.9, out
+    assert "decode(a b c d e) = e d c b a eos" in out
+    heat = svg_text(tmp_path / "seq2seq-attention.svg")
+    values = [float(v) for v in re.findall(r">(\d\.\d\d)<", heat)]
+    grid = np.array(values[:25]).reshape(5, 5)             # target e d c b a against source a b c d e
+    assert np.all(np.argmax(grid, axis=1) == [4, 3, 2, 1, 0])
+    assert "attention over every encoder output" in svg_text(tmp_path / "seq2seq-decoded.svg")

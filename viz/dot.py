@@ -8,6 +8,7 @@ give byte-identical DOT.
 from __future__ import annotations
 
 import graphviz
+import numpy as np
 
 from .gradients import text_color
 from .labels import escape, html
@@ -70,6 +71,8 @@ def node_attrs(item):
     if kind == "paramtable":
         return {"shape": "plaintext", "style": "", "margin": "0",
                 "label": param_table(item.rows[0], item.data["rows"], item.data.get("note"))}
+    if kind == "heatmap":
+        return {"shape": "plaintext", "style": "", "margin": "0", "label": heatmap_table(item.rows[0], item.data)}
     if kind == "colorbar":
         return {"shape": "plaintext", "style": "", "margin": "0", "label": colorbar_table(item.rows[0], item.data["ticks"])}
     if kind == "delay":
@@ -127,3 +130,23 @@ def colorbar_table(title, ticks):
     return (f'<<font point-size="{size}"><table border="0" cellborder="0" cellspacing="0" cellpadding="2">'
             + "".join(rows) + "</table></font>>")
 
+
+def heatmap_table(title, data):
+    """Weights in [0, 1] as a grid of cells shaded from STYLE["heatmap"]'s low to high colour, each with
+    its value, rows and columns labelled."""
+    from .gradients import _rgb
+    low, high = (np.array(_rgb(STYLE["heatmap"][k]), float) for k in ("low", "high"))
+    w = np.clip(data["weights"], 0.0, 1.0)
+    head = "".join(f"<td><b>{escape(c)}</b></td>" for c in data["cols"])
+    out = [f'<tr><td colspan="{len(data["cols"]) + 1}" align="left"><b>{escape(title)}</b></td></tr>',
+           f"<tr><td></td>{head}</tr>"]
+    for label, row in zip(data["rows"], w):
+        cells = []
+        for v in row:
+            fill = "#%02X%02X%02X" % tuple(int(round(c)) for c in low + v * (high - low))
+            cells.append(f'<td bgcolor="{fill}" width="30" height="24"><font color="{text_color(fill)}">'
+                         f"{v:.2f}</font></td>")
+        out.append(f'<tr><td align="right"><b>{escape(label)}</b></td>{"".join(cells)}</tr>')
+    size = STYLE["heatmap"]["fontsize"]
+    return (f'<<font point-size="{size}"><table border="0" cellborder="1" cellspacing="0" cellpadding="2">'
+            + "".join(out) + "</table></font>>")

@@ -18,6 +18,7 @@ from .gradients import LogScale, state_grad_norms
 from .labels import number
 from .rnn_scene import PARAMS, rolled_scene, unrolled_scene
 from .scene import expression_scene
+from .seq2seq_scene import attention_scene, seq2seq_scene
 
 DETAILS = ("block", "ops")
 # Past this many drawn nodes Graphviz's layout takes tens of seconds to minutes: a drawing collapses
@@ -201,3 +202,31 @@ def _direct_states(loss, state_of):
     found = [state_of[id(t)] for t in reached if id(t) in state_of]
     order = {nid: i for i, nid in enumerate(state_of.values())}
     return sorted(found, key=order.get)
+
+
+def draw_seq2seq(result, params="labels", legend=True):
+    """An encoder–decoder net as Goodfellow et al. Fig. 10.12: the encoder's chain, its final state
+    into the context C, the decoder's chain conditioned on C (or reading E, every encoder output,
+    through attention).  result: what `rnn.Seq2Seq` returns for a batch (model(src, tgt)) or
+    `model.decode(src, steps).result`."""
+    if params not in PARAMS:
+        raise ValueError(f"draw_seq2seq: params must be one of {PARAMS}, got {params!r}")
+    if not (hasattr(result, "encoder") and hasattr(result, "decoder") and hasattr(result, "mode")):
+        raise TypeError("draw_seq2seq: expected the result of an rnn.Seq2Seq (model(src, tgt), or "
+                        f"model.decode(src, steps).result), got {type(result).__name__}")
+    return to_digraph(_drop_legend(seq2seq_scene(result, params), legend), name="seq2seq")
+
+
+def draw_attention(weights, source=None, target=None, title=None):
+    """The alignment α(t, s) as a heat map: (T, S) weights (one decoded sequence's), or a
+    `model.decode(...)` result and the sequence's index in the batch as weights=(decoded, b).
+    source, target: labels of the S source and T target positions (tokens)."""
+    if isinstance(weights, tuple) and len(weights) == 2 and hasattr(weights[0], "alignments"):
+        decoded, b = weights
+        if decoded.alignments is None:
+            raise ValueError("draw_attention: this model does not attend (context='attention' does)")
+        weights = decoded.alignments[:, b]
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2:
+        raise ValueError(f"draw_attention: weights must be (target steps, source positions), got shape {w.shape}")
+    return to_digraph(attention_scene(w, source, target, title), name="attention")

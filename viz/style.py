@@ -73,6 +73,8 @@ STYLE = {
     "scope": {"style": "rounded,dashed", "color": "#666666", "fontname": FONT, "fontsize": "11", "margin": "6"},
     "elision": {"shape": "plaintext", "style": "", "fontsize": "14", "fontcolor": "#333333"},
     "legend": {"fontsize": "10"},
+    # attention heat maps: weight 0 to this colour at weight 1, a single hue so darker is larger
+    "heatmap": {"low": "#FFFFFF", "high": "#08306B", "fontsize": "10"},
     # Gradient-norm colour scale, low (vanishing) to high (exploding): viridis stops.
     "gradient": {
         "stops": ["#440154", "#3B528B", "#21908C", "#5DC863", "#FDE725"],
