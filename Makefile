@@ -4,11 +4,11 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-fast dot
+.PHONY: demo test test-fast dot browser
 demo: $(VENV)/.installed dot
 	$(VENV)/bin/minigrad demo
 
-test: $(VENV)/.installed dot
+test: $(VENV)/.installed dot browser
 	$(PY) -m pytest -q
 
 # Everything but the tests marked slow (fresh kernel compiles, subprocesses): for the edit-test loop.
@@ -27,4 +27,15 @@ dot:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q graphviz; \
 	  else \
 	    echo "Graphviz's 'dot' program is missing: install the 'graphviz' system package (e.g. sudo apt-get install graphviz)" >&2; exit 1; \
+	  fi; }
+
+# Debian's Chromium and its chromedriver, for the tests that open the HTML pages in a browser. Not
+# fatal: without them (not root, no apt) those tests skip and say what to install.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
+	      || echo "could not install chromium: the browser tests will be skipped" >&2; \
+	  else \
+	    echo "chromium and chromedriver are missing: the browser tests will be skipped (apt-get install chromium chromium-driver)" >&2; \
 	  fi; }

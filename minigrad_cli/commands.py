@@ -295,7 +295,7 @@ def demo(args):
     from .demo import outputs, run_demo
     out = writable_dir(args.out)
     replaced = claim_outputs(out, outputs())
-    code = run_demo(out, args.seconds, args.backend)
+    code = run_demo(out, args.seconds, args.backend, args.adding_steps)
     report_replaced(out, replaced)
     return code
 

@@ -61,6 +61,8 @@ def build_parser():
     d.add_argument("--out", default="minigrad-out", help="output folder (default ./minigrad-out)")
     d.add_argument("--seconds", type=_positive(float), default=30.0, help="training time for both models together")
     d.add_argument("--backend", choices=backends, default="auto")
+    d.add_argument("--adding-steps", type=_positive(int), default=1200,
+                   help="training steps of each net on the adding problem (default 1200)")
 
     t = sub.add_parser("train", help="train a character-level language model, or a synthetic long-memory task")
     src = t.add_mutually_exclusive_group(required=True)

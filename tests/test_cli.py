@@ -1,5 +1,6 @@
 """The `minigrad` command end to end, on tiny settings, in a temporary folder."""
 import json
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
@@ -167,10 +168,13 @@ class _Images(HTMLParser):
 
 def test_demo_writes_pictures_and_index(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["demo", "--out", str(out), "--seconds", "2", "--backend", "graph"]) == 0
+    assert main(["demo", "--out", str(out), "--seconds", "2", "--backend", "graph", "--adding-steps", "5"]) == 0
     parser = _Images()
-    parser.feed((out / "index.html").read_text(encoding="utf-8"))
-    assert len(parser.srcs) >= 8
+    page = (out / "index.html").read_text(encoding="utf-8")
+    parser.feed(page)
+    assert len(parser.srcs) >= 12
+    assert {"adding-gradient-flow.svg", "adding-elman-unrolled-grad.svg", "adding-lstm-unrolled-grad.svg"} <= set(parser.srcs)
+    assert re.search(r"‖∂L/∂h\(1\)‖ / ‖∂L/∂h\(50\)‖: LSTM [0-9.e+-]+, tanh RNN [0-9.e+-]+\.", page)
     for src in parser.srcs:
         assert ET.parse(out / src).getroot().tag.endswith("svg")
     printed = capsys.readouterr().out
