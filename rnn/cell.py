@@ -120,7 +120,7 @@ class Cell(Module, metaclass=ABCMeta):
 
 
 class ElmanCell(Cell):
-    """h(t) = tanh(b + W h(t-1) + U x(t))  (Goodfellow et al., Deep Learning, eq. 10.6).
+    """h(t) = tanh(b + W h(t-1) + U x(t))  (Goodfellow et al., Deep Learning, eqs. 10.8–10.9).
 
     U is `weight_ih`, W is `weight_hh`, and b = bias_ih + bias_hh, as in torch.nn.RNNCell.
     """

@@ -46,7 +46,7 @@ class MinimalGatedCell(Cell):
 
 
 class TextbookGRU(Cell):
-    """Goodfellow eq. 10.27-10.29: u, r gates; h~ = tanh(b + U x + W (r * h)); h' = u h + (1 - u) h~."""
+    """Goodfellow eqs. 10.45-10.47: u, r gates; h~ = tanh(b + U x + W (r * h)); h' = u h + (1 - u) h~."""
 
     def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
         super().__init__(input_size, hidden_size, dtype)
