@@ -155,3 +155,20 @@ def test_a_deep_net_unrolls_with_each_layer_after_the_one_below_and_the_steps_in
     _one_row(at, T)
     for t in range(T):
         assert at[f"viz.block.t{t}.0"][0] < at[f"viz.block.t{t}.1"][0]
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+@pytest.mark.parametrize("feed", ["teacher", "output"])
+def test_a_network_s_steps_stack_x_h_o_and_l_upward_as_the_book_does(feed):
+    # Fig. 10.3: x(t) at the bottom, then h(t), o(t), L(t), with y(t) beside L(t); the steps in one row.
+    T, rng = 3, np.random.default_rng(0)
+    cell = rnn.OutputRecurrentCell(3, 4, 2, rng=rng)
+    res = rnn.run(cell, rng.normal(size=(T, 2, 3)), targets=rng.normal(size=(T, 2, 2)), feed=feed)
+    at, g = _layout(viz.draw_unrolled(res)), res.graph
+    _one_row(at, T)
+    h = g.rolled.loops[0].output
+    for t in range(T):
+        y = {name: at[g.node_at(nid, t)][1] for name, nid in
+             (("x", g.rolled.x), ("h", h), ("o", g.rolled.output), ("L", g.rolled.loss), ("y", g.rolled.target))}
+        assert y["x"] < y["h"] < y["o"] < y["L"], (t, y)            # dot's y grows upward
+        assert y["y"] > y["h"]                                       # the target up by its loss

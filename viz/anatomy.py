@@ -165,13 +165,17 @@ def _blocks(rolled, args, sources, deps):
                                     and lp.input in reads[other.output]):
                 join(lp, other)
     blocks = []
+    position = {nid: i for i, nid in enumerate(rolled.nodes)}
     for g in dict.fromkeys(group[lp.name] for lp in loops):
         mine = [lp for lp in loops if group[lp.name] == g]
         outs = {lp.output for lp in mine}
         ops = set(toposort(list(outs), lambda n: args[n] if n in outs or n not in sources else ()))
         b = Block(mine, {n for n in ops if n in outs or n not in sources})
         b.params = {n for n in b.ops if n in rolled.params}
-        b.reads = [n for n in dict.fromkeys(s for lp in mine for s in reads[lp.output]) if n not in outs]
+        # in the rolled graph's order: a set's order changes from one process to the next (string
+        # hashing), and the drawing must not — the edges are emitted in this order
+        b.reads = sorted({s for lp in mine for s in reads[lp.output]} - outs,
+                         key=lambda n: (position.get(n, -1), str(n)))
         b.backward = all(lp.delay < 0 for lp in mine)
         blocks.append(b)
     made_by = {lp.output: b for b in blocks for lp in b.loops}

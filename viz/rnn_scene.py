@@ -417,6 +417,8 @@ def unrolled_scene(graph, detail, collapse=None, norms=None, scale=None, loss=No
                 elif last and b.layer == 1 and top > 1:  # and after the top layer's last state
                     scene.links.append(Link(source(last[0]), box[b], "order"))
             head = [i for i in (rolled.output, rolled.loss) if _emits(rolled) or i != rolled.output]
+            if rolled.target in drawn:   # y(t) above the block in its column, beside L(t), as in the book
+                scene.links.extend(Link(box[b], drawn[rolled.target], "order") for b in blocks if b.layer == 1)
             scene.same_rank.append([box[b] for b in blocks if b.layer == 1] + ([xid] if xid is not None else [])
                                    + ([drawn[rolled.target]] if rolled.target in drawn else []))
             scene.same_rank.append([nid for nid, lp in zip(state_out[t], rolled.loops)
@@ -486,7 +488,8 @@ def _fed_link(graph, anatomy, labels, t, block, source, elide, shown):
     src = prev[rolled.target] if fb.feed == "teacher" else prev[rolled.output]
     src = src if t - 1 in shown else elide
     how = _FED.get(fb.feed, "one-hot" if fb.feed == "teacher" and graph.nodes[graph.fed[t]].op == "onehot" else None)
-    return Link(source(src), block, "fed", ", ".join(w for w in (sym, how) if w) or None)
+    return Link(source(src), block, "fed_side" if fb.feed == "teacher" and src != elide else "fed",
+                ", ".join(w for w in (sym, how) if w) or None)
 
 
 def _total_loss(scene, graph, shown, elide):
@@ -497,9 +500,10 @@ def _total_loss(scene, graph, shown, elide):
         rows.append(f"= {number(graph.loss_value)}")
     scene.items.append(Item("viz.total", "loss", tuple(rows)))
     hidden = False
+    last = max((t for t in graph.losses if t in shown), default=None)
     for t, lid in graph.losses.items():
         if t in shown:
-            scene.links.append(Link(lid, "viz.total", "loss"))
+            scene.links.append(Link(lid, "viz.total", "loss" if t == last else "loss_side"))
         else:
             hidden = True
     if hidden:

@@ -61,9 +61,15 @@ STYLE = {
         "detached": {"style": "dashed", "color": "#888888", "penwidth": "1.5"},  # truncated-BPTT cut
         "input": {"color": "#2B6CB0"},                              # x(t) up into its step's block
         "loss": {"color": "#A0457A", "penwidth": "0.8"},
+        # L(t) into L = Σ L(t) from all but the last step: ranking along them would pull each step's
+        # L(t) down to L's level and scramble the book's column x(t), h(t), o(t), L(t) bottom to top
+        "loss_side": {"color": "#A0457A", "penwidth": "0.8", "constraint": "false"},
         "target": {"color": "#7B68A6"},                             # y(t) into its loss
         "context": {"color": "#2E8B57", "penwidth": "0.8", "constraint": "false"},  # like a parameter
         "fed": {"color": "#C0392B", "penwidth": "1.5"},             # o(t-1) or y(t-1) into the next step
+        # a teacher-forced y(t-1): it sits beside the block it feeds, so ranking along it would stack
+        # the steps in a staircase
+        "fed_side": {"color": "#C0392B", "penwidth": "1.5", "constraint": "false"},
         # Invisible (ops detail): step t's source ops are ranked after step t-1's state, so steps never overlap.
         "order": {"style": "invis", "weight": "10"},
     },
