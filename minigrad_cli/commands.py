@@ -299,3 +299,11 @@ def demo(args):
     report_replaced(out, replaced)
     return code
 
+
+def figures(args):
+    from .figures import outputs, run_figures
+    out = writable_dir(args.out)
+    replaced = claim_outputs(out, outputs())
+    code = run_figures(out)
+    report_replaced(out, replaced)
+    return code

@@ -9,7 +9,6 @@ shows them all.
 """
 from __future__ import annotations
 
-import html
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ import viz
 from . import plots
 from .charlm import CharModel, Trainer, sample
 from .commands import make_optimizer, progress
+from .pages import write_page
 from .tasks import BASELINES, adding, fit
 from .text import Vocab, zen_of_python
 
@@ -201,12 +201,6 @@ CAPTIONS = {
 
 
 def write_index(out, files, captions):
-    items = "\n".join(
-        f'<figure><figcaption>{html.escape(captions.get(key, key))}</figcaption>'
-        f'<img src="{html.escape(path.name)}" alt="{html.escape(key)}"></figure>'
-        for key, path in files.items())
-    (out / "index.html").write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>minigrad demo</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%;"
-        "border:1px solid #ddd}figure{margin:2em 0}figcaption{margin-bottom:.5em}</style></head><body>"
-        f"<h1>minigrad demo</h1>\n{items}\n</body></html>\n", encoding="utf-8")
+    write_page(out, "minigrad demo", "Two character models trained on the Zen of Python, then the adding "
+               "problem of §10.7; every number in a caption was measured in this run.",
+               [(path.name, captions.get(key, key)) for key, path in files.items()])

@@ -64,6 +64,10 @@ def build_parser():
     d.add_argument("--adding-steps", type=_positive(int), default=1200,
                    help="training steps of each net on the adding problem (default 1200)")
 
+    f = sub.add_parser("figures", help="the figures of Deep Learning ch. 10, drawn from running models, with "
+                                       "index.html")
+    f.add_argument("--out", default="minigrad-out/figures", help="output folder (default ./minigrad-out/figures)")
+
     t = sub.add_parser("train", help="train a character-level language model, or a synthetic long-memory task")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="UTF-8 text file to model character by character")

@@ -22,3 +22,11 @@ def test_the_demo_page_loads_every_picture_without_errors(tmp_path):
     broken, errors, count = check_page(out / "index.html", out / "screenshot.png")
     assert count >= 12 and broken == [] and errors == []
     assert (out / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_gallery_page_loads_every_picture_without_errors(tmp_path):
+    out = tmp_path / "figures"
+    assert main(["figures", "--out", str(out)]) == 0
+    broken, errors, count = check_page(out / "index.html", out / "screenshot.png")
+    assert count == len(list(out.glob("*.svg"))) >= 20 and broken == [] and errors == []
+    assert (out / "screenshot.png").stat().st_size > 10_000

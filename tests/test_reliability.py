@@ -418,7 +418,7 @@ def test_viz_refuses_a_folder_in_the_way(tmp_path, capsys):
 def test_demo_runs_twice_into_one_folder_and_touches_nothing_else(tmp_path, capsys):
     mine = tmp_path / "README-mine.md"
     mine.write_bytes(b"my own file\n")
-    argv = ["demo", "--out", str(tmp_path), "--seconds", "0.4", "--backend", "graph"]
+    argv = ["demo", "--out", str(tmp_path), "--seconds", "0.4", "--backend", "graph", "--adding-steps", "3"]
     code, out, _ = run(capsys, argv)
     assert code == 0 and "replaced" not in out
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, *demo_outputs()])
