@@ -92,7 +92,7 @@ def ms(t):
 
 def machine():
     """What the figures depend on: cores, the BLAS kernel under our products, PyTorch's threads."""
-    from rnn.kernel_blas import blas_kernel, blas_rows
+    from rnn.kernels.blas import blas_kernel, blas_rows
     forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     print(f"cpus {os.cpu_count()}; OpenBLAS kernel {blas_kernel()}"
           f"{' (forced: ' + ', '.join(f'{k}={v}' for k, v in forced.items()) + ')' if forced else ''}, "

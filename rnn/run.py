@@ -271,9 +271,9 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     given = check_given(cell, T, B, context, feed, y0, seed)
     result = reason = None
     if backend != "graph":
-        from .kernel_plan import KernelError, UnsupportedCellError  # plain Python: importable without numba
+        from .kernels.plan import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
-            from .fused import run_numba
+            from .kernels.binding import run_numba
             result = run_numba(cell, xs, state0, sup, given)
         except (ImportError, UnsupportedCellError, KernelError) as e:
             if backend == "numba":

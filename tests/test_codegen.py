@@ -12,8 +12,8 @@ import minigrad as mg
 import rnn
 from minigrad import Tensor
 from rnn.cell import Cell
-from rnn.fused import prepare, source_of
-from rnn.kernel_plan import UnsupportedCellError
+from rnn.kernels.binding import prepare, source_of
+from rnn.kernels.plan import UnsupportedCellError
 from rnn.rolled import as_tuple
 
 pytestmark = pytest.mark.slow  # compiles kernels
@@ -284,7 +284,7 @@ def test_per_step_products_through_blas_match_the_dag(cls, dtype, sizes):
     rows on (CI's BLAS keeps them in the generated loops up to 31 rows): force that path."""
     T, B, I, H, seed = sizes
     with pytest.MonkeyPatch.context() as mp:  # hypothesis runs the body many times: patch per run
-        mp.setattr("rnn.kernel_blas._blas_rows", 1)
+        mp.setattr("rnn.kernels.blas._blas_rows", 1)
         cell = cls(I, H, rng=np.random.default_rng(seed), dtype=dtype)  # fresh: prepared with the patched rule
         assert prepare(cell, B).dims[-1] == 1
         assert_same(cell, T, B, seed, dtype)
@@ -292,15 +292,15 @@ def test_per_step_products_through_blas_match_the_dag(cls, dtype, sizes):
 
 @pytest.mark.parametrize("kernel,rows", [("SkylakeX", 4), ("Haswell", 32), (None, 32)])
 def test_blas_rows_follow_the_blas_kernel(monkeypatch, kernel, rows):
-    monkeypatch.setattr("rnn.kernel_blas._blas_rows", None)
-    monkeypatch.setattr("rnn.kernel_blas.blas_kernel", lambda: kernel)
-    from rnn.kernel_blas import blas_rows
+    monkeypatch.setattr("rnn.kernels.blas._blas_rows", None)
+    monkeypatch.setattr("rnn.kernels.blas.blas_kernel", lambda: kernel)
+    from rnn.kernels.blas import blas_rows
     assert blas_rows() == rows
 
 
 def test_blas_kernel_survives_a_failing_probe(monkeypatch):
     import threadpoolctl
-    from rnn.kernel_blas import blas_kernel
+    from rnn.kernels.blas import blas_kernel
 
     def broken():
         raise OSError("cannot read the loaded libraries")

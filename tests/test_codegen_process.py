@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_RUN = """
 import json, numpy as np, rnn
 from minigrad import Tensor
-from rnn.fused import prepare
+from rnn.kernels.binding import prepare
 cell = rnn.ElmanCell(2, 3, rng=np.random.default_rng(0))
 xs = Tensor(np.random.default_rng(1).standard_normal((4, 2, 2)), requires_grad=True)
 r = rnn.run(cell, xs, backend="numba")
@@ -54,7 +54,7 @@ def test_generated_code_runs_without_the_jit(test, tmp_path):
 SOURCES = """
 import hashlib, sys, numpy as np
 sys.path.insert(0, "tests")
-from rnn.fused import source_of
+from rnn.kernels.binding import source_of
 from test_codegen import BUILTIN, CUSTOM
 for cls in BUILTIN + CUSTOM:
     print(cls.__name__, hashlib.sha256(source_of(cls(4, 4), 2).encode()).hexdigest())

@@ -24,7 +24,7 @@ import llvmlite.binding as llvm
 
 from minigrad.files import write_atomic
 
-from .kernel_plan import KernelError
+from .plan import KernelError
 
 # The fused element-wise loops read and write a dozen arrays LLVM cannot prove
 # distinct; past 8 pointer checks its loop vectoriser gives up ("too many memory

@@ -28,15 +28,15 @@ from minigrad.primitives import getitem, reshape
 from minigrad.tensor import enable_grad, is_grad_enabled, record
 from minigrad.walk import toposort
 
-from . import kernel_cache
-from .cell import Cell
-from .codegen import generate, ident
+from ..cell import Cell
+from ..rolled import as_tuple
+from ..run import RunResult, total
+from ..unfold import unfold
+from . import cache as kernel_cache
+from .blas import blas_rows, carve, carve_plan, matmul2d, staggered
+from .emit import generate, ident
 from .fingerprint import fingerprint, same_arrays
-from .kernel_blas import blas_rows, carve, carve_plan, matmul2d, staggered
-from .kernel_plan import KernelError, UnsupportedCellError, make_plan
-from .rolled import as_tuple
-from .run import RunResult, total
-from .unfold import unfold
+from .plan import KernelError, UnsupportedCellError, make_plan
 
 _PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, fingerprint): (Prepared or the error, array copies)}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)

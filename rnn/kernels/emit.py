@@ -27,11 +27,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .kernel_cache import LLVM_OPTIONS
+from .cache import LLVM_OPTIONS
 from minigrad.op import PRIMITIVES
 from minigrad.walk import toposort
 
-from .kernel_plan import ALIASES as ALIAS, access, engine_value, last_axis_slice, uses
+from .plan import ALIASES as ALIAS, access, engine_value, last_axis_slice, uses
 
 FAST_FLOAT32 = os.environ.get("MINIGRAD_EXACT_FLOAT32") != "1"  # see FAST_F32 below
 FAST_FLOAT64 = os.environ.get("MINIGRAD_LIBM_FLOAT64") != "1"   # see FAST_F64 below

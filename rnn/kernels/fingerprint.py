@@ -31,7 +31,7 @@ _PLAIN = (int, float, complex, str, bytes, bool, type(None), np.generic, np.dtyp
 
 
 def fingerprint(cell):
-    from .cell import Cell
+    from ..cell import Cell
     arrays, seen = [], set()
     own = []
     for cls in type(cell).__mro__:
