@@ -1,6 +1,7 @@
 """Recurrent nets on the minigrad engine: cells, the rolled graph, its unfolding, BPTT."""
 from .bidirectional import Bidirectional
 from .cell import Cell, ElmanCell, GRUCell, LSTMCell
+from .kernels import kernel_source
 from .reservoir import EchoState, fit_readout
 from .rolled import Loop, RolledGraph, Targets, rolled
 from .run import RunResult, run

@@ -53,12 +53,15 @@ import minigrad as mg
 from minigrad import Tensor
 
 from minigrad.errors import ShapeError
+from minigrad.tensor import RECORDING_ADVICE
 
 from .rolled import Context, Targets, as_tuple, check_state, has_loss
 from .unfold import unfold
 
 BACKENDS = ("auto", "graph", "numba")
 REDUCTIONS = ("sum", "mean")
+# The fused kernel's vjp runs on arrays: a backward through it cannot be recorded (create_graph=True).
+RECORDING_ADVICE["rnn_kernel"] = 'run the net with rnn.run(..., backend="graph"), whose ops all record their backward'
 
 
 @dataclass
@@ -271,7 +274,7 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     given = check_given(cell, T, B, context, feed, y0, seed)
     result = reason = None
     if backend != "graph":
-        from .kernels.plan import KernelError, UnsupportedCellError  # plain Python: importable without numba
+        from .kernels.ir import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
             from .kernels.binding import run_numba
             result = run_numba(cell, xs, state0, sup, given)

@@ -3,6 +3,8 @@
 Kernels compile once per (cell class, dtype) and are shared by every example:
 the generated source does not depend on sizes, so hypothesis can vary T, B, I, H freely.
 """
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,8 +14,9 @@ import minigrad as mg
 import rnn
 from minigrad import Tensor
 from rnn.cell import Cell
-from rnn.kernels.binding import prepare, source_of
-from rnn.kernels.plan import UnsupportedCellError
+from rnn import kernel_source
+from rnn.kernels.binding import prepare
+from rnn.kernels.ir import UnsupportedCellError
 from rnn.rolled import as_tuple
 
 pytestmark = pytest.mark.slow  # compiles kernels
@@ -218,14 +221,16 @@ def test_unsupported_op_is_named_and_auto_falls_back(cls, op):
 
 @pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)
 def test_generated_source_is_readable(cls):
-    src = source_of(cls(3, 4))
+    src = kernel_source(cls(3, 4))
     assert "def forward(T, B, dims, K," in src and "def backward(T, B, dims, K," in src
     assert "S_h[t + 1, b, j] = " in src and "# reverse sweep" in src
     assert all(len(line) < 200 for line in src.splitlines())
     ops = [n for n in cls(3, 4).rolled(1).nodes.values() if n.op not in ("leaf", "transpose", "matmul")]
-    for n in ops:
+    for n in ops:   # every computed value has its comment, by its name or its id
         if n.op != "getitem":
-            assert f"# {n.id}" in src, n.id
+            assert re.search(rf"^ *# .*(?:\[{n.id}\]|^ *# {n.id} = )", src, re.M) or f"# {n.id} = " in src, n.id
+    assert "h(t-1) @ weight_hh.T" in src and "x(t) @ weight_ih.T" in src   # the step's own names, not node ids
+    assert "# XA_" in src and "every step, before the loop" in src        # each array argument says what it holds
 
 
 def test_pure_python_kernels_agree_with_jitted(monkeypatch):
@@ -267,11 +272,11 @@ def test_changing_a_cell_attribute_after_a_run_retraces():
 def test_generated_matmul_matches_numpy(dtype, B, K, N, blas_rows):
     """The per-step products: fma loops (odd B, K % 4 != 0) and np.dot, from `blas_rows` rows
     on or past K * N = 65536."""
-    mod = prepare(rnn.LSTMCell(2, 3, dtype=dtype), 1).module
+    from rnn.kernels.helpers import matmul
     rng = np.random.default_rng(B * K * N)
     h, W = rng.standard_normal((B, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     out = np.full((B, N), np.nan, dtype)
-    mod._matmul(h, W, out, blas_rows)
+    matmul(h, W, out, blas_rows)
     np.testing.assert_allclose(out, h @ W, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
@@ -331,7 +336,7 @@ def test_equal_gradient_arrays_are_stored_once():
     GRU's candidate gate multiplies h W_hn + b_hn by r, so there the arrays differ and both stay."""
     for cls in (rnn.ElmanCell, rnn.LSTMCell):
         prep = prepare(cls(3, 4), 2)
-        src = source_of(cls(3, 4), batch=2)
+        src = kernel_source(cls(3, 4), batch=2)
         kinds = sorted(name.split("_")[0] for name in prep.layout.same)
         assert kinds == ["dP", "dXA"], prep.layout.same
         for name in prep.layout.same:
@@ -374,7 +379,7 @@ def test_bias_gradients_are_summed_outside_the_fused_loop():
     inside that loop cost a quarter of the LSTM backward at B = 1.  Every built-in cell's biases
     take the summed path."""
     for cls in (rnn.ElmanCell, rnn.LSTMCell, rnn.GRUCell):
-        src = source_of(cls(3, 4), batch=2)
+        src = kernel_source(cls(3, 4), batch=2)
         backward = src[src.index("def backward"):]
         assert "sum over the batch" in backward
         assert not any(line.strip().startswith("dP_") and "+= g_" in line for line in backward.splitlines())

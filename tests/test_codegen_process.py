@@ -54,10 +54,10 @@ def test_generated_code_runs_without_the_jit(test, tmp_path):
 SOURCES = """
 import hashlib, sys, numpy as np
 sys.path.insert(0, "tests")
-from rnn.kernels.binding import source_of
+from rnn import kernel_source
 from test_codegen import BUILTIN, CUSTOM
 for cls in BUILTIN + CUSTOM:
-    print(cls.__name__, hashlib.sha256(source_of(cls(4, 4), 2).encode()).hexdigest())
+    print(cls.__name__, hashlib.sha256(kernel_source(cls(4, 4), 2).encode()).hexdigest())
 """
 
 

@@ -11,7 +11,7 @@ import minigrad as mg
 import rnn
 from minigrad.nn import Parameter
 from rnn.kernels import binding as fused, cache as kernel_cache
-from rnn.kernels.plan import KernelError
+from rnn.kernels.ir import KernelError
 
 
 # --- a value an op recorded, changed before backward() -------------------------------------
@@ -261,7 +261,7 @@ def test_mixed_dtypes_fall_back_rather_than_fail_in_the_kernel():
     cell.weight_hh = Parameter(cell.weight_hh.data.astype(np.float32))
     res = rnn.run(cell, np.ones((3, 1, 2)))
     assert res.backend == "graph" and "float32" in res.fallback
-    with pytest.raises(rnn.kernels.plan.UnsupportedCellError, match="float32"):
+    with pytest.raises(rnn.kernels.ir.UnsupportedCellError, match="float32"):
         rnn.run(cell, np.ones((3, 1, 2)), backend="numba")
 
 

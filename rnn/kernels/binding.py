@@ -32,11 +32,13 @@ from ..cell import Cell
 from ..rolled import as_tuple
 from ..run import RunResult, total
 from ..unfold import unfold
-from . import cache as kernel_cache
+from . import arrays as kinds, cache as kernel_cache
+from .arrays import KINDS
 from .blas import blas_rows, carve, carve_plan, matmul2d, staggered
 from .emit import generate, ident
 from .fingerprint import fingerprint, same_arrays
-from .plan import KernelError, UnsupportedCellError, make_plan
+from .ir import KernelError, UnsupportedCellError
+from .passes import make_plan
 
 _PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, fingerprint): (Prepared or the error, array copies)}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
@@ -55,9 +57,9 @@ class Prepared:
         self._kconsts, self._carved = {}, {}
         self.forward_arrays = [(name, what, key, spec) for name, (what, key, spec) in layout.arrays.items()]
         self.inputs = [(name, what, key) for name, what, key, _ in self.forward_arrays  # what a call fills in
-                       if not what.startswith("grad") and what not in ("rec", "stored")]
+                       if KINDS[what].filled_by_call]
         self.backward_arrays = [(name, what, spec) for name, (what, key, spec) in layout.arrays.items()
-                                if what.startswith("grad") and name != "G"]
+                                if KINDS[what].grad and what != "grad_out"]
         # W.T of a parameter W as a product's right operand (x @ W.T, as the built-in cells write it)
         # is read off W: the engine records no transpose node, and the gradient comes out in W's layout.
         rights = {plan.nodes[key].args[1] for _, what, key in self.inputs
@@ -74,9 +76,9 @@ class Prepared:
             if len(self._carved) >= 64:  # many sequence lengths: keep the table small
                 self._carved.clear()
             fwd = [(n, _shape(spec, T, B), k) for k, (n, what, _, spec) in enumerate(self.forward_arrays)
-                   if what in ("state", "rec", "stored")]
+                   if KINDS[what].forward_own]
             nf = len(self.forward_arrays)
-            bwd = [(n, _shape(spec, T, B), nf + k, what in ("grad_state_ew", "grad_state_mm", "grad_engine"))
+            bwd = [(n, _shape(spec, T, B), nf + k, KINDS[what].zeroed)
                    for k, (n, what, spec) in enumerate(self.backward_arrays)]
             got = self._carved[key] = (
                 [n for n, _, _ in fwd], carve_plan([s for _, s, _ in fwd], dtype, [k for _, _, k in fwd]),
@@ -154,12 +156,6 @@ def prepare(cell, batch, targets=None):
     if isinstance(got[0], UnsupportedCellError):
         raise got[0]
     return got[0]
-
-
-def source_of(cell, batch=1):
-    """The generated kernel source for `cell` (for reading, and for tests)."""
-    with open(prepare(cell, batch).module.__file__) as f:
-        return f.read()
 
 
 def _engine_values(prep, named, xs):
@@ -256,7 +252,7 @@ def _run(cell, prep, xs, state0):
                                     ).reshape(T, B, -1)
             parents.extend((left, right))
             # the arrays as the forward saw them: the vjp must not read a .data replaced since
-            operands = (name, left._data, left.requires_grad, right._data, right.requires_grad, folded)
+            operands = (key, left._data, left.requires_grad, right._data, right.requires_grad, folded)
             which.extend((("hoist_left", operands), ("hoist_right", operands)))
         elif what == "rec_weight":
             right, folded = _right(prep, env, named, key)
@@ -269,7 +265,7 @@ def _run(cell, prep, xs, state0):
             t = env[key]
             arrays[name] = np.ascontiguousarray(t._data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t._data)
             if plan.nodes[key].grad:
-                parents.append(t), which.append(("engine", name))
+                parents.append(t), which.append(("engine", key))
     for i, s in enumerate(state0):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
@@ -277,7 +273,7 @@ def _run(cell, prep, xs, state0):
     prep.module.forward(T, B, dims, consts, *[arrays[n] for n in lay.forward_args])
 
     snames = prep.snames
-    S = [arrays["S_" + prep.sname[n]] for n in snames]
+    S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
     if len(S) == 1:
         data = S[0][1:]
     else:  # into a pooled buffer: a fresh one is fresh pages, and faulting them in cost more than the copy
@@ -353,21 +349,21 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
         for name, zero in zip(bnames, bzero):
             if zero:
                 grads[name].fill(0)
-        grads["G"] = g
+        grads[kinds.name("grad_out")] = g
         for name, same in lay.same.items():  # gradients the kernel stores once for two inputs
             grads[name] = grads[same]
         allv = {**arrays, **grads}
         prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
         steps = steps_ref()
         if steps is not None:  # else no one can reach the per-step states any more
-            steps.add_grads([grads.get("DS_" + prep.sname[n]) for n in snames])
+            steps.add_grads([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
         out = []
         for kind, name in which:
             if kind == "x":
-                out.append(grads["dxs"])
+                out.append(grads[kinds.name("grad_x")])
             elif kind in ("hoist_left", "hoist_right"):
-                hname, left, left_grad, right, right_grad, folded = name
-                dXA = grads["d" + hname].reshape(T * B, -1)
+                key, left, left_grad, right, right_grad, folded = name
+                dXA = grads[kinds.name("grad_hoist", ident(key))].reshape(T * B, -1)
                 if kind == "hoist_left":
                     out.append(matmul2d(dXA, right if folded else right.T).reshape(left.shape)
                                if left_grad else None)
@@ -377,13 +373,14 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
                 else:
                     out.append(None)
             elif kind == "engine":
-                out.append(grads["d" + name])
+                out.append(grads[kinds.name("grad_engine", ident(name))])
             elif kind == "weight":
                 key, folded, learns = name
                 out.append(_weight_grad(prep, allv, key, folded, T, B) if learns else None)  # frozen: none
             else:
                 sn = prep.sname[name]
-                parts = [grads[b][0] for b in ("ES_" + sn, "MS_" + sn) if b in grads]
+                parts = [grads[b][0] for b in (kinds.name("grad_state_ew", sn), kinds.name("grad_state_mm", sn))
+                         if b in grads]
                 out.append(sum(parts[1:], parts[0].copy()) if parts else None)
         return out
     return vjp
@@ -392,11 +389,11 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
 def _weight_arrays(plan, rid):
     """For recurrent product `rid`: (array holding its left operand at every step, the rows' offset,
     its gradient array)."""
-    left, grad = plan.nodes[rid].args[0], "dA_" + ident(rid)
+    left, grad = plan.nodes[rid].args[0], kinds.name("grad_rec", ident(rid))
     for n, sin, sout in plan.states:
         if left in (sin, sout):  # S_h holds h(0..T): a product of h(t-1) reads rows 0..T-1
-            return "S_" + _sname(plan, n), int(left == sout), grad
-    return "V_" + ident(left), None, grad
+            return kinds.name("state", _sname(plan, n)), int(left == sout), grad
+    return kinds.name("stored", ident(left)), None, grad
 
 
 def _weight_grad(prep, allv, rid, folded, T, B):

@@ -24,14 +24,12 @@ import llvmlite.binding as llvm
 
 from minigrad.files import write_atomic
 
-from .plan import KernelError
+from .emit import LLVM_OPTIONS
+from .ir import KernelError
 
-# The fused element-wise loops read and write a dozen arrays LLVM cannot prove
-# distinct; past 8 pointer checks its loop vectoriser gives up ("too many memory
-# checks needed") and the loops run scalar.  Allow the checks: they run once per
-# inner loop, and the vectorised loops are several times faster.  The option only
-# makes the vectoriser more willing, for every function compiled in this process.
-LLVM_OPTIONS = ("-runtime-memory-check-threshold=512", "-vectorize-memory-check-threshold=512")
+# Allow the vectoriser its pointer checks (emit.LLVM_OPTIONS says why): they run once per inner
+# loop, and the vectorised loops are several times faster.  The option only makes the
+# vectoriser more willing, for every function compiled in this process.
 for _opt in LLVM_OPTIONS:
     llvm.set_option("minigrad", _opt)
 
