@@ -291,6 +291,19 @@ def gradcheck(args):
     return 0 if report.ok else 1
 
 
+def kernel(args):
+    from rnn.kernels import UnsupportedCellError, kernel_source
+
+    from .gradcheck_cell import load_cell_class, make_cell
+
+    cell = make_cell(load_cell_class(args.cell), args.input, args.hidden, seed=0)
+    try:
+        print(kernel_source(cell, batch=args.batch, dtype=args.dtype), end="")
+    except UnsupportedCellError as e:  # the graph backend still runs it: say why, as rnn.run's fallback does
+        raise UsageError(f"{args.cell}: {e}") from None
+    return 0
+
+
 def demo(args):
     from .demo import outputs, run_demo
     out = writable_dir(args.out)

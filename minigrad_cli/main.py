@@ -117,6 +117,13 @@ def build_parser():
     g.add_argument("--backend", choices=backends, default="graph")
     g.add_argument("--seed", type=_non_negative(int), default=0)
 
+    k = sub.add_parser("kernel", help="print the Numba kernels generated for a cell (nothing is compiled)")
+    k.add_argument("--cell", default="lstm", help="elman, lstm, gru, or module:Class for your own Cell subclass")
+    k.add_argument("--input", type=_positive(int), default=32)
+    k.add_argument("--hidden", type=_positive(int), default=32)
+    k.add_argument("--batch", type=_positive(int), default=1)
+    k.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+
     # `minigrad bench ...` hands its arguments to the benchmark's own parser (see main()).
     sub.add_parser("bench", help="print the benchmark table (numba vs graph vs PyTorch if installed)")
     return p

@@ -149,6 +149,31 @@ def test_gradcheck_builtin_and_custom(tmp_path, monkeypatch, capsys):
     assert "FAILED" in capsys.readouterr().out
 
 
+def test_kernel_prints_the_generated_source_of_a_builtin_and_a_custom_cell(tmp_path, monkeypatch, capsys):
+    from rnn.kernels import kernel_source
+    assert main(["kernel", "--cell", "gru", "--batch", "8", "--dtype", "float32", "--hidden", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out == kernel_source(charlm.CELLS["gru"](32, 5), batch=8, dtype="float32")
+    assert "sigmoid_f32 as _sigmoid" in out and "h(t-1) @ weight_hh.T" in out
+    (tmp_path / "my_cells.py").write_text(
+        "import rnn\nimport minigrad as mg\nfrom minigrad.nn import Parameter\nimport numpy as np\n"
+        "class Scaled(rnn.Cell):\n"
+        "    def __init__(self, i, h):\n"
+        "        super().__init__(i, h)\n"
+        "        self.w = Parameter(np.full((h, i), 0.3))\n"
+        "    def step(self, x, h):\n"
+        "        return (x @ self.w.T).tanh() * h\n"
+        "class Peak(Scaled):\n"
+        "    def step(self, x, h):\n"
+        "        return h - h.max(axis=-1, keepdims=True) + x @ self.w.T\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["kernel", "--cell", "my_cells:Scaled"]) == 0
+    assert "x(t) @ w.T" in capsys.readouterr().out
+    assert main(["kernel", "--cell", "my_cells:Peak"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "my_cells:Peak" in err and "op 'max'" in err
+
+
 def test_adding_task_runs_and_reports_baseline(capsys):
     assert main(["train", "--task", "adding", "--T", "6", "--cell", "elman", "--hidden", "4", "--steps", "3",
                  "--batch", "4", "--backend", "graph", "--quiet"]) == 0

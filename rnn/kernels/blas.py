@@ -3,7 +3,7 @@ from minigrad.buffers).
 
 The kernels' per-step np.dot runs on the OpenBLAS that SciPy ships (Numba binds
 it); NumPy's `@` runs on NumPy's own OpenBLAS.  Two thread pools on two cores
-spin against each other: a GEMM right after a kernel ran up to 10x slower.  So the
+spin against each other (docs/performance.md has the numbers).  So the
 hoisted input products and the weight gradients go through the same BLAS as the
 kernels.  Operands are passed C-contiguous with transposes done inside, so each
 helper compiles once per dtype.
@@ -36,10 +36,8 @@ def _tt(a, b, out):
     np.dot(a.T, b.T, out)
 
 
-# OpenBLAS kernels with small-matrix GEMM paths (no packing): with them a per-step product of
-# 4 or more batch rows ran 1.4-3x faster through BLAS than through the generated loops, and
-# even 2 rows broke even (SkylakeX on an AVX-512 EPYC; `minigrad bench` prints the kernel).
-# Without them (e.g. Haswell, AVX2 only) the loops won up to 16 rows.
+# OpenBLAS kernels with small-matrix GEMM paths (no packing): with them BLAS beats the generated
+# loops from 4 batch rows, without them only from about 16 (docs/performance.md).
 _SMALL_GEMM = {"skylakex", "cooperlake", "sapphirerapids"}
 _blas_rows = None
 

@@ -58,9 +58,7 @@ def sigmoid_f32(a, one):
 # exp(y) = 2**n * exp(r), y = n ln2 + r, |r| <= ln2/2: ln2 in two parts (Cody-Waite) keeps r
 # exact to double precision; exp(r) - 1 is a degree-13 Taylor polynomial (truncation
 # below 2e-17 relative); 2**n is built from its bits as 2**(n + 64) * 2**-64, so that
-# n down to -1075 (subnormal results) stays exact.  Measured on a loop of sigmoids (AVX-512
-# EPYC): 1.53 ns per element with 2**n from a table (a gather per vector) and Horner's
-# order, 1.05 with the bits, 0.87 with Estrin's order too.
+# n down to -1075 (subnormal results) stays exact.  Why bits and Estrin's order: docs/performance.md.
 _INV_LN2 = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # ln 2 to 32 bits: n * _LN2_HI is exact (fdlibm's split)
 _LN2_LO = 1.9082149292705877e-10
