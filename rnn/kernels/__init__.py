@@ -12,6 +12,7 @@
     helpers.py   the fixed Numba helpers the kernels call: scalar tanh/sigmoid, the per-step product
     cache.py     generated sources as importable modules, so Numba's disk cache works
     binding.py   the kernels as one engine node: inputs from tensors, gradients back to them
+    head.py      o(t) and L(t), which nothing carries forward, over all steps at once around the kernels
     blas.py      the GEMMs around the kernels, on the kernels' BLAS
     fingerprint.py  when a prepared kernel may be reused for a cell
 

@@ -37,6 +37,7 @@ from .arrays import KINDS
 from .blas import blas_rows, carve, carve_plan, matmul2d, staggered
 from .emit import generate, ident
 from .fingerprint import fingerprint, same_arrays
+from .head import Head
 from .ir import KernelError, UnsupportedCellError
 from .passes import make_plan
 
@@ -66,6 +67,7 @@ class Prepared:
                   if what in ("hoist", "rec_weight", "rec_weight_t")}
         self.folded = {r: plan.nodes[r].args[0] for r in rights if _param_transpose(plan, r)}
         self.pre = _pre_needed(plan, self.inputs, self.folded)
+        self.heads = Heads(rolled)
         self.weight_arrays = {key: _weight_arrays(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
 
     def carved(self, T, B, dtype):
@@ -190,7 +192,19 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype)
     result = _run(cell, prep, xs, state0)
-    if sup is not None:
+    if sup is not None and prep.heads.why_not_loss is None:  # L(t) at every loss step at once
+        pick = ((lambda v: v) if sup.steps == list(range(len(xs)))
+                else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
+        env = {**prep.heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
+               prep.rolled.target: Tensor(sup.targets._data[sup.steps])}
+        losses = prep.heads.loss.run(env, len(sup.steps))[prep.rolled.loss]
+        result.losses = reshape(losses, shape=(len(sup.steps),))
+        result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
+        result.loss_steps, result.reduction = sup.steps, sup.reduction
+        result.known_targets = _PerStepLosses(sup, result.losses)
+        rolled, T, _, known = result._unfold_args
+        result._unfold_args = (rolled, T, sup.steps, known)
+    elif sup is not None:
         ys = [Tensor(sup.targets._data[t]) for t in sup.steps]
         losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
         result.losses, result.loss = total(losses, sup)
@@ -291,8 +305,12 @@ def _run(cell, prep, xs, state0):
         offs = list(itertools.accumulate([0] + [s.shape[-1] for s in S]))
         per_state = [_view(out, (Ellipsis, slice(a, b))) for a, b in zip(offs[:-1], offs[1:])]
     steps.per_state = per_state
+    stacked = {**{lp.output: per_state[prep.state_index[lp.name]] for lp in prep.rolled.loops}, prep.rolled.x: xs}
     if type(cell).output is Cell.output:
         outputs = per_state[0]
+        per_step = _Rows(outputs)
+    elif prep.heads.why_not_output is None:  # o(t) for all steps at once (rnn.kernels.head)
+        outputs = prep.heads.output.run({**prep.heads.fixed(named), **stacked}, T)[prep.rolled.output]
         per_step = _Rows(outputs)
     else:
         per_step = [cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1 else _view(per_state[0], t))
@@ -313,7 +331,39 @@ def _run(cell, prep, xs, state0):
         return known
     result = KernelRunResult(outputs, None, None, "numba", steps, unfold_args=(prep.rolled, T, None, known_tensors))
     result.per_step_outputs = per_step
+    result.stacked = {**stacked, prep.rolled.output: outputs}
     return result
+
+
+class _PerStepLosses:
+    """{t: (y(t), L(t))} for the unfolded graph's leaves, made when someone draws it."""
+
+    def __init__(self, sup, losses):
+        self.sup, self.losses = sup, losses
+
+    def items(self):
+        for i, t in enumerate(self.sup.steps):
+            yield t, (Tensor(self.sup.targets._data[t]), _view(self.losses, i))
+
+
+class Heads:
+    """A network's o(t) and L(t) traced once, to run over all steps at once (rnn.kernels.head)."""
+
+    def __init__(self, rolled):
+        states = [lp.output for lp in rolled.loops]
+        self.consts = {nid: Tensor(n.value) for nid, n in rolled.nodes.items()
+                       if n.op == "leaf" and n.role == "constant"}
+        self.params = dict(rolled.params)
+        known = set(self.params) | set(self.consts)
+        self.output = Head(rolled, [rolled.output], states + [rolled.x]) if rolled.output else None
+        self.why_not_output = self.output.why_not(known) if self.output else "no output"
+        self.loss = (Head(rolled, [rolled.loss], states + [rolled.x, rolled.output, rolled.target])
+                     if rolled.loss else None)
+        self.why_not_loss = self.loss.why_not(known) if self.loss else "no loss"
+
+    def fixed(self, named):
+        """The values every step shares: parameters and constants."""
+        return {**{pid: named[name] for pid, name in self.params.items()}, **self.consts}
 
 
 class _Rows:
