@@ -28,8 +28,10 @@ from minigrad.primitives import getitem, reshape
 from minigrad.tensor import enable_grad, is_grad_enabled, record
 from minigrad.walk import toposort
 
+from ..bidirectional import Bidirectional
 from ..cell import Cell
 from ..rolled import as_tuple
+from ..stacked import Stacked
 from ..run import RunResult, total
 from ..unfold import unfold
 from . import arrays as kinds, cache as kernel_cache
@@ -37,6 +39,7 @@ from .arrays import KINDS
 from .blas import blas_rows, carve, carve_plan, matmul2d, staggered
 from .emit import generate, ident
 from .fingerprint import fingerprint, same_arrays
+from .directions import run_bidirectional, run_layers
 from .head import Head
 from .ir import KernelError, UnsupportedCellError
 from .passes import make_plan
@@ -183,27 +186,23 @@ def _shape(spec, T, B):
 
 def run_numba(cell, xs, state0, sup=None, given=None):
     """Run `cell` over time-major `xs` with the generated kernels; see rnn.run.  The step runs in the
-    kernels; o(t) and L(t), which nothing carries to the next step, with engine ops per step."""
+    kernels; o(t) and L(t), which nothing carries to the next step, as engine ops over all steps at
+    once (rnn.kernels.head) or, where an op has no rule for that, step by step.  A bidirectional
+    cell runs one loop per direction (rnn.kernels.directions)."""
     reads = cell.reads()
     if xs is None or reads:
         what = "a run without per-step inputs" if xs is None else f"a step that reads {', '.join(sorted(reads))}"
         raise UnsupportedCellError(f"numba backend: {what} is not compiled yet (the graph backend runs it)")
+    if isinstance(cell, Bidirectional):
+        return run_bidirectional(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
+    if isinstance(cell, Stacked) and -1 in cell.delays.values():
+        return run_layers(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
     prep = prepare(cell, xs.shape[1], sup and sup.spec)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype)
     result = _run(cell, prep, xs, state0)
     if sup is not None and prep.heads.why_not_loss is None:  # L(t) at every loss step at once
-        pick = ((lambda v: v) if sup.steps == list(range(len(xs)))
-                else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
-        env = {**prep.heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
-               prep.rolled.target: Tensor(sup.targets._data[sup.steps])}
-        losses = prep.heads.loss.run(env, len(sup.steps))[prep.rolled.loss]
-        result.losses = reshape(losses, shape=(len(sup.steps),))
-        result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
-        result.loss_steps, result.reduction = sup.steps, sup.reduction
-        result.known_targets = _PerStepLosses(sup, result.losses)
-        rolled, T, _, known = result._unfold_args
-        result._unfold_args = (rolled, T, sup.steps, known)
+        attach_losses(result, cell, prep.heads, prep.rolled, sup, len(xs))
     elif sup is not None:
         ys = [Tensor(sup.targets._data[t]) for t in sup.steps]
         losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
@@ -317,22 +316,42 @@ def _run(cell, prep, xs, state0):
                     for t in range(T)]
         outputs = mg.stack(per_step, axis=0)
 
-    def known_tensors(graph, result):
-        """What graph.tensors can hold without running the DAG: parameters, initial and per-step
-        states, outputs, targets and losses."""
-        known = {pid: named[name] for pid, name in graph.params.items()}
-        known.update(zip(graph.state0, state0))
-        for t, ids in enumerate(graph.state_out):
-            known.update(zip(ids, steps[t]))
-        if not isinstance(per_step, _Rows):
-            known.update(zip(graph.outputs, per_step))
-        for t, (y, loss) in (result.known_targets or {}).items():
-            known[graph.targets[t]], known[graph.losses[t]] = y, loss
-        return known
-    result = KernelRunResult(outputs, None, None, "numba", steps, unfold_args=(prep.rolled, T, None, known_tensors))
-    result.per_step_outputs = per_step
+    known = known_tensors_of(named, state0, steps, None if isinstance(per_step, _Rows) else per_step)
+    result = KernelRunResult(outputs, None, None, "numba", steps, unfold_args=(prep.rolled, T, None, known))
+    result.per_step_outputs, result.per_state = per_step, per_state
     result.stacked = {**stacked, prep.rolled.output: outputs}
     return result
+
+
+def known_tensors_of(named, state0, steps, per_step):
+    """What an unfolded graph's tensors can hold without running the DAG: parameters, initial and
+    per-step states, outputs (per_step, when they were made step by step), targets and losses."""
+    def known(graph, result):
+        out = {pid: named[name] for pid, name in graph.params.items()}
+        out.update(zip(graph.state0, state0))
+        for t, ids in enumerate(graph.state_out):
+            out.update(zip(ids, steps[t]))
+        if per_step is not None:
+            out.update(zip(graph.outputs, per_step))
+        for t, (y, loss) in (result.known_targets or {}).items():
+            out[graph.targets[t]], out[graph.losses[t]] = y, loss
+        return out
+    return known
+
+
+def attach_losses(result, cell, heads, rolled, sup, T):
+    """result.losses and result.loss: L(t) at every loss step at once, by the traced head."""
+    pick = ((lambda v: v) if sup.steps == list(range(T))
+            else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
+    env = {**heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
+           rolled.target: Tensor(sup.targets._data[sup.steps])}
+    losses = heads.loss.run(env, len(sup.steps))[rolled.loss]
+    result.losses = reshape(losses, shape=(len(sup.steps),))
+    result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
+    result.loss_steps, result.reduction = sup.steps, sup.reduction
+    result.known_targets = _PerStepLosses(sup, result.losses)
+    rolled_, T_, _, known = result._unfold_args
+    result._unfold_args = (rolled_, T_, sup.steps, known)
 
 
 class _PerStepLosses:
