@@ -4,6 +4,7 @@
     minigrad bench --quick                          # two small sizes, fewer repeats
     minigrad bench --cells lstm --sizes 100,8,64,64 --dtypes float32
     minigrad bench --startup                        # cold compile, and first call with a warm cache
+    minigrad bench --networks                       # only the networks: Fig 10.3, Fig 10.11, heads and losses
 
 One timed call: run the layer over xs (T, B, I), loss = sum of all outputs,
 backward into every weight and into xs.  Median of repeated calls after a warm-up
@@ -23,6 +24,8 @@ import time
 
 import numpy as np
 
+import minigrad as mg
+import minigrad.nn  # noqa: F401  (mg.nn.Parameter)
 import rnn
 from minigrad_cli.charlm import CELLS
 from minigrad import Tensor
@@ -84,6 +87,120 @@ def pytorch(kind, size, dtype):
         xs.grad = None
         layer(xs)[0].sum().backward()
     return step
+
+
+class _Fig103(rnn.Cell):
+    """Goodfellow et al. Fig 10.3: h(t) = tanh(b + W h(t−1) + U x(t)), o(t) = c + V h(t), softmax NLL."""
+
+    def __init__(self, I, H, K, dtype):
+        super().__init__(I, H, dtype)
+        self.U, self.W, self.b, self.V, self.c = _weights([(H, I), (H, H), (H,), (K, H), (K,)], dtype)
+
+    def step(self, x, h):
+        return (self.b + h @ self.W.T + x @ self.U.T).tanh()
+
+    def output(self, h):
+        return h @ self.V.T + self.c
+
+    def loss(self, o, y):
+        return mg.cross_entropy(o, y)
+
+
+class _Fig1011(rnn.Bidirectional):
+    """Fig 10.11: a GRU each way, o(t) = c + V [h(t); g(t)], softmax NLL."""
+
+    def __init__(self, I, H, K, dtype):
+        rng = np.random.default_rng(0)
+        super().__init__(rnn.GRUCell(I, H, rng=rng, dtype=dtype), rnn.GRUCell(I, H, rng=rng, dtype=dtype))
+        self.V, self.c = _weights([(K, 2 * H), (K,)], dtype)
+
+    def output(self, state):
+        return super().output(state) @ self.V.T + self.c
+
+    def loss(self, o, y):
+        return mg.cross_entropy(o, y)
+
+
+def _weights(shapes, dtype):
+    rng = np.random.default_rng(0)
+    return [mg.nn.Parameter((rng.standard_normal(s) * 0.3).astype(dtype)) for s in shapes]
+
+
+NETWORKS = {"fig103": _Fig103, "fig1011": _Fig1011}
+NET_SIZES = [(100, 1, 32, 32, 32), (100, 8, 64, 64, 64)]
+
+
+def net_data(size, dtype):
+    T, B, I, H, K = size
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((T, B, I)).astype(dtype), rng.integers(0, K, (T, B))
+
+
+def ours_net(kind, size, dtype, backend):
+    T, B, I, H, K = size
+    net = NETWORKS[kind](I, H, K, dtype)
+    xs, ys = net_data(size, dtype)
+
+    def step():
+        net.zero_grad()
+        rnn.run(net, xs, targets=ys, backend=backend).loss.backward()
+    return step
+
+
+def pytorch_net(kind, size, dtype):
+    """The same network as a user writes it in PyTorch: its step in a Python loop (eager), the loss at
+    every step; the bidirectional one runs torch.nn.GRU both ways (one fused call each)."""
+    T, B, I, H, K = size
+    tdt = getattr(torch, np.dtype(dtype).name)
+    xs_np, ys_np = net_data(size, dtype)
+    xs, ys = torch.from_numpy(xs_np), torch.from_numpy(ys_np)
+    if kind == "fig103":
+        ps = [torch.randn(*s, dtype=tdt, requires_grad=True) for s in [(H, I), (H, H), (H,), (K, H), (K,)]]
+
+        def step():
+            U, W, b, V, c = ps
+            for p in ps:
+                p.grad = None
+            h, loss = torch.zeros(B, H, dtype=tdt), 0
+            for t in range(T):
+                h = torch.tanh(b + h @ W.T + xs[t] @ U.T)
+                loss = loss + torch.nn.functional.cross_entropy(h @ V.T + c, ys[t])
+            loss.backward()
+        return step
+    gru = torch.nn.GRU(I, H, bidirectional=True).to(tdt)
+    head = torch.nn.Linear(2 * H, K).to(tdt)
+
+    def step():
+        gru.zero_grad(), head.zero_grad()
+        o = head(gru(xs)[0])
+        torch.nn.functional.cross_entropy(o.reshape(T * B, K), ys.reshape(T * B), reduction="sum").div(B).backward()
+    return step
+
+
+def networks(args):
+    """Each network against its PyTorch version timed in a process of its own: PyTorch's thread pool,
+    spinning after its own calls, slowed ours 3-7x when they alternated in one process."""
+    print(f"\n{'network':8} {'dtype':8} {'T,B,I,H,K':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} "
+          f"{'torch/numba':>11} {'graph/numba':>11}")
+    for kind in NETWORKS:
+        for dtype in args.dtypes:
+            for size in NET_SIZES[:1] if args.quick else NET_SIZES:
+                budget = 0.3 if args.quick else 1.0
+                t_numba = median_time(ours_net(kind, size, dtype, "numba"), budget=budget)
+                t_graph = (median_time(ours_net(kind, size, dtype, "graph"), min_reps=1, budget=budget)
+                           if args.graph else None)
+                t_torch = _torch_in_own_process(kind, size, dtype, budget) if torch else None
+                r_torch = f"{t_torch / t_numba:11.2f}" if t_torch else ""
+                r_graph = f"{t_graph / t_numba:11.1f}" if t_graph else ""
+                print(f"{kind:8} {np.dtype(dtype).name:8} {','.join(map(str, size)):>18} {ms(t_numba)} "
+                      f"{ms(t_graph):>9} {ms(t_torch):>9} {r_torch:>11} {r_graph:>11}", flush=True)
+
+
+def _torch_in_own_process(kind, size, dtype, budget):
+    code = (f"from minigrad_cli.bench import median_time, pytorch_net; import numpy as np; "
+            f"print(median_time(pytorch_net({kind!r}, {size!r}, np.{np.dtype(dtype).name}), budget={budget}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
 
 
 def ms(t):
@@ -153,12 +270,24 @@ def main(argv=None):
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--no-graph", dest="graph", action="store_false", help="skip the graph backend")
     p.add_argument("--startup", action="store_true", help="time cold compilation and warm-cache first calls")
+    p.add_argument("--no-networks", dest="networks", action="store_false",
+                   help="skip the networks table (Fig 10.3 and Fig 10.11 with their softmax heads and losses)")
+    p.add_argument("--networks", dest="only_networks", action="store_true", help="only the networks table")
     args = p.parse_args(argv)
+    args.networks = args.networks and args.sizes is None and args.cells == "elman,lstm,gru"  # the full table's
     args.cells = args.cells.split(",")
     args.dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
     args.sizes = ([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")] if args.sizes
                   else QUICK if args.quick else SIZES)
-    startup(args) if args.startup else table(args)
+    if args.startup:
+        startup(args)
+    elif args.only_networks:
+        machine()
+        networks(args)
+    else:
+        table(args)
+        if args.networks:
+            networks(args)
     return 0
 
 

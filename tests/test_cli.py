@@ -233,6 +233,15 @@ def test_long_curves_are_thinned_to_bucket_means():
 
 
 @pytest.mark.slow
+def test_bench_networks_prints_a_row_per_network(capsys):
+    assert main(["bench", "--networks", "--quick", "--no-graph", "--dtypes", "float64"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    body = [r for r in rows if r and r[0] in ("fig103", "fig1011")]
+    assert [(r[0], r[1], r[2]) for r in body] == [("fig103", "float64", "100,1,32,32,32"),
+                                                  ("fig1011", "float64", "100,1,32,32,32")]
+    assert all(float(r[3]) > 0 for r in body)
+
+
 def test_bench_prints_a_table_row_per_configuration(capsys):
     assert main(["bench", "--cells", "elman,gru", "--sizes", "3,1,2,2", "--dtypes", "float64", "--no-graph"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
