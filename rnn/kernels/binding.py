@@ -130,19 +130,19 @@ def signature(rolled):
     return tuple(parts)
 
 
-def prepare(cell, batch, targets=None):
+def prepare(cell, batch, targets=None, context=None):
     """The traced network (with its loss when `targets`, an rnn.rolled.Targets, says what y(t) is),
     the plan and the compiled kernels of its step for `cell` as it is now; raises
     UnsupportedCellError.  Kept per (cell, batch, targets) and reused while nothing the step can
     read from the cell has changed (see rnn.fingerprint): a changed one is traced again."""
     per = _PER_CELL.setdefault(cell, OrderedDict())
     key, arrays = fingerprint(cell)
-    key = (batch, targets, key)
+    key = (batch, targets, context, key)
     got = per.get(key)
     if got is not None and not same_arrays(arrays, got[1]):
         got = None
     if got is None:
-        rolled = cell.rolled(batch, targets)
+        rolled = cell.rolled(batch, targets, context=context)
         sig = signature(rolled)
         try:
             if sig not in _BY_SIGNATURE:
@@ -163,11 +163,12 @@ def prepare(cell, batch, targets=None):
     return got[0]
 
 
-def _engine_values(prep, named, xs):
-    """Engine tensors for parameters, constants, parameter-only nodes and x-only nodes."""
+def _engine_values(prep, named, xs, context=()):
+    """Engine tensors for parameters, constants, the context, the nodes of those alone and x-only nodes."""
     plan = prep.plan
     env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
     env.update((cid, Tensor(v)) for cid, v in prep.consts.items())
+    env.update(zip(prep.rolled.context, context))
     node = lambda nid: (plan.nodes[nid].op, plan.nodes[nid].args, plan.nodes[nid].attrs)  # noqa: E731
     run_ops(prep.pre, node, env)
     if plan.xpre:  # ops on x(t) alone run once over all T*B rows
@@ -189,18 +190,19 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     kernels; o(t) and L(t), which nothing carries to the next step, as engine ops over all steps at
     once (rnn.kernels.head) or, where an op has no rule for that, step by step.  A bidirectional
     cell runs one loop per direction (rnn.kernels.directions)."""
-    reads = cell.reads()
+    reads = cell.reads() - {"context"}
     if xs is None or reads:
         what = "a run without per-step inputs" if xs is None else f"a step that reads {', '.join(sorted(reads))}"
         raise UnsupportedCellError(f"numba backend: {what} is not compiled yet (the graph backend runs it)")
+    context = as_tuple(given.context) if given is not None and given.context is not None else ()
     if isinstance(cell, Bidirectional):
         return run_bidirectional(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
     if isinstance(cell, Stacked) and -1 in cell.delays.values():
         return run_layers(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
-    prep = prepare(cell, xs.shape[1], sup and sup.spec)
+    prep = prepare(cell, xs.shape[1], sup and sup.spec, given.context_spec if context else None)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
-        _verify(cell, prep, xs.shape[1], xs.dtype)
-    result = _run(cell, prep, xs, state0)
+        _verify(cell, prep, xs.shape[1], xs.dtype, context)
+    result = _run(cell, prep, xs, state0, context)
     if sup is not None and prep.heads.why_not_loss is None:  # L(t) at every loss step at once
         attach_losses(result, cell, prep.heads, prep.rolled, sup, len(xs))
     elif sup is not None:
@@ -214,7 +216,7 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     return result
 
 
-def _verify(cell, prep, B, dtype):
+def _verify(cell, prep, B, dtype, context=()):
     """Load or compile both kernels now, on one step of zeros, so that a failure (a damaged Numba
     cache, a typing error) surfaces here, where rnn.run can still fall back, and not in the middle
     of backward().  Numba's cache files for the kernels are removed and compiled afresh once first."""
@@ -225,8 +227,9 @@ def _verify(cell, prep, B, dtype):
             xs = Tensor(np.zeros((1, B, cell.input_size), dtype), requires_grad=True)
             state0 = tuple(Tensor(np.zeros(s.shape, dtype), requires_grad=True)
                            for s in as_tuple(cell.initial_state(B)))
+            zeros = tuple(Tensor(np.zeros(c.shape, dtype), requires_grad=True) for c in context)
             with enable_grad():
-                per_state = _run(cell, prep, xs, state0 if len(state0) > 1 else state0[0]).states.per_state
+                per_state = _run(cell, prep, xs, state0 if len(state0) > 1 else state0[0], zeros).states.per_state
                 sum((s.sum() for s in per_state[1:]), per_state[0].sum()).backward()
             prep.module.verified_dtypes.add(dtype)
             return
@@ -242,12 +245,12 @@ def _verify(cell, prep, B, dtype):
                 p.grad = g
 
 
-def _run(cell, prep, xs, state0):
+def _run(cell, prep, xs, state0, context=()):
     T, B, _ = xs.shape
     named = dict(cell.named_parameters())
     plan, lay = prep.plan, prep.layout
     dtype = xs.dtype
-    env = _engine_values(prep, named, xs)
+    env = _engine_values(prep, named, xs, context)
     state0 = as_tuple(state0)
     state_index = prep.state_index
 
@@ -316,19 +319,21 @@ def _run(cell, prep, xs, state0):
                     for t in range(T)]
         outputs = mg.stack(per_step, axis=0)
 
-    known = known_tensors_of(named, state0, steps, None if isinstance(per_step, _Rows) else per_step)
+    known = known_tensors_of(named, state0, steps, None if isinstance(per_step, _Rows) else per_step,
+                             dict(zip(prep.rolled.context, context)))
     result = KernelRunResult(outputs, None, None, "numba", steps, unfold_args=(prep.rolled, T, None, known))
     result.per_step_outputs, result.per_state = per_step, per_state
     result.stacked = {**stacked, prep.rolled.output: outputs}
     return result
 
 
-def known_tensors_of(named, state0, steps, per_step):
+def known_tensors_of(named, state0, steps, per_step, context=None):
     """What an unfolded graph's tensors can hold without running the DAG: parameters, initial and
     per-step states, outputs (per_step, when they were made step by step), targets and losses."""
     def known(graph, result):
         out = {pid: named[name] for pid, name in graph.params.items()}
         out.update(zip(graph.state0, state0))
+        out.update(context or {})
         for t, ids in enumerate(graph.state_out):
             out.update(zip(ids, steps[t]))
         if per_step is not None:
@@ -441,8 +446,8 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
                     out.append(matmul2d(dXA.T, L) if folded else matmul2d(L.T, dXA))
                 else:
                     out.append(None)
-            elif kind == "engine":
-                out.append(grads[kinds.name("grad_engine", ident(name))])
+            elif kind == "engine":  # in the kernel's layout ((W,) for a (1, W) value): back to the value's shape
+                out.append(grads[kinds.name("grad_engine", ident(name))].reshape(prep.plan.nodes[name].shape))
             elif kind == "weight":
                 key, folded, learns = name
                 out.append(_weight_grad(prep, allv, key, folded, T, B) if learns else None)  # frozen: none

@@ -210,7 +210,10 @@ class _Gen:
         """The gradient array of input `a`, registered in the layout."""
         n, say = self.nodes[a], self.names.arg(a)
         kind, what = self.grad_kind(a)
-        shape, note = (n.shape, f"dL/d{say}") if kind == "grad_engine" else (("T", "B", n.width), f"dL/d({say}), per step")
+        if kind == "grad_engine":  # laid out as the kernel reads the value: (1, W) and (W,) alike as (W,)
+            shape, note = {"scalar": (1,), "vec": (n.width,)}.get(self.access.get(a), n.shape), f"dL/d{say}"
+        else:
+            shape, note = ("T", "B", n.width), f"dL/d({say}), per step"
         return self.array(kind, what, a, shape, "dL/dx(t)" if kind == "grad_x" else note, True)
 
     def shareable(self, a, ph, blocks, terms, copies, whole):

@@ -65,7 +65,7 @@ class IRNode:
     label: str = ""
     dtype: str = ""
     value: object = None
-    kind: str = ""     # x, state, param, const, pre, hoist, rec, ew
+    kind: str = ""     # x, state, param, const, context; pre, hoist, rec, ew
     grad: bool = True  # whether a gradient can reach a leaf below it
 
     @property
@@ -143,7 +143,7 @@ def new_node(nodes, nid, op, args, shape, attrs=None, kind=""):
 
 
 def engine_value(node):
-    return node.kind in ("param", "const", "pre")
+    return node.kind in ("param", "const", "pre", "context")
 
 
 def access(arg, consumer, batch):

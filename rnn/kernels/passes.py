@@ -53,7 +53,7 @@ def make_plan(rolled):
     def classified(nodes):
         # the loop computes the states alone: what only o(t) or L(t) needs is left out
         nodes = {nid: nodes[nid] for nid in topo(nodes, [s[2] for s in states])}
-        classify(nodes, x_id, state_ids, params, rolled.frozen)
+        classify(nodes, x_id, state_ids, params, rolled.frozen, set(rolled.context))
         return nodes
 
     nodes = classified(build_ir(rolled))
@@ -77,18 +77,18 @@ def make_plan(rolled):
     return plan
 
 
-def classify(nodes, x_id, state_ids, param_ids, frozen=()):
+def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=()):
     """Set each node's `kind` and `grad` (see the module docstring); refuse what cannot be compiled.
     nodes: IR nodes in topological order.  Returns {node id: the leaf kinds it depends on}."""
     deps = {}
     for nid, n in nodes.items():
         if n.op == "leaf":
             n.kind = ("x" if nid == x_id else "state" if nid in state_ids
-                      else "param" if nid in param_ids else "const")
+                      else "param" if nid in param_ids else "context" if nid in context_ids else "const")
             if n.kind == "const" and n.role != "constant":
                 unsupported(n, "a leaf that is neither the step input, a state, a parameter nor a constant")
             want = nodes[x_id].dtype if x_id in nodes else n.dtype
-            if n.kind in ("param", "state") and n.dtype != want:
+            if n.kind in ("param", "state", "context") and n.dtype != want:
                 unsupported(n, f"it is {n.dtype} and the step input is {want}: a kernel computes "
                                "in one dtype (convert the cell, e.g. all parameters to one dtype)")
             deps[nid] = {n.kind} if n.kind != "const" else set()

@@ -1,0 +1,98 @@
+"""A (B, C) context read at every step, on the kernels, against the explicit graph: outputs, the
+context's gradient (summed over every step that read it) and the weights' — float64 to 1e-10,
+float32 to 1e-4."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+import rnn
+from minigrad.nn import Parameter
+
+
+class Conditioned(rnn.Cell):
+    """h(t) = tanh(U x(t) + W h(t−1) + R c + b) ⊙ gate, the gate sigmoid(R c) or sigmoid(c) itself
+    (a context as wide as the state, read element-wise)."""
+
+    def __init__(self, I, H, C, elementwise, dtype, rng):
+        super().__init__(I, H, dtype)
+        self.U, self.W, self.R = (Parameter(rng.normal(0, 0.4, s).astype(dtype)) for s in [(H, I), (H, H), (H, C)])
+        self.b = Parameter(rng.normal(0, 0.1, H).astype(dtype))
+        self.elementwise = elementwise
+
+    def step(self, x, h, context):
+        gate = (context if self.elementwise else context @ self.R.T).sigmoid()
+        return (x @ self.U.T + h @ self.W.T + context @ self.R.T + self.b).tanh() * gate
+
+
+def run(cell, xs, c, backend):
+    cell.zero_grad()
+    ctx = mg.Tensor(c, requires_grad=True)
+    r = rnn.run(cell, xs, context=ctx, backend=backend)
+    assert r.backend == backend
+    (r.outputs * r.outputs).sum().backward()
+    return [r.outputs.data, ctx.grad] + [p.grad for p in cell.parameters()]
+
+
+@settings(max_examples=20)
+@given(T=st.integers(1, 6), B=st.integers(1, 4), H=st.integers(1, 6), C=st.integers(1, 5),
+       elementwise=st.booleans(), dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16))
+def test_a_vector_context_in_the_kernels_equals_the_graph(T, B, H, C, elementwise, dtype, seed):
+    rng = np.random.default_rng(seed)
+    C = H if elementwise else C
+    cell = Conditioned(3, H, C, elementwise, dtype, rng)
+    xs = rng.standard_normal((T, B, 3)).astype(dtype)
+    c = rng.standard_normal((B, C)).astype(dtype)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for want, got in zip(run(cell, xs, c, "graph"), run(cell, xs, c, "numba")):
+        np.testing.assert_allclose(got, want, **tol)
+
+
+def test_a_sequence_context_falls_back_with_the_op_named_and_one_warning():
+    class Attending(rnn.Cell):
+        def __init__(self, I, H):
+            super().__init__(I, H)
+            self.W = Parameter(np.full((H, I + 2 * H), 0.1))
+
+        def step(self, x, h, context):
+            a = mg.softmax((context * h).sum(axis=-1), axis=0)          # (S, B): over source positions
+            c = (a.reshape(*a.shape, 1) * context).sum(axis=0)
+            return (mg.concatenate([x, h, c], axis=-1) @ self.W.T).tanh()
+
+    cell, xs, E = Attending(2, 3), np.ones((2, 1, 2)), mg.Tensor(np.ones((4, 1, 3)))
+    with pytest.raises(rnn.kernels.UnsupportedCellError, match=r"op 'sum' at node n\d+"):
+        rnn.run(cell, xs, context=E, backend="numba")
+    with pytest.warns(UserWarning, match=r"rnn.run\(Attending\).*explicit graph.*op 'sum'"):
+        r = rnn.run(cell, xs, context=E)
+    assert r.backend == "graph" and "'sum'" in r.fallback
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rnn.run(cell, xs, context=E)      # said once per cell
+
+
+@pytest.mark.parametrize("B", [1, 2])
+def test_a_row_value_of_parameters_alone_gets_its_whole_gradient(B):
+    """A (1, W) value the kernels read by column (c0 @ R.T with c0 a (1, C) parameter) had its gradient
+    array laid out (1, W) but written as (W,): only row 0 existed, so columns past the first wrote out
+    of bounds and the gradient came out wrong without a word."""
+    class RowBias(rnn.Cell):
+        def __init__(self, I, H, C, rng):
+            super().__init__(I, H)
+            self.U, self.W, self.R = (Parameter(rng.normal(0, 0.4, s)) for s in [(H, I), (H, H), (H, C)])
+            self.c0 = Parameter(rng.normal(0, 1, (1, C)))
+
+        def step(self, x, h):
+            return (x @ self.U.T + h @ self.W.T + self.c0 @ self.R.T).tanh() * (self.c0 @ self.R.T).sigmoid()
+
+    rng = np.random.default_rng(0)
+    cell, xs = RowBias(3, 4, 2, rng), rng.standard_normal((3, B, 3))
+    grads = []
+    for backend in ("graph", "numba"):
+        cell.zero_grad()
+        r = rnn.run(cell, xs, backend=backend)
+        (r.outputs * r.outputs).sum().backward()
+        grads.append([p.grad.copy() for p in cell.parameters()])
+    for want, got in zip(*grads):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
