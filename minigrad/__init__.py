@@ -13,13 +13,13 @@ from .checkpoint import CheckpointError, load, save
 from .clip import NonFiniteGradError, clip_grad_norm_, clip_grad_value_, grad_norm
 from .errors import ShapeError
 from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, softmax, split, stack
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
 from .op import PRIMITIVES, Primitive, ops, primitive, unbroadcast
 from .primitives import (add, argmax_onehot, astype, broadcast_to, concatenate, equal, exp, getitem, less, log,
                          matmul, max, mod, mul, neg, onehot, pick, power, relu, reshape, sample_onehot, scatter,
                          sigmoid, stop_gradient, sum, tanh, transpose)
-from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad, scope
+from .tensor import Tensor, enable_grad, grad, hvp, is_grad_enabled, no_grad, scope
 
 
 def tensor(data, requires_grad=False, name=None, dtype=None):

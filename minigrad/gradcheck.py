@@ -1,4 +1,5 @@
-"""Check backward() against central differences in float64."""
+"""Check backward() against central differences in float64 — and, by the same comparison run on
+a recorded backward, second derivatives against central differences of first ones."""
 from __future__ import annotations
 
 import warnings
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tensor import Tensor, no_grad
+from .tensor import Tensor, enable_grad, grad, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -25,8 +26,7 @@ class GradcheckResult:
 
 
 def _projected(fn, inputs, weights):
-    out = fn(*inputs)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
+    outs = _as_tuple(fn(*inputs))
     total = None
     for o, w in zip(outs, weights):
         term = (o * w).sum()
@@ -44,29 +44,86 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=Tru
     Returns a truthy GradcheckResult, or raises GradcheckError naming the
     input, the element and both values.
     """
+    inputs = _float64(inputs, "gradcheck")
+    labels = [_label(f"input {i}", t) for i, t in enumerate(inputs)]
+    return _compare(fn, inputs, labels, "gradcheck", "", eps, atol, rtol, raise_exception, seed)
+
+
+def gradgradcheck(fn, inputs, *, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=True, seed=0):
+    """Compare the second derivatives of `fn(*inputs)` with central differences of its first ones.
+
+    The first derivatives are taken as PyTorch's gradgradcheck takes them: the
+    vector-Jacobian product of fn's outputs with fixed random vectors v, by a
+    recorded backward (`mg.grad(..., create_graph=True)`).  That is a function of
+    the inputs and of v, and `gradcheck`'s comparison is run on it: its backward
+    — the backward of the recorded backward — against central differences of
+    the first derivatives.  v is checked as an input too, which catches a
+    backward that reads v's values instead of recording what it does with them.
+    Raises GradcheckError naming the input (or grad_outputs[k], a v), the element
+    and both values, or returns a truthy GradcheckResult.
+    """
+    inputs = _float64(inputs, "gradgradcheck")
+    if not any(t.requires_grad for t in inputs):
+        raise ValueError("gradgradcheck: no input requires grad, so there is nothing to check")
+    with no_grad():
+        outs = _as_tuple(fn(*inputs))
+    rng = np.random.default_rng(seed + 1)  # not gradcheck's projection (seed): v and the projection differ
+    vs = [Tensor(rng.uniform(0.5, 1.5, o.shape) * rng.choice([-1.0, 1.0], o.shape), requires_grad=True)
+          for o in outs]
+    n = len(inputs)
+
+    def first_derivatives(*args):
+        xs, v = args[:n], args[n:]
+        with enable_grad():  # gradcheck calls this under no_grad for its differences; grad needs the graph
+            pairs = [(o, w) for o, w in zip(_as_tuple(fn(*xs)), v) if o.requires_grad]
+            if not pairs:
+                raise ValueError("gradgradcheck: the output does not depend on any input that requires grad")
+            return grad([o for o, _ in pairs], [x for x in xs if x.requires_grad],
+                        grad_outputs=[w for _, w in pairs], create_graph=True)
+
+    labels = [_label(f"input {i}", t) for i, t in enumerate(inputs)]
+    labels += [f"grad_outputs[{k}] (the v of the first derivatives) of shape {v.shape}" for k, v in enumerate(vs)]
+    return _compare(first_derivatives, [*inputs, *vs], labels, "gradgradcheck",
+                    "the (projected) first derivatives' derivative by it ", eps, atol, rtol, raise_exception, seed)
+
+
+def _as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _label(what, t):
+    return what + (f" ({t.name!r})" if t.name else "") + f" of shape {t.shape}"
+
+
+def _float64(inputs, who):
+    """The inputs as tensors (arrays require grad), float32 ones as float64 copies with a warning."""
     inputs = [t if isinstance(t, Tensor) else Tensor(t, requires_grad=True) for t in inputs]
     if any(t.dtype == np.float32 for t in inputs):
-        warnings.warn("gradcheck: float32 inputs are checked through float64 copies; "
-                      "float32 itself is too coarse for central differences", stacklevel=2)
+        warnings.warn(f"{who}: float32 inputs are checked through float64 copies; "
+                      "float32 itself is too coarse for central differences", stacklevel=3)
     # float64 tensors are perturbed in place, so `fn` may also reach them another way (a module's parameters)
-    inputs = [Tensor(t._data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
-              if t.dtype == np.float32 else t for t in inputs]
+    return [Tensor(t._data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
+            if t.dtype == np.float32 else t for t in inputs]
+
+
+def _compare(fn, inputs, labels, who, what, eps, atol, rtol, raise_exception, seed):
+    """backward() of fn's projected output against its central differences, for every input that
+    requires grad; labels[i] names input i in the error, `what` says what was compared."""
     saved_grads = [t.grad for t in inputs]
     for t in inputs:
         t.grad = None
     checked = [i for i, t in enumerate(inputs) if t.requires_grad]
     if not checked:
-        raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
+        raise ValueError(f"{who}: no input requires grad, so there is nothing to check")
 
     rng = np.random.default_rng(seed)
     with no_grad():
-        outs = fn(*inputs)
-    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        outs = _as_tuple(fn(*inputs))
     weights = [rng.uniform(0.5, 1.5, o.shape) * rng.choice([-1.0, 1.0], o.shape) for o in outs]
 
     total, _ = _projected(fn, inputs, weights)
     if not total.requires_grad:
-        raise ValueError("gradcheck: the output does not depend on any input that requires grad")
+        raise ValueError(f"{who}: the output does not depend on any input that requires grad")
     total.backward()
     analytic = [inputs[i].grad if inputs[i].grad is not None else np.zeros(inputs[i].shape) for i in checked]
     for t, g in zip(inputs, saved_grads):
@@ -75,14 +132,15 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=Tru
     result = GradcheckResult(True)
     with no_grad():
         for k, i in enumerate(checked):
-            x = inputs[i].data
-            for idx in np.ndindex(x.shape):
-                orig = x[idx]
-                x[idx] = orig + eps
+            for idx in np.ndindex(inputs[i].shape):
+                # each write through a fresh `.data`: the next forward then copies the values it records, so a
+                # recorded backward inside fn (gradgradcheck) finds its leaves unchanged (tensor.check_saved)
+                orig = inputs[i].data[idx]
+                inputs[i].data[idx] = orig + eps
                 plus = _projected(fn, inputs, weights)[0].item()
-                x[idx] = orig - eps
+                inputs[i].data[idx] = orig - eps
                 minus = _projected(fn, inputs, weights)[0].item()
-                x[idx] = orig
+                inputs[i].data[idx] = orig
                 num, ana = (plus - minus) / (2 * eps), float(analytic[k][idx])
                 err = abs(ana - num)
                 result.checked += 1
@@ -92,9 +150,7 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-8, rtol=1e-6, raise_exception=Tru
                     result.failures.append((i, idx, ana, num))
     if not result.ok and raise_exception:
         i, idx, ana, num = result.failures[0]
-        t = inputs[i]
-        who = f"input {i}" + (f" ({t.name!r})" if t.name else "") + f" of shape {t.shape}"
-        raise GradcheckError(f"gradcheck: {who}, element {idx}: analytic {ana!r}, numerical {num!r} "
+        raise GradcheckError(f"{who}: {labels[i]}, element {idx}: {what}analytic {ana!r}, numerical {num!r} "
                              f"(tolerance atol={atol}, rtol={rtol}; {len(result.failures)} of "
                              f"{result.checked} elements disagree)")
     return result

@@ -16,7 +16,9 @@ A primitive keeps in one place everything the project knows about an op:
                                               name under which the kernel reads that number
 
 Calling a primitive on tensors runs its forward and, when any input requires
-grad, records it (`minigrad.tensor.record`).  `ops.<name>` calls the same
+grad, records it (`minigrad.tensor.record`) with its VJP twice over: bound to
+the arrays the forward saw, for backward(), and as the rule itself, which a
+recorded backward (create_graph=True) runs on the tensors.  `ops.<name>` calls the same
 primitive on whatever it is given: arrays in, arrays out, nothing recorded;
 tensors in, the engine op.  The shared `unbroadcast` in backward() undoes
 broadcasting for every rule.
@@ -89,7 +91,7 @@ class Primitive:
         # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
         if is_grad_enabled() and out.dtype.kind == "f" and any(t.requires_grad for t in tensors):
             rule = self.vjp_rule
-            record(out, name, tensors, lambda g: rule(g, data, *arrays, **attrs), attrs)
+            record(out, name, tensors, lambda g: rule(g, data, *arrays, **attrs), attrs, rule)
         return out
 
 

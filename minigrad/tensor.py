@@ -16,10 +16,21 @@ have not changed since.  Two rules keep it so (see `record`):
   copied (once per leaf until its `.data` is handed out again), and
   `backward()` first checks that every recorded leaf still holds those values,
   naming the tensor and the op if not.
+
+Gradients of gradients: `record` also keeps the primitive's VJP rule, which is
+written with `ops`.  `backward(create_graph=True)` and `grad(...,
+create_graph=True)` run each rule on the tensors themselves — the op's output
+and its arguments — instead of on the arrays the forward saw, so the backward
+pass is recorded like any computation and can be differentiated again.  An op
+recorded without a rule (the rnn package's fused kernel, whose vjp runs on
+arrays) cannot take part: such a backward is refused, naming the op and, from
+`RECORDING_ADVICE`, what to do instead.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 
 import numpy as np
 
@@ -108,6 +119,8 @@ class Tensor:
     _copy = None            # the copy of this leaf's values taken at `_copy_version`
     _copy_version = -1
     _scope = ()             # the scopes (mg.scope) an op was recorded in, outermost first
+    _rule = None            # the primitive's VJP rule, run on tensors when a backward is recorded
+    _seq = 0                # when an op was recorded (1, 2, ...; 0 for a leaf): see grad()
 
     def __init__(self, data, requires_grad=False, name=None, dtype=None):
         self._data = _as_array(data, dtype)
@@ -180,40 +193,23 @@ class Tensor:
         self.grad = None
 
     # --- backward ------------------------------------------------------------
-    def backward(self, grad=None):
-        """Reverse-mode sweep over the recorded graph; leaf gradients accumulate in `.grad`."""
+    def backward(self, grad=None, create_graph=False):
+        """Reverse-mode sweep over the recorded graph; leaf gradients accumulate in `.grad`.
+
+        create_graph=True records the sweep itself (see the module docstring): `.grad` then holds
+        Tensors that can be differentiated again (an optimizer step or a clip reads their values)."""
         if not self.requires_grad:
             raise RuntimeError(f"backward: tensor of shape {self.shape} does not require grad "
                                "(no input that requires grad took part in computing it)")
-        if grad is None:
-            if self._data.size != 1:
-                raise RuntimeError(f"backward: tensor of shape {self.shape} is not a scalar; "
-                                   "pass grad= an array of that shape")
-            grad = np.ones_like(self._data)
-        else:
-            grad = _as_array(grad, self.dtype, "backward")
-            if grad.shape != self.shape:
-                raise ShapeError(f"backward: grad has shape {grad.shape}, tensor has shape {self.shape}")
+        seed = _seed(self, grad, "backward", "grad", create_graph)
         order = toposort([self], _parents)
-        check_saved(order)  # before any gradient is written: a refused backward changes nothing
-        grads = {id(self): grad}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if node._vjp is None or node._retain:
-                node.grad = g.copy() if node.grad is None else node.grad + g
-            if node._vjp is None:
-                continue
-            for parent, pg in zip(node._parents, node._vjp(g)):
-                if parent.requires_grad and pg is not None:
-                    raw = np.asarray(pg, dtype=parent.dtype)
-                    pg = unbroadcast(raw, parent.shape)
-                    if pg.shape != parent.shape:  # a wrong vjp would otherwise broadcast on silently
-                        raise RuntimeError(f"backward: {node.op} gave a gradient of shape {raw.shape} "
-                                           f"for an argument of shape {parent.shape}")
-                    prev = grads.get(id(parent))
-                    grads[id(parent)] = pg if prev is None else prev + pg
+        check_saved(order, create_graph)  # before any gradient is written: a refused backward changes nothing
+        with _recording(create_graph):
+            for node, g in sweep(order, {id(self): seed}, _keeps_grad, create_graph, "backward"):
+                if node.grad is None:
+                    node.grad = g if create_graph else g.copy()  # an array may be shared by several nodes' vjps
+                else:
+                    node.grad = node.grad + g
 
     # --- operators (one-liners over the primitives) --------------------------
     def __add__(self, o): return add(self, o)
@@ -273,12 +269,17 @@ class Tensor:
 
 # --- recording, and checking what was recorded ---------------------------------
 
-def record(out, op, parents, vjp, attrs=None):
+_RECORDED = itertools.count(1)
+
+
+def record(out, op, parents, vjp, attrs=None, rule=None):
     """Make `out` the recorded result of `op` over `parents`, differentiated by `vjp`.
 
     The vjp will read the arrays the forward saw.  So `out`'s array is made
     read-only, and each leaf parent's values are copied (shared by every op that
-    records the leaf until its `.data` is handed out again) for `check_saved`."""
+    records the leaf until its `.data` is handed out again) for `check_saved`.
+    `rule(g, out, *parents, **attrs)`, when given, is the same vjp written with
+    `ops`, run on tensors by a backward that is recorded (create_graph=True)."""
     data, saved = out._data, None
     for i, p in enumerate(parents):
         arr = p._data
@@ -295,24 +296,197 @@ def record(out, op, parents, vjp, attrs=None):
         out._scope = tuple(scope._stack)
     out.requires_grad = True
     out.op, out.attrs, out._parents, out._vjp, out._saved = op, attrs or {}, tuple(parents), vjp, saved
+    out._rule, out._seq = rule, next(_RECORDED)
     return out
 
 
-def check_saved(order):
-    """Raise if a leaf that an op in `order` recorded was changed in place since."""
+def check_saved(order, create_graph=False, who="backward"):
+    """Raise if a leaf that an op in `order` recorded was changed in place since — or, for a recorded
+    backward, which reads the leaf tensor itself rather than the array the forward saw, given a new
+    array (`leaf.data = ...`)."""
     seen = set()
     for node in order:
         for i, arr, copy in node._saved or ():
             if id(copy) in seen:
                 continue
             seen.add(id(copy))
-            if arr.tobytes() != copy.tobytes():  # bitwise: a NaN that stays a NaN is unchanged
-                leaf = node._parents[i]
-                who = f"the tensor {leaf.name!r}" if leaf.name else "a tensor"
+            leaf = node._parents[i]
+            replaced = create_graph and leaf._data is not arr
+            if replaced or arr.tobytes() != copy.tobytes():  # bitwise: a NaN that stays a NaN is unchanged
+                tensor = f"the tensor {leaf.name!r}" if leaf.name else "a tensor"
+                how = "given new values (.data = ...)" if replaced else "changed in place"
                 raise RuntimeError(
-                    f"backward: {who} of shape {leaf.shape} (argument {i} of {node.op}) was changed in place after "
+                    f"{who}: {tensor} of shape {leaf.shape} (argument {i} of {node.op}) was {how} after "
                     f"{node.op} recorded it, so its gradients would mix old and new values; recompute the "
                     "forward after changing it, or change a copy")
+
+
+# --- the reverse sweep, and gradients as values ----------------------------------------
+
+# op name -> what to do instead when a backward through it cannot be recorded (its vjp runs on
+# arrays only); filled by the packages that record such ops (rnn: its fused kernel).
+RECORDING_ADVICE: dict = {}
+
+
+def _keeps_grad(node):
+    """What backward() leaves a gradient on: leaves, and tensors that asked (retain_grad)."""
+    return node._vjp is None or node._retain
+
+
+def _recording(create_graph):
+    """Ops record during a recorded backward even inside no_grad: create_graph asks for exactly that."""
+    return enable_grad() if create_graph else contextlib.nullcontext()
+
+
+def sweep(order, grads, keep, create_graph=False, who="backward", needed=None):
+    """Reverse mode over `order` (parents first) from the seed gradients in `grads` ({id(tensor):
+    gradient}).  Returns [(node, its whole gradient)] for the nodes `keep(node)` selects; computes
+    nothing into tensors outside `needed` (ids), when given.  Plain: every vjp on the arrays its
+    forward saw.  create_graph: every rule on tensors, recorded (call inside `_recording`)."""
+    kept = []
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if keep(node):
+            kept.append((node, g))
+        if node._vjp is None:
+            continue
+        for parent, pg in zip(node._parents, _recorded_vjp(node, g, who) if create_graph else node._vjp(g)):
+            if parent.requires_grad and pg is not None and (needed is None or id(parent) in needed):
+                raw = _recorded_grad(pg, parent, node, who) if create_graph else np.asarray(pg, dtype=parent.dtype)
+                pg = unbroadcast(raw, parent.shape)
+                if pg.shape != parent.shape:  # a wrong vjp would otherwise broadcast on silently
+                    raise RuntimeError(f"{who}: {node.op} gave a gradient of shape {raw.shape} "
+                                       f"for an argument of shape {parent.shape}")
+                prev = grads.get(id(parent))
+                grads[id(parent)] = pg if prev is None else prev + pg
+    return kept
+
+
+def _recorded_vjp(node, g, who):
+    """node's VJP as engine ops on tensors — its arguments, and itself as the output — so it is recorded."""
+    if node._rule is None:
+        attrs = ", ".join(f"{k}={v!r}" for k, v in node.attrs.items())
+        advice = RECORDING_ADVICE.get(node.op, "compute it with engine ops (primitives) instead")
+        raise RuntimeError(f"{who}(create_graph=True): {node.op}{f' ({attrs})' if attrs else ''} of shape "
+                           f"{node.shape} computes its vector-Jacobian product on arrays only, so a backward "
+                           f"through it cannot be recorded and differentiated again; {advice}")
+    return node._rule(g, node, *node._parents, **node.attrs)
+
+
+def _recorded_grad(pg, parent, node, who):
+    """A rule's gradient for `parent` in a recorded backward: a Tensor (an array would be a constant,
+    cut from the graph: silently wrong second derivatives) in the parent's dtype."""
+    if not isinstance(pg, Tensor):
+        raise TypeError(f"{who}(create_graph=True): the vjp of {node.op} gave a {type(pg).__name__}, not a "
+                        f"Tensor, for an argument of shape {parent.shape}: write its rule with `ops`, so that "
+                        "it runs on tensors")
+    return pg if pg.dtype == parent.dtype else astype(pg, dtype=parent.dtype.name)
+
+
+def _seed(out, grad, who, arg, create_graph):
+    """The gradient to start from at `out`: ones for a scalar, else `grad` of out's shape — kept a Tensor
+    in a recorded backward, so the result can be differentiated with respect to it too."""
+    if grad is None:
+        if out._data.size != 1:
+            raise RuntimeError(f"{who}: tensor of shape {out.shape} is not a scalar; "
+                               f"pass {arg}= an array of that shape")
+        grad = np.ones_like(out._data)
+    elif not (create_graph and isinstance(grad, Tensor)):
+        grad = _as_array(grad, out.dtype, who)
+    if grad.shape != out.shape:
+        raise ShapeError(f"{who}: {arg} has shape {grad.shape}, tensor has shape {out.shape}")
+    if not create_graph:
+        return grad
+    grad = grad if isinstance(grad, Tensor) else Tensor(grad)
+    return grad if grad.dtype == out.dtype else astype(grad, dtype=out.dtype.name)
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False):
+    """The gradients of `outputs` with respect to `inputs`, as Tensors; no `.grad` is touched.
+
+    outputs: a tensor or a sequence of them; grad_outputs: one array or tensor per output, the vector
+    of the vector-Jacobian product (default: 1 for a scalar output).  inputs: a tensor (one Tensor
+    back) or a sequence of them (a tuple back), each requiring grad — intermediate values too: ∂L/∂h(t)
+    for a state of an unfolded net.  An input the outputs do not depend on gets zeros.
+    create_graph=True records the computation, so the gradients can be differentiated again."""
+    one = isinstance(inputs, Tensor)
+    inputs = [inputs] if one else list(inputs)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            what = f"a tensor of shape {t.shape} that does not require grad" if isinstance(t, Tensor) \
+                else f"a {type(t).__name__}, not a Tensor"
+            raise TypeError(f"grad: inputs[{i}] is {what}; only a tensor that requires grad has a gradient")
+    for i, o in enumerate(outputs):
+        if not isinstance(o, Tensor) or not o.requires_grad:
+            raise RuntimeError(f"grad: outputs[{i}] does not require grad: no input that requires grad took "
+                               "part in computing it (or it was computed under no_grad)")
+    seeds = {}
+    for i, (o, g) in enumerate(zip(outputs, grad_outputs)):
+        g = _seed(o, g, "grad", f"grad_outputs[{i}]", create_graph)
+        seeds[id(o)] = g if id(o) not in seeds else seeds[id(o)] + g
+    wanted = {id(t) for t in inputs}
+    # A node recorded before every input cannot lie on a path from one, so the walk stops there: the
+    # gradient of h(t) by h(t−1) then walks one step of an unfolded net, not all the steps before it.
+    first = min(t._seq for t in inputs)
+    order = toposort(outputs, lambda t: [p for p in t._parents if p._seq >= first] if first else t._parents)
+    needed = set(wanted)  # what lies on a path from an input to an output: nothing else is computed
+    for t in order:
+        if id(t) not in needed and any(id(p) in needed for p in t._parents):
+            needed.add(id(t))
+    order = [t for t in order if id(t) in needed]
+    check_saved(order, create_graph, "grad")
+    with _recording(create_graph):
+        got = {id(node): g for node, g in sweep(order, seeds, lambda n: id(n) in wanted, create_graph, "grad",
+                                                needed)}
+    grads = tuple(_as_tensor(got.get(id(t)), t) for t in inputs)
+    return grads[0] if one else grads
+
+
+def _as_tensor(g, like):
+    """An input's gradient as a Tensor: zeros if nothing reached it; an array copied, as backward() does."""
+    if g is None:
+        return Tensor(np.zeros(like.shape, like.dtype))
+    return g if isinstance(g, Tensor) else Tensor(g.copy())
+
+
+def hvp(f, x, v):
+    """The Hessian of the scalar f(x) times v, H v = ∇ₓ(∇ₓf · v), by differentiating a recorded gradient:
+    one forward and two backward passes, no Hessian formed.  x and v: a tensor, or sequences of them
+    (x requiring grad), f taking x as its arguments; returns a Tensor, or a tuple, like x."""
+    one = isinstance(x, Tensor)
+    xs, vs = ([x], [v]) if one else (list(x), list(v))
+    for i, xi in enumerate(xs):
+        if not isinstance(xi, Tensor) or not xi.requires_grad:
+            what = f"a tensor of shape {xi.shape} that does not require grad" if isinstance(xi, Tensor) \
+                else f"a {type(xi).__name__}, not a Tensor"
+            raise TypeError(f"hvp: x{'' if one else f'[{i}]'} is {what}; the Hessian is taken with respect to "
+                            "tensors that require grad")
+    if len(vs) != len(xs) or any(np.shape(getattr(vi, "_data", vi)) != xi.shape for xi, vi in zip(xs, vs)):
+        raise ShapeError(f"hvp: v must have x's shapes {[xi.shape for xi in xs]}, got "
+                         f"{[np.shape(getattr(vi, '_data', vi)) for vi in vs]}")
+    with enable_grad():
+        y = f(*xs)
+        if not isinstance(y, Tensor) or y.size != 1:
+            raise ValueError(f"hvp: f must return a scalar tensor, got "
+                             f"{f'shape {y.shape}' if isinstance(y, Tensor) else type(y).__name__}")
+        g = grad(y, xs, create_graph=True)
+        dot = None
+        for gi, vi in zip(g, vs):
+            term = (gi * vi).sum()
+            dot = term if dot is None else dot + term
+    if not dot.requires_grad:  # the gradient does not depend on x (f linear in it): H = 0
+        hv = tuple(Tensor(np.zeros(t.shape, t.dtype)) for t in xs)
+    else:
+        hv = grad(dot, xs)
+    return hv[0] if one else hv
 
 
 def _true(t):
