@@ -48,6 +48,12 @@ def _named_params(params, who):
     return out
 
 
+def grad_values(g):
+    """A gradient's values as an array.  After backward(create_graph=True) `.grad` is a recorded Tensor;
+    an update or a norm reads its values, as PyTorch's optimizers do."""
+    return g._data if isinstance(g, Tensor) else np.asarray(g)
+
+
 def _l2(arrays):
     """Euclidean norm of all elements together, in float64, scaled so huge or tiny values neither overflow nor vanish."""
     if not arrays:
@@ -68,7 +74,7 @@ def grad_norm(params):
     What clip_grad_norm_ returns, for a loop that clips by value or not at all
     but still wants to skip a step whose gradient is not finite.
     """
-    return _l2([np.asarray(p.grad) for _, p in _with_grads(params, "grad_norm")])
+    return _l2([grad_values(p.grad) for _, p in _with_grads(params, "grad_norm")])
 
 
 def clip_grad_value_(params, clip_value):
@@ -80,7 +86,10 @@ def clip_grad_value_(params, clip_value):
     if not clip_value >= 0 or not math.isfinite(clip_value):
         raise ValueError(f"clip_grad_value_: clip_value must be finite and >= 0, got {clip_value}")
     for _, p in _with_grads(params, "clip_grad_value_"):
-        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+        if isinstance(p.grad, Tensor):  # a recorded gradient's array is read-only: its clipped values replace it
+            p.grad = np.clip(p.grad._data, -clip_value, clip_value)
+        else:
+            np.clip(p.grad, -clip_value, clip_value, out=p.grad)
 
 
 def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
@@ -99,7 +108,8 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
     if not max_norm >= 0 or not math.isfinite(max_norm):
         raise ValueError(f"clip_grad_norm_: max_norm must be finite and >= 0, got {max_norm}")
     named = _with_grads(params, "clip_grad_norm_")
-    grads = [np.asarray(p.grad) for _, p in named]
+    # a recorded gradient's values are copied: they are scaled in place below, and its array is read-only
+    grads = [p.grad._data.copy() if isinstance(p.grad, Tensor) else np.asarray(p.grad) for _, p in named]
     total = grad_norm(named)
     if not math.isfinite(total):
         if error_if_nonfinite:

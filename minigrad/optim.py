@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .clip import _named_params
+from .clip import _named_params, grad_values
 
 
 class Optimizer(ABC):
@@ -76,7 +76,7 @@ class Optimizer(ABC):
         for i, p in enumerate(self.params):
             if p.grad is None or not p.requires_grad:  # a frozen parameter stays put, even with a stale grad
                 continue
-            g = np.asarray(p.grad)
+            g = grad_values(p.grad)
             if g.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: parameter {self.labels[i]} has shape {p.shape} "
                                  f"but its grad has shape {g.shape}")
