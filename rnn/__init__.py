@@ -13,3 +13,4 @@ from .teacher import Generated, OutputRecurrentCell
 from .torch_weights import from_torch
 from .tree import RecursiveCell, Tree, TreeCell, TreeNode, TreeResult, run_tree, tree
 from .unfold import UnfoldedGraph, unfold
+from .regularizers import flow_regularizer
