@@ -1,4 +1,4 @@
-"""Forward + backward time of a recurrent layer: numba backend, graph backend, PyTorch.
+"""Forward + backward time of a recurrent layer: numba backend, graph backend, PyTorch, JAX.
 
     minigrad bench                                  # full table (same as benchmarks/bench_rnn.py)
     minigrad bench --quick                          # two small sizes, fewer repeats
@@ -8,13 +8,17 @@
 
 One timed call: run the layer over xs (T, B, I), loss = sum of all outputs,
 backward into every weight and into xs.  Median of repeated calls after a warm-up
-(the warm-up also compiles).  The ratio column is PyTorch's time over ours (> 1:
-we are faster).  PyTorch is optional (`pip install torch==2.13.0`); without it
-those columns are blank.
+(the warm-up also compiles).  The ratio columns are PyTorch's and JAX's time over
+ours (> 1: we are faster).  JAX runs `jax.jit(jax.grad(loss))` of the same cell
+written as the body of a `jax.lax.scan`, timed in a process of its own.  PyTorch
+and JAX are optional (`pip install '.[bench]'`); without them their columns are
+blank.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -39,6 +43,8 @@ try:
     import torch
 except ImportError:
     torch = None
+
+HAVE_JAX = importlib.util.find_spec("jax") is not None  # imported only in the process that times it
 
 
 def median_times(fns, min_reps=3, budget=1.0, blocks=4):
@@ -87,6 +93,86 @@ def pytorch(kind, size, dtype):
         xs.grad = None
         layer(xs)[0].sum().backward()
     return step
+
+
+def jax_weights(kind, size, dtype):
+    """Our cell's weights and input for a table row (the same draws as `ours`), as plain arrays in
+    the layout JAX's loss takes: ((weight_ih, weight_hh, bias_ih, bias_hh), xs)."""
+    T, B, I, H = size
+    cell = CELLS[kind](I, H, rng=np.random.default_rng(0), dtype=dtype)
+    xs = np.random.default_rng(1).standard_normal((T, B, I)).astype(dtype)
+    return tuple(p.data for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)), xs
+
+
+def jax_loss(kind):
+    """loss(params, xs) = the sum of every step's output of a `kind` layer, in JAX: the cell's step
+    is the body of a lax.scan over xs (T, B, I), from a zero state, in PyTorch's gate layout like
+    rnn's cells: Elman h' = tanh(U x + b_ih + W h + b_hh); LSTM gates i, f, g, o; GRU r, z, n with
+    n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), h' = (1-z)*n + z*h."""
+    import jax
+    import jax.numpy as jnp
+    sigmoid = jax.nn.sigmoid
+
+    def elman(p, x, h):
+        w_ih, w_hh, b_ih, b_hh = p
+        h = jnp.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
+        return h, h
+
+    def lstm(p, x, state):
+        w_ih, w_hh, b_ih, b_hh = p
+        h, c = state
+        i, f, g, o = jnp.split(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(g)
+        h = sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    def gru(p, x, h):
+        w_ih, w_hh, b_ih, b_hh = p
+        ar, az, an = jnp.split(x @ w_ih.T + b_ih, 3, axis=-1)
+        br, bz, bn = jnp.split(h @ w_hh.T + b_hh, 3, axis=-1)
+        r, z = sigmoid(ar + br), sigmoid(az + bz)
+        n = jnp.tanh(an + r * bn)
+        h = (1 - z) * n + z * h
+        return h, h
+
+    step = {"elman": elman, "lstm": lstm, "gru": gru}[kind]
+
+    def loss(p, xs):
+        H = p[1].shape[1]
+        h0 = jnp.zeros((xs.shape[1], H), xs.dtype)
+        _, hs = jax.lax.scan(lambda state, x: step(p, x, state), (h0, h0) if kind == "lstm" else h0, xs)
+        return hs.sum()
+    return loss
+
+
+def jax_grad(kind, dtype):
+    """jit(grad) of `jax_loss` with respect to the weights and xs; float64 turns on jax_enable_x64
+    (without it JAX computes in float32 whatever it is given)."""
+    import jax
+    if np.dtype(dtype) == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    return jax.jit(jax.grad(jax_loss(kind), argnums=(0, 1)))
+
+
+def jax_step(kind, size, dtype):
+    import jax
+    grad = jax_grad(kind, dtype)
+    params, xs = jax_weights(kind, size, dtype)
+    params, xs = jax.device_put(params), jax.device_put(xs)
+
+    def step():
+        jax.block_until_ready(grad(params, xs))
+    return step
+
+
+def _jax_in_own_process(kind, size, dtype, budget):
+    """JAX's time for one table row in a fresh process (XLA's thread pool slows whoever shares it; torch
+    is kept out of that process too: sys.modules["torch"] = None makes this module's import fail)."""
+    code = (f"import sys; sys.modules['torch'] = None; import numpy as np; "
+            f"from minigrad_cli.bench import median_time, jax_step; "
+            f"print(median_time(jax_step({kind!r}, {size!r}, np.{np.dtype(dtype).name}), budget={budget}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
 
 
 class _Fig103(rnn.Cell):
@@ -214,13 +300,14 @@ def machine():
     print(f"cpus {os.cpu_count()}; OpenBLAS kernel {blas_kernel()}"
           f"{' (forced: ' + ', '.join(f'{k}={v}' for k, v in forced.items()) + ')' if forced else ''}, "
           f"per-step products through BLAS from {blas_rows()} batch rows; "
-          f"torch {torch.__version__ + ', ' + str(torch.get_num_threads()) + ' threads' if torch else 'not installed'}")
+          f"torch {torch.__version__ + ', ' + str(torch.get_num_threads()) + ' threads' if torch else 'not installed'}; "
+          f"jax {importlib.metadata.version('jax') + ' (own process)' if HAVE_JAX else 'not installed'}")
 
 
 def table(args):
     machine()
-    print(f"{'cell':6} {'dtype':8} {'T,B,I,H':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} "
-          f"{'torch/numba':>11} {'graph/numba':>11}")
+    print(f"{'cell':6} {'dtype':8} {'T,B,I,H':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} {'jax ms':>9} "
+          f"{'torch/numba':>11} {'jax/numba':>9} {'graph/numba':>11}")
     for kind in args.cells:
         for dtype in args.dtypes:
             for size in args.sizes:
@@ -231,10 +318,13 @@ def table(args):
                 T, B, _, H = size
                 t_graph = (median_time(ours(kind, size, dtype, "graph"), min_reps=1, budget=budget)
                            if args.graph and T * B * H <= GRAPH_MAX else None)
+                t_jax = _jax_in_own_process(kind, size, dtype, budget) if HAVE_JAX else None
                 r_torch = f"{t_torch / t_numba:11.2f}" if t_torch else ""
+                r_jax = f"{t_jax / t_numba:9.2f}" if t_jax else ""
                 r_graph = f"{t_graph / t_numba:11.1f}" if t_graph else ""
                 print(f"{kind:6} {np.dtype(dtype).name:8} {','.join(map(str, size)):>18} {ms(t_numba)} "
-                      f"{ms(t_graph):>9} {ms(t_torch):>9} {r_torch:>11} {r_graph:>11}", flush=True)
+                      f"{ms(t_graph):>9} {ms(t_torch):>9} {ms(t_jax):>9} {r_torch:>11} {r_jax:>9} {r_graph:>11}",
+                      flush=True)
 
 
 STARTUP = """

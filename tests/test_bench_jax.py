@@ -1,0 +1,47 @@
+"""The JAX column of `minigrad bench` times the computation ours does: the same loss and gradients."""
+import numpy as np
+import pytest
+
+import rnn
+from minigrad import Tensor
+from minigrad_cli.bench import CELLS, jax_grad, jax_loss, jax_weights
+
+jax = pytest.importorskip("jax")
+
+
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+def test_jax_loss_and_gradients_equal_ours_in_float64(kind):
+    size = (7, 3, 4, 5)  # T, B, I, H: distinct, so a transposed weight or a swapped axis fails to run
+    params, xs = jax_weights(kind, size, np.float64)
+    cell = CELLS[kind](size[2], size[3], rng=np.random.default_rng(0), dtype=np.float64)
+    for name, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), params):
+        np.testing.assert_array_equal(getattr(cell, name).data, p)  # the bench hands JAX our weights
+    x = Tensor(xs.copy(), requires_grad=True)
+    ours = rnn.run(cell, x, backend="numba").outputs.sum()
+    ours.backward()
+
+    grad = jax_grad(kind, np.float64)  # turns on jax_enable_x64
+    loss = jax.jit(jax_loss(kind))(params, xs)
+    (g_ih, g_hh, g_bih, g_bhh), g_xs = grad(params, xs)
+    assert loss.dtype == np.float64 and g_hh.dtype == np.float64
+    np.testing.assert_allclose(float(loss), float(ours.data), rtol=1e-10, atol=0)
+    for got, want in [(g_ih, cell.weight_ih), (g_hh, cell.weight_hh), (g_bih, cell.bias_ih),
+                      (g_bhh, cell.bias_hh), (g_xs, x)]:
+        np.testing.assert_allclose(np.asarray(got), want.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_bench_table_has_a_jax_time_and_ratio(capsys):
+    from minigrad_cli.main import main
+    assert main(["bench", "--cells", "gru", "--sizes", "3,1,2,2", "--dtypes", "float64", "--no-graph",
+                 "--no-networks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "jax 0." in lines[0] or "jax 1." in lines[0]  # the machine line names the version
+    header = next(line for line in lines if line.startswith("cell"))
+    row = next(line for line in lines if line.startswith("gru"))
+
+    def column(label):  # values are right-aligned under their labels
+        end = header.index(label) + len(label)
+        return row[end - 9:end]
+    t_numba, t_jax, r_jax = (float(column(c)) for c in ("numba ms", "jax ms", "jax/numba"))
+    assert t_numba > 0 and t_jax > 0 and r_jax > 0
