@@ -205,7 +205,7 @@ class Tensor:
         order = toposort([self], _parents)
         check_saved(order, create_graph)  # before any gradient is written: a refused backward changes nothing
         with _recording(create_graph):
-            for node, g in sweep(order, {id(self): seed}, _keeps_grad, create_graph, "backward"):
+            for node, g in sweep(order, {id(self): seed}, None, create_graph, "backward"):
                 if node.grad is None:
                     node.grad = g if create_graph else g.copy()  # an array may be shared by several nodes' vjps
                 else:
@@ -328,33 +328,34 @@ def check_saved(order, create_graph=False, who="backward"):
 RECORDING_ADVICE: dict = {}
 
 
-def _keeps_grad(node):
-    """What backward() leaves a gradient on: leaves, and tensors that asked (retain_grad)."""
-    return node._vjp is None or node._retain
-
-
 def _recording(create_graph):
     """Ops record during a recorded backward even inside no_grad: create_graph asks for exactly that."""
     return enable_grad() if create_graph else contextlib.nullcontext()
 
 
-def sweep(order, grads, keep, create_graph=False, who="backward", needed=None):
+def sweep(order, grads, wanted=None, create_graph=False, who="backward", needed=None):
     """Reverse mode over `order` (parents first) from the seed gradients in `grads` ({id(tensor):
-    gradient}).  Returns [(node, its whole gradient)] for the nodes `keep(node)` selects; computes
-    nothing into tensors outside `needed` (ids), when given.  Plain: every vjp on the arrays its
-    forward saw.  create_graph: every rule on tensors, recorded (call inside `_recording`)."""
+    gradient}).  Returns [(node, its whole gradient)] for the nodes whose ids are in `wanted` (None:
+    what backward() keeps, leaves and retain_grad tensors); computes nothing into tensors outside
+    `needed` (ids), when given.  Plain: every vjp on the arrays its forward saw.  create_graph: every
+    rule on tensors, recorded (call inside `_recording`)."""
     kept = []
     for node in reversed(order):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        if keep(node):
+        vjp = node._vjp
+        if (vjp is None or node._retain) if wanted is None else id(node) in wanted:
             kept.append((node, g))
-        if node._vjp is None:
+        if vjp is None:
             continue
-        for parent, pg in zip(node._parents, _recorded_vjp(node, g, who) if create_graph else node._vjp(g)):
+        if create_graph:
+            _recorded_step(node, g, grads, who, needed)
+            continue
+        # plain backward(): the loop as it was before gradients of gradients, so it costs what it did
+        for parent, pg in zip(node._parents, vjp(g)):
             if parent.requires_grad and pg is not None and (needed is None or id(parent) in needed):
-                raw = _recorded_grad(pg, parent, node, who) if create_graph else np.asarray(pg, dtype=parent.dtype)
+                raw = np.asarray(pg, dtype=parent.dtype)
                 pg = unbroadcast(raw, parent.shape)
                 if pg.shape != parent.shape:  # a wrong vjp would otherwise broadcast on silently
                     raise RuntimeError(f"{who}: {node.op} gave a gradient of shape {raw.shape} "
@@ -362,6 +363,19 @@ def sweep(order, grads, keep, create_graph=False, who="backward", needed=None):
                 prev = grads.get(id(parent))
                 grads[id(parent)] = pg if prev is None else prev + pg
     return kept
+
+
+def _recorded_step(node, g, grads, who, needed):
+    """One node of a recorded sweep: its rule run on tensors, each parent's part added into `grads`."""
+    for parent, pg in zip(node._parents, _recorded_vjp(node, g, who)):
+        if parent.requires_grad and pg is not None and (needed is None or id(parent) in needed):
+            raw = _recorded_grad(pg, parent, node, who)
+            pg = unbroadcast(raw, parent.shape)
+            if pg.shape != parent.shape:
+                raise RuntimeError(f"{who}: {node.op} gave a gradient of shape {raw.shape} "
+                                   f"for an argument of shape {parent.shape}")
+            prev = grads.get(id(parent))
+            grads[id(parent)] = pg if prev is None else prev + pg
 
 
 def _recorded_vjp(node, g, who):
@@ -444,7 +458,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
     order = [t for t in order if id(t) in needed]
     check_saved(order, create_graph, "grad")
     with _recording(create_graph):
-        got = {id(node): g for node, g in sweep(order, seeds, lambda n: id(n) in wanted, create_graph, "grad",
+        got = {id(node): g for node, g in sweep(order, seeds, wanted, create_graph, "grad",
                                                 needed)}
     grads = tuple(_as_tensor(got.get(id(t)), t) for t in inputs)
     return grads[0] if one else grads
