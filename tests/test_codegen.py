@@ -94,7 +94,7 @@ class OddOpsCell(Cell):
 
 
 class MaxCell(Cell):
-    """Subtracts the max over the hidden axis: not fusable."""
+    """Subtracts the max over the hidden axis: a reduction between two fused loops."""
 
     def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
         super().__init__(input_size, hidden_size, dtype)
@@ -106,15 +106,32 @@ class MaxCell(Cell):
 
 
 class LogSoftmaxCell(MaxCell):
-    """log-softmax over the hidden axis, spelled out: needs a sum over that axis."""
+    """tanh(a) minus a's log-sum-exp over the hidden axis, spelled out: a sum between fused loops.
+    (Not a's own log-softmax: at width 1 that is 0 for every input, its gradient 0 up to rounding.)"""
 
     def step(self, x, h):
         a = x @ self.W + h @ self.U
-        return a - a.exp().sum(axis=-1, keepdims=True).log()
+        return a.tanh() - a.exp().sum(axis=-1, keepdims=True).log()
+
+
+class BatchMaxCell(MaxCell):
+    """The max over the batch axis: no kernel reduces across batch rows."""
+
+    def step(self, x, h):
+        a = x @ self.W + h @ self.U
+        return (a - a.max(axis=0, keepdims=True)).tanh()
+
+
+class FlatSumCell(MaxCell):
+    """A sum over the hidden axis without keepdims, (B,): the kernels broadcast only (B, 1) values."""
+
+    def step(self, x, h):
+        a = x @ self.W + h @ self.U
+        return (a - a.sum(axis=-1)).tanh()
 
 
 BUILTIN = [rnn.ElmanCell, rnn.LSTMCell, rnn.GRUCell]
-CUSTOM = [LeakyCell, MinimalGatedCell, TextbookGRU, DeepTransitionCell, OddOpsCell]
+CUSTOM = [LeakyCell, MinimalGatedCell, TextbookGRU, DeepTransitionCell, MaxCell, LogSoftmaxCell, OddOpsCell]
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
@@ -210,7 +227,7 @@ def test_batch_first_and_no_grad():
     assert not c.outputs.requires_grad
 
 
-@pytest.mark.parametrize("cls, op", [(MaxCell, "max"), (LogSoftmaxCell, "sum")])
+@pytest.mark.parametrize("cls, op", [(BatchMaxCell, "max"), (FlatSumCell, "sum")])
 def test_unsupported_op_is_named_and_auto_falls_back(cls, op):
     cell = cls(3, 4)
     with pytest.raises(UnsupportedCellError, match=rf"op '{op}' at node n\d+"):

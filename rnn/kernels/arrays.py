@@ -14,6 +14,8 @@ written with 'T', 'T+1', 'B', '2' (double-buffered by step parity) and integer w
     engine           P_      a parameter, constant or parameter-only value          its own      the call
     stored           V_ Y_   a value a later phase or a product reads (V_); an      (T, B, w)    forward
                              output the backward reads (Y_: sigmoid, tanh, exp)
+    row              R_      a row value: a reduction over the features, or an      (T, B)       forward
+                             op on such values (sum, max; log of a sum)
     grad_out         G       dL/d(new states), all states side by side              (T, B, Σw)   the vjp
     grad_x           dxs     dL/dx(t)                                               (T, B, I)    backward
     grad_hoist       dXA_    dL/d(hoisted product), per step: its GEMMs after it    (T, B, w)    backward
@@ -24,6 +26,7 @@ written with 'T', 'T+1', 'B', '2' (double-buffered by step parity) and integer w
     grad_state_mm    MS_     dL/d(state input) from a product's left operand        (2, B, w)    backward
     grad_cross       EV_     dL/d(a value a later phase read), within a step        (B, w)       backward
     grad_left        MV_     dL/d(a product's computed left operand), within a step (B, w)       backward
+    grad_row         dR_     dL/d(a row value), per step, accumulated by its readers (T, B)      backward
 """
 from __future__ import annotations
 
@@ -43,12 +46,12 @@ class Kind:
     @property
     def filled_by_call(self):
         """Whether the call fills it from engine values before the forward kernel runs."""
-        return not self.grad and self.name not in ("rec", "stored")
+        return not self.grad and self.name not in ("rec", "stored", "row")
 
     @property
     def forward_own(self):
         """Whether the call allocates it, empty, for the forward kernel to write."""
-        return self.name in ("state", "rec", "stored")
+        return self.name in ("state", "rec", "stored", "row")
 
 
 KINDS = {k.name: k for k in (
@@ -57,7 +60,7 @@ KINDS = {k.name: k for k in (
     Kind("grad_out", "G"), Kind("grad_x", "dxs"), Kind("grad_hoist", "dXA_"), Kind("grad_rec", "dA_"),
     Kind("grad_engine", "dP_", zeroed=True), Kind("grad_states", "DS_"),
     Kind("grad_state_ew", "ES_", zeroed=True), Kind("grad_state_mm", "MS_", zeroed=True),
-    Kind("grad_cross", "EV_"), Kind("grad_left", "MV_"),
+    Kind("grad_cross", "EV_"), Kind("grad_left", "MV_"), Kind("row", "R_"), Kind("grad_row", "dR_", zeroed=True),
 )}
 STORED_OUTPUT = "Y_"   # a stored value only the backward reads (the kind is "stored" either way)
 

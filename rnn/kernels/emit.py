@@ -35,7 +35,7 @@ from minigrad.walk import toposort
 
 from . import arrays
 from .describe import Names
-from .ir import ALIASES as ALIAS, access, engine_value, last_axis_slice, uses
+from .ir import ALIASES as ALIAS, access, engine_value, last_axis_slice, row_value, uses
 
 FAST_FLOAT32 = os.environ.get("MINIGRAD_EXACT_FLOAT32") != "1"  # see helpers.tanh_f32
 FAST_FLOAT64 = os.environ.get("MINIGRAD_LIBM_FLOAT64") != "1"   # see helpers.tanh_f64
@@ -110,7 +110,7 @@ class _Gen:
         self.consts = {}  # numbers the scalar forms name (x ** 3): value -> index in K, after zero and one
         self.access = {}
         for ph in plan.phases:
-            for nid in ph.nodes:
+            for nid in ph.nodes + ph.rows:
                 for a in self.nodes[nid].args:
                     if engine_value(self.nodes[a]):
                         self.access[a] = access(self.nodes[a], self.nodes[nid], self.nodes[nid].shape[0])
@@ -127,6 +127,18 @@ class _Gen:
                 if not engine_value(self.nodes[a]):
                     self.writers.setdefault(a, []).append(ph.index)
         self.lay.first_writer = {a: max(ps) for a, ps in self.writers.items()}
+        # row values a gradient reaches: not those only a stop_gradient reads (softmax's max shift)
+        users = {}
+        for nid, n in plan.nodes.items():
+            for a in n.args:
+                users.setdefault(a, []).append(nid)
+        self.row_grads = set()
+        for ph in reversed(plan.phases):
+            for r in reversed(ph.rows):
+                if self.nodes[r].grad and any(
+                        self.nodes[u].op not in ("stop_gradient", "equal", "less")
+                        and (not row_value(self.nodes[u]) or u in self.row_grads) for u in users.get(r, ())):
+                    self.row_grads.add(r)
 
     # --- arrays, and references to their elements ----------------------------------------
     def array(self, kind, what, key, shape, note, backward_only=False):
@@ -146,19 +158,33 @@ class _Gen:
 
     def value_ref(self, a, col):
         """Where a phase reads input `a` (anything not computed in the phase) at column `col`."""
+        n = self.nodes[a]
+        if row_value(n):
+            return at(self.row_array(a), "t", "b")
+        if engine_value(n):
+            return self.engine_ref(self.array("engine", ident(a), a, n.shape, self.names.arg(a)), a, col)
+        array, row = self.step_array(a)
+        return at(array, row, "b", col)
+
+    def step_array(self, a):
+        """(the array holding step value `a` — x(t), a state, a product, a stored value — at every
+        step, its row for step t)."""
         n, say = self.nodes[a], self.names.arg(a)
         if n.kind == "x":
-            return at(self.array("x", "", a, ("T", "B", n.width), "x(t)"), "t", "b", col)
+            return self.array("x", "", a, ("T", "B", n.width), "x(t)"), "t"
         if n.kind == "state":
-            return at(self.state_array(self.state_of_in[a][1]), "t", "b", col)
+            return self.state_array(self.state_of_in[a][1]), "t"
         if n.kind == "hoist":
-            return at(self.array("hoist", ident(a), a, ("T", "B", n.width), f"{say}, every step, before the loop"),
-                      "t", "b", col)
+            return self.array("hoist", ident(a), a, ("T", "B", n.width), f"{say}, every step, before the loop"), "t"
         if n.kind == "rec":
-            return at(self.array("rec", ident(a), a, ("T", "B", n.width), f"{say}, per step"), "t", "b", col)
-        if n.kind == "ew":
-            return self.stored_ref(a, col)
-        return self.engine_ref(self.array("engine", ident(a), a, n.shape, say), a, col)
+            return self.array("rec", ident(a), a, ("T", "B", n.width), f"{say}, per step"), "t"
+        return self.stored_array(a)
+
+    def row_array(self, a):
+        return self.array("row", ident(a), a, ("T", "B"), f"{self.names.say(a)}, per step and batch row")
+
+    def row_grad(self, a):
+        return self.array("grad_row", ident(a), a, ("T", "B"), f"dL/d({self.names.say(a)}), per step", True)
 
     def state_array(self, name):
         sout = next(s for nm, _, s in self.plan.states if nm == name)
@@ -258,7 +284,8 @@ class _Gen:
                 if c <= k < c + nb:
                     return [(a, k - c)]
                 c += nb
-        return [(a, 0 if engine_value(self.nodes[a]) and self.access[a] == "scalar" else k) for a in n.args]
+        return [(a, 0 if row_value(self.nodes[a]) or (engine_value(self.nodes[a]) and self.access[a] == "scalar")
+                 else k) for a in n.args]
 
     def resolve(self, nid, k):
         """Follow re-indexing ops inside the phase down to the value that holds block k."""
@@ -408,6 +435,11 @@ class _Gen:
             node = self.nodes[a]
             if not node.grad:
                 continue
+            if row_value(node):  # every column of every block adds to its one number per row
+                terms = contrib.pop((a, 0), [])
+                if terms:
+                    body.append(f"{at(self.row_grad(a), 't', 'b')} += {' + '.join(terms)}")
+                continue
             engine = engine_value(node)
             if not engine:
                 assign = self.lay.first_writer[a] == ph.index
@@ -471,6 +503,73 @@ class _Gen:
         vals = [self.var(*self.resolve(*a)) for a in args]
         return list(PRIMITIVES[n.op].partial_forms(g, self.var(n.id, k), vals, n.attrs, self.const))
 
+    # --- row values: reductions over the features, and ops on them ----------------------
+    def rows_forward(self, ph):
+        """Per batch row, in order: each reduction over its operand's columns, each op on row values;
+        each written to its (T, B) array for the fused loops to read broadcast."""
+        if not ph.rows:
+            return []
+        self.inside, self.backward, self.cols, self.defined = set(), False, set(), set()
+        body = []
+        for r in ph.rows:
+            n = self.nodes[r]
+            body.append(f"# {self.names.line(r)}  [{r}]")
+            if n.kind == "red":
+                array, row = self.step_array(n.args[0])
+                v = at(array, row, "b", "j")
+                if n.op == "sum":
+                    body += ["acc = zero", Loop(f"for j in range({array}.shape[2])", [f"acc += {v}"])]
+                else:  # a NaN anywhere makes the max NaN, as np.max does
+                    body += [f"acc = {at(array, row, 'b', '0')}",
+                             Loop(f"for j in range(1, {array}.shape[2])", [f"x = {v}", "if x > acc or x != x:",
+                                                                            "    acc = x"])]
+                body.append(f"{self.var(r, 0)} = acc")
+            else:
+                vals = [self.load(body, a, 0) for a in n.args]
+                body.append(f"{self.var(r, 0)} = {self.expr(n, 0, vals)}")
+            self.defined.add((r, 0))
+            body.append(f"{at(self.row_array(r), 't', 'b')} = {self.var(r, 0)}")
+        return [f"# row values of phase {ph.index}: one number per batch row", Loop("for b in range(B)", body)]
+
+    def rows_backward(self, ph):
+        """Per batch row, the row values in reverse: each gathers dL/d(itself) from the fused loops and
+        later row ops (its dR_ array), gives its arguments their terms; a sum's operand gets it in every
+        column, a max's in the columns that hold the max (ties share it, as the engine's max does)."""
+        rows = [r for r in ph.rows if r in self.row_grads]
+        if not rows:
+            return []
+        self.inside, self.backward, self.cols, self.defined = set(), True, set(), set()
+        body = []
+        for r in reversed(rows):
+            n, g = self.nodes[r], f"g_{self.var(r, 0)}"
+            body += [f"# d {self.names.line(r)}", f"{g} = {at(self.row_grad(r), 't', 'b')}"]
+            if n.kind == "red":
+                a = n.args[0]
+                array, row = self.step_array(a)
+                v, width = at(array, row, "b", "j"), f"{array}.shape[2]"
+                target = self.grad_ref(a, "j")
+                first = self.lay.first_writer.get(a) == ph.index and not ph.nodes  # no fused loop zeroed it
+                op = "=" if first else "+="
+                if n.op == "sum":
+                    body.append(Loop(f"for j in range({width})", [f"{target} {op} {g}"]))
+                else:
+                    m = at(self.row_array(r), "t", "b")
+                    body += ["cnt = zero", Loop(f"for j in range({width})", [f"if {v} == {m}:", "    cnt += one"])]
+                    if first:
+                        body.append(Loop(f"for j in range({width})", [f"{target} = zero"]))
+                    body.append(Loop(f"for j in range({width})", [f"if {v} == {m}:", f"    {target} += {g} / cnt"]))
+                continue
+            vals = [self.load(body, a, 0) for a in n.args]
+            out = self.load(body, r, 0)
+            for a, term in zip(n.args, PRIMITIVES[n.op].partial_forms(g, out, vals, n.attrs, self.const)):
+                if term is None or not self.nodes[a].grad:
+                    continue
+                if row_value(self.nodes[a]):
+                    body.append(f"{at(self.row_grad(a), 't', 'b')} += {term}")
+                else:
+                    body.append(f"{self.grad_ref(a, '0')} += {term}")
+        return [f"# row values of phase {ph.index}, in reverse", Loop("for b in range(B)", body)]
+
     # --- whole kernels ----------------------------------------------------------------
     def weight(self, r):
         n = self.nodes[r]
@@ -514,11 +613,13 @@ class _Gen:
         fwd, bwd = [], []
         for ph in self.plan.phases:
             fwd += self.products_forward(ph)
+            fwd += self.rows_forward(ph)
             if ph.nodes:
                 fwd += self.phase_forward(ph)
         for ph in reversed(self.plan.phases):
             if ph.nodes:
                 bwd += self.phase_backward(ph)
+            bwd += self.rows_backward(ph)
             bwd += self.products_backward(ph)
         self.array("grad_out", "", None, ("T", "B", None), "dL/d(new states), all states side by side", True)
         self.lay.consts = [0.0, 1.0] + list(self.consts)

@@ -65,7 +65,7 @@ class IRNode:
     label: str = ""
     dtype: str = ""
     value: object = None
-    kind: str = ""     # x, state, param, const, context; pre, hoist, rec, ew
+    kind: str = ""     # x, state, param, const, context; pre, hoist, rec, ew, red, row
     grad: bool = True  # whether a gradient can reach a leaf below it
 
     @property
@@ -98,6 +98,7 @@ class Phase:
     index: int
     nodes: list                      # ew node ids in this phase, topological order
     matmuls: list                    # rec matmul ids that run just before this phase
+    rows: list = field(default_factory=list)     # red and row ids computed after them, per batch row
     width: int = 1                   # W: the loop runs over (batch, W); every width is a multiple
     demand: dict = field(default_factory=dict)   # node id -> sorted blocks k (columns k*W + j)
     reads: dict = field(default_factory=dict)    # input id -> sorted blocks read
@@ -140,6 +141,23 @@ def last_axis_slice(node, shape):
 def new_node(nodes, nid, op, args, shape, attrs=None, kind=""):
     nodes[nid] = IRNode(nid, op, list(args), tuple(shape), attrs or {}, "op", op, kind=kind)
     return nodes[nid]
+
+
+def row_value(node):
+    """A value with one number per batch row: a reduction over the features (red), or an op on such
+    values (row).  It is computed between the fused loops, per batch row, and read by them as a
+    broadcast over the columns."""
+    return node.kind in ("red", "row")
+
+
+def reduces_rows(node, nodes):
+    """Whether `node` is a sum or max over the last axis of a (batch, width) step value, keeping it."""
+    if node.op not in ("sum", "max") or len(node.args) != 1:
+        return False
+    arg = nodes[node.args[0]]
+    axis = node.attrs.get("axis")
+    return (len(arg.shape) == 2 and axis in (-1, 1, (-1,), (1,)) and node.attrs.get("keepdims", False)
+            and arg.kind in ("x", "state", "hoist", "rec", "ew"))
 
 
 def engine_value(node):

@@ -8,7 +8,11 @@ The traced step is split by what each node depends on:
             rows before the loop (engine ops), their gradients one GEMM each after it;
     rec     matmuls whose left operand depends on the carried state: one product per step;
     ew      element-wise ops, slices and last-axis concatenations: fused into one
-            scalar loop over (batch, width) per phase.
+            scalar loop over (batch, width) per phase;
+    red     a sum or max over the features of a step value, keepdims (softmax's, a layer norm's):
+            like a recurrent product it needs its operand in full, so it starts a phase;
+    row     an element-wise op on such (batch, 1) values (log of a sum): computed with them, per
+            batch row, before the phase's fused loop, which reads them broadcast over its columns.
 
 A matmul whose left operand is itself computed in the step needs that operand in
 full first, so the step becomes phases: phase d runs after the products of depth d
@@ -37,8 +41,8 @@ from math import gcd
 from minigrad.op import PRIMITIVES
 from minigrad.walk import toposort
 
-from .ir import (IRNode, Phase, Plan, UnsupportedCellError, access, build_ir, engine_value, fused,
-                 last_axis_slice, new_node, topo, unsupported, uses)
+from .ir import (ALIASES, IRNode, Phase, Plan, UnsupportedCellError, access, build_ir, engine_value, fused,
+                 last_axis_slice, new_node, reduces_rows, row_value, topo, unsupported, uses)
 
 
 def make_plan(rolled):
@@ -69,11 +73,12 @@ def make_plan(rolled):
     order = [nid for nid in nodes if nid in live]
     pre, hoist, xpre, rec = schedule(nodes, order)
     ew = [nid for nid in order if nodes[nid].kind == "ew"]
+    rows = [nid for nid in order if row_value(nodes[nid])]
     loop_of = place(nodes, ew, depth, users, live, {s[2] for s in states})
     plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=rolled.cell,
                 dtype=rolled.nodes[x_id].dtype)
     storage(plan, ew, users)
-    plan.phases = phases(plan, ew, batch)
+    plan.phases = phases(plan, ew, batch, rows)
     return plan
 
 
@@ -105,13 +110,26 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=()):
             if len(left.shape) != 2:
                 unsupported(n, "the left operand of a product must be (batch, features)")
             n.kind = "hoist" if "state" not in deps[n.args[0]] else "rec"
+        elif reduces_rows(n, nodes):
+            n.kind = "red"
+        elif fused(n.op) and n.op not in ALIASES and any(row_value(nodes[a]) for a in n.args) and \
+                all(row_value(nodes[a]) or (engine_value(nodes[a]) and _size(nodes[a]) == 1) for a in n.args):
+            n.kind = "row"
         elif fused(n.op):
             n.kind = "ew"
         else:
             ops = ", ".join(sorted(name for name, p in PRIMITIVES.items() if p.elementwise))
             unsupported(n, f"supported in a step are matmul by a parameter, the element-wise primitives "
-                           f"({ops}), last-axis slices and concatenation")
+                           f"({ops}), sum and max over the last axis (keepdims), last-axis slices and "
+                           "concatenation")
     return deps
+
+
+def _size(node):
+    size = 1
+    for s in node.shape:
+        size *= s
+    return size
 
 
 def split_concat(nodes):
@@ -185,8 +203,10 @@ def depths(nodes, batch):
         if n.kind == "ew":
             depth[nid] = max((depth.get(a, 0) for a in n.args), default=0)
             _check_ew(nodes, n, batch)
-        elif n.kind == "rec":
+        elif n.kind in ("rec", "red"):
             depth[nid] = depth.get(n.args[0], 0) + 1
+        elif n.kind == "row":
+            depth[nid] = max(depth.get(a, 0) for a in n.args)
         else:
             depth[nid] = 0
     return depth, users
@@ -197,7 +217,8 @@ def liveness(nodes, states):
     hoisted product only its weight: its x side runs before the loop)."""
     def needs(nid):
         n = nodes[nid]
-        return n.args if n.kind in ("ew", "rec", "pre") else [n.args[1]] if n.kind == "hoist" else []
+        return (n.args if n.kind in ("ew", "rec", "pre", "red", "row") else [n.args[1]] if n.kind == "hoist"
+                else [])
     return set(toposort([s[2] for s in states], needs))
 
 
@@ -221,7 +242,7 @@ def place(nodes, ew, depth, users, live, outs):
     loop_of = {}
     for nid in reversed(ew):
         limits = [loop_of[u] if nodes[u].kind == "ew" else depth[u] - 1
-                  for u in users[nid] if u in live and nodes[u].kind in ("ew", "rec")]
+                  for u in users[nid] if u in live and nodes[u].kind in ("ew", "rec", "red")]
         if nid in outs or not limits:
             limits.append(last)
         loop_of[nid] = min(limits)
@@ -236,7 +257,7 @@ def storage(plan, ew, users):
     for r in plan.rec:
         plan.rec_left[nodes[r].args[0]] = r
     for nid in ew:
-        later = any(u in loop_of and loop_of[u] > loop_of[nid] for u in users[nid])
+        later = any((u in loop_of and loop_of[u] > loop_of[nid]) or nodes[u].kind == "red" for u in users[nid])
         if later:
             plan.cross.add(nid)
         if nid in names:
@@ -247,11 +268,13 @@ def storage(plan, ew, users):
             plan.stored[nid] = "output"
 
 
-def phases(plan, ew, batch):
-    """The phases in order, each with its products, its nodes, its loop width and demanded blocks."""
+def phases(plan, ew, batch, rows=()):
+    """The phases in order, each with its products, its row values, its nodes, its loop width and
+    demanded blocks."""
     out = []
-    for d in range(max((plan.depth[nid] for nid in ew), default=0) + 1):
-        phase = Phase(d, [nid for nid in ew if plan.loop_of[nid] == d], [r for r in plan.rec if plan.depth[r] == d])
+    for d in range(max((plan.depth[nid] for nid in [*ew, *rows]), default=0) + 1):
+        phase = Phase(d, [nid for nid in ew if plan.loop_of[nid] == d], [r for r in plan.rec if plan.depth[r] == d],
+                      [r for r in rows if plan.depth[r] == d])
         _demand(plan, phase, batch)
         out.append(phase)
     return out
@@ -273,6 +296,9 @@ def _check_ew(nodes, n, batch):
             if n.op in ("getitem", "concatenate", "copy"):
                 unsupported(n, "slicing a parameter inside the step")
             access(arg, n, batch)
+        elif row_value(arg):
+            if n.op in ("getitem", "concatenate", "copy") or arg.shape != (n.shape[0], 1):
+                unsupported(n, f"a (batch, 1) value of shape {arg.shape} is read only broadcast by element-wise ops")
         elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape:
             unsupported(n, f"broadcasting between step values of shapes {arg.shape} and {n.shape}")
 
@@ -299,11 +325,18 @@ def _demand(plan, phase, batch):
         n = nodes[nid]
         W = gcd(W, n.width, *_cuts(nodes, n))
         for a in n.args:
-            if a not in inside and not engine_value(nodes[a]):
+            if a not in inside and not engine_value(nodes[a]) and not row_value(nodes[a]):
                 W = gcd(W, nodes[a].width)
+    for r in phase.rows:  # a reduction's operand: its gradient is written here, after the fused loop
+        if nodes[r].kind == "red":
+            W = gcd(W, nodes[nodes[r].args[0]].width)
     phase.width = W = W or 1
     demand = {nid: set() for nid in phase.nodes}
     reads = {}
+    for r in phase.rows:
+        if nodes[r].kind == "red":
+            v = nodes[r].args[0]
+            reads.setdefault(v, set()).update(range(nodes[v].width // W))
     for nid in phase.nodes:
         if plan.stored.get(nid) in ("state", "value"):
             demand[nid] = set(range(nodes[nid].width // W))
@@ -321,7 +354,7 @@ def _demand(plan, phase, batch):
         else:
             targets = [(a, set(blocks)) for a in n.args]
         for a, ks in targets:
-            if engine_value(nodes[a]) and access(nodes[a], n, batch) == "scalar":
+            if row_value(nodes[a]) or (engine_value(nodes[a]) and access(nodes[a], n, batch) == "scalar"):
                 ks = {0} if ks else set()
             (demand if a in inside else reads).setdefault(a, set()).update(ks)
     phase.demand = {k: sorted(v) for k, v in demand.items()}
