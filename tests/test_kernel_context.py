@@ -96,3 +96,31 @@ def test_a_row_value_of_parameters_alone_gets_its_whole_gradient(B):
         grads.append([p.grad.copy() for p in cell.parameters()])
     for want, got in zip(*grads):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_product_by_a_constant_runs_in_the_kernels_with_the_constant_passed_per_call():
+    class Fixed(rnn.Cell):
+        """h(t) = tanh(h(t−1) M + x(t) N + b), M and N constants of the step (an echo state net's way)."""
+
+        def __init__(self, M, N):
+            super().__init__(N.shape[0], M.shape[0])
+            self.M, self.N = M, N
+            self.b = Parameter(np.full(M.shape[0], 0.1))
+
+        def step(self, x, h):
+            return (h @ mg.Tensor(self.M) + x @ mg.Tensor(self.N) + self.b).tanh()
+
+    rng = np.random.default_rng(4)
+    cells = [Fixed(rng.normal(0, 0.4, (4, 4)), rng.normal(0, 0.4, (3, 4))) for _ in range(2)]
+    assert rnn.kernel_source(cells[0]) == rnn.kernel_source(cells[1])   # the numbers are inputs, not source
+    xs = rng.standard_normal((5, 2, 3))
+    for cell in cells:
+        got = []
+        for backend in ("graph", "numba"):
+            cell.zero_grad()
+            xt = mg.Tensor(xs, requires_grad=True)
+            r = rnn.run(cell, xt, backend=backend)
+            (r.outputs * r.outputs).sum().backward()
+            got.append([r.outputs.data, cell.b.grad.copy(), xt.grad])
+        for want, have in zip(*got):
+            np.testing.assert_allclose(have, want, rtol=1e-10, atol=1e-12)

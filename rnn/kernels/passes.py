@@ -105,8 +105,8 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=()):
             n.kind = "pre"
         elif n.op == "matmul":
             left, right = (nodes[a] for a in n.args)
-            if right.kind not in ("pre", "param") or len(right.shape) != 2:
-                unsupported(n, "the right operand of a product must be a 2-d parameter (or W.T, a slice of W)")
+            if right.kind not in ("pre", "param", "const") or len(right.shape) != 2:
+                unsupported(n, "the right operand of a product must be a 2-d parameter or constant (or W.T, a slice of W)")
             if len(left.shape) != 2:
                 unsupported(n, "the left operand of a product must be (batch, features)")
             n.kind = "hoist" if "state" not in deps[n.args[0]] else "rec"
