@@ -45,6 +45,8 @@ o(t) = c + V h(t) and L(t) = −log softmax(o(t))[y(t)] (Fig. 10.3, eqs. 10.18�
 """
 from __future__ import annotations
 
+import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +63,10 @@ from .unfold import unfold
 BACKENDS = ("auto", "graph", "numba")
 REDUCTIONS = ("sum", "mean")
 # The fused kernel's vjp runs on arrays: a backward through it cannot be recorded (create_graph=True).
-RECORDING_ADVICE["rnn_kernel"] = 'run the net with rnn.run(..., backend="graph"), whose ops all record their backward'
+RECORDING_ADVICE["rnn_kernel"] = ('run the net with rnn.run(..., create_graph=True) (or backend="graph"), whose ops '
+                                  'all record their backward')
+CREATE_GRAPH_FALLBACK = ("create_graph=True: the fused kernel computes its backward on arrays, which cannot be "
+                         "recorded and differentiated again; the explicit graph's ops can")
 
 
 @dataclass
@@ -262,18 +267,26 @@ def steps_of(loss_steps, T, name="run"):
 
 
 def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum", context=None, steps=None,
-        batch=None, feed=None, y0=None, seed=0, batch_first=False, backend="auto"):
+        batch=None, feed=None, y0=None, seed=0, batch_first=False, backend="auto", create_graph=False):
     """Run `cell` over `xs` (or, with xs None, for `steps` steps of `batch` sequences); see the module
     docstring.  context: what a step that names `context` reads at every step; feed, y0, seed: how a
-    step that names `y_prev` is fed (rnn.rolled.Feedback)."""
+    step that names `y_prev` is fed (rnn.rolled.Feedback).  create_graph=True: the run's backward will
+    be recorded (backward(create_graph=True), mg.grad, rnn.flow_regularizer), which the fused kernel's
+    cannot be, so "auto" runs the graph (result.fallback says why) and "numba" is refused."""
     if backend not in BACKENDS:
         raise ValueError(f"run: backend must be one of {BACKENDS}, got {backend!r}")
+    if create_graph and backend == "numba":
+        raise ValueError(f"run({type(cell).__name__}): create_graph=True with backend=\"numba\": the fused "
+                         "kernel computes its backward on arrays, so it cannot be recorded and differentiated "
+                         "again; use backend=\"graph\" (or \"auto\", which falls back to it)")
     xs, state0 = check_inputs(cell, xs, state0, batch_first, steps, batch)
     T, B = xs.shape[:2] if xs is not None else (int(steps), int(batch))
     sup = check_targets(cell, targets, loss_steps, reduction, T, B, batch_first)
     given = check_given(cell, T, B, context, feed, y0, seed)
     result = reason = None
-    if backend != "graph":
+    if create_graph and backend == "auto":
+        reason = CREATE_GRAPH_FALLBACK
+    elif backend != "graph":
         from .kernels.ir import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
             from .kernels.binding import run_numba
@@ -285,9 +298,25 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     if result is None:
         result = run_graph(cell, xs, state0, sup, given)
         result.fallback = reason
+        if reason and reason != CREATE_GRAPH_FALLBACK:
+            _warn_fallback(cell, reason)
     if batch_first:
         result.outputs = result.outputs.transpose(1, 0, *range(2, result.outputs.ndim))
     return result
+
+
+_WARNED = weakref.WeakSet()  # cells already told that "auto" runs them on the graph
+
+
+def _warn_fallback(cell, reason):
+    """Once per cell: the explicit graph is 20-1000x slower than the kernels, which a user should know
+    without reading result.fallback."""
+    if cell in _WARNED:
+        return
+    _WARNED.add(cell)
+    warnings.warn(f"rnn.run({type(cell).__name__}): backend=\"auto\" runs this cell on the explicit graph, "
+                  f"not the fused kernels — {reason} (said once per cell; result.fallback keeps the reason)",
+                  UserWarning, stacklevel=3)
 
 
 def feeds_for(graph, cell, xs, state0, sup=None, given=None):
