@@ -101,8 +101,8 @@ class TaskModel(Module):
         self.cell = CELLS[cell](n_in, hidden, rng=rng)
         self.head = Linear(hidden, n_out, rng=rng)
 
-    def loss(self, xs, targets, backend="auto"):
-        result = rnn.run(self.cell, mg.Tensor(xs), backend=backend)
+    def loss(self, xs, targets, backend="auto", create_graph=False):
+        result = rnn.run(self.cell, mg.Tensor(xs), backend=backend, create_graph=create_graph)
         if self.task == "adding":
             return mg.mse_loss(self.head(result.outputs[-1]), targets), result
         T, B, H = result.outputs.shape
@@ -113,17 +113,23 @@ GENERATORS = {"adding": adding, "copy": copy_memory}
 
 
 def fit(task, cell, T, hidden=64, steps=1000, batch=32, optimizer=None, clip=("norm", 1.0), backend="auto",
-        seed=0, on_step=None):
-    """Train on fresh batches; returns the model and its held-out loss on 512 unseen sequences."""
+        seed=0, on_step=None, flow=0.0):
+    """Train on fresh batches; returns the model and its held-out loss on 512 unseen sequences.
+
+    flow: λ, to train on L + λΩ, Ω Pascanu et al.'s information-flow regulariser (rnn.flow_regularizer).
+    Ω differentiates a recorded backward, so those training runs are made with create_graph=True: on the
+    unfolded graph, the fused kernel's backward being first-order only."""
+    if flow and backend == "numba":
+        raise ValueError("fit: flow= (the regulariser Ω) needs the unfolded graph; use backend='graph' or 'auto'")
     rng = np.random.default_rng(seed)
     model = TaskModel(task, cell, hidden, seed=seed)
     opt = optimizer(model.parameters()) if optimizer else mg.optim.Adam(model.parameters(), lr=1e-2)
     make = GENERATORS[task]
     for _ in range(steps):
         xs, ys = make(T, batch, rng)
-        loss, result = model.loss(xs, ys, backend)
+        loss, result = model.loss(xs, ys, backend, create_graph=bool(flow))
         model.zero_grad()
-        loss.backward()
+        (loss + flow * rnn.flow_regularizer(result, loss) if flow else loss).backward()
         if clip_and_check(model.parameters(), clip):
             opt.step()
         else:
