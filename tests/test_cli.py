@@ -155,7 +155,7 @@ def test_kernel_prints_the_generated_source_of_a_builtin_and_a_custom_cell(tmp_p
     out = capsys.readouterr().out
     assert out == kernel_source(charlm.CELLS["gru"](32, 5), batch=8, dtype="float32")
     assert "sigmoid_f32 as _sigmoid" in out and "h(t-1) @ weight_hh.T" in out
-    (tmp_path / "my_cells.py").write_text(
+    (tmp_path / "kernel_cells.py").write_text(
         "import rnn\nimport minigrad as mg\nfrom minigrad.nn import Parameter\nimport numpy as np\n"
         "class Scaled(rnn.Cell):\n"
         "    def __init__(self, i, h):\n"
@@ -165,13 +165,13 @@ def test_kernel_prints_the_generated_source_of_a_builtin_and_a_custom_cell(tmp_p
         "        return (x @ self.w.T).tanh() * h\n"
         "class Peak(Scaled):\n"
         "    def step(self, x, h):\n"
-        "        return h - h.max(axis=-1, keepdims=True) + x @ self.w.T\n")
+        "        return h - h.max(axis=0, keepdims=True) + x @ self.w.T\n")
     monkeypatch.chdir(tmp_path)
-    assert main(["kernel", "--cell", "my_cells:Scaled"]) == 0
+    assert main(["kernel", "--cell", "kernel_cells:Scaled"]) == 0
     assert "x(t) @ w.T" in capsys.readouterr().out
-    assert main(["kernel", "--cell", "my_cells:Peak"]) == 2
+    assert main(["kernel", "--cell", "kernel_cells:Peak"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "my_cells:Peak" in err and "op 'max'" in err
+    assert err.count("\n") == 1 and "kernel_cells:Peak" in err and "op 'max'" in err
 
 
 def test_adding_task_runs_and_reports_baseline(capsys):

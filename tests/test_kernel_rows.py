@@ -45,7 +45,9 @@ class Normed(rnn.Cell):
 
     def step(self, x, h):
         a = mg.concatenate([x, h], axis=-1) @ self.W.T
-        return MIXES[self.mix](self, a, x, h).tanh() + h * 0.5
+        # scaled into tanh's unsaturated range: where tanh saturates, 1 − tanh² keeps only the digits in
+        # which the kernels' float32 tanh (within 4.3 ulps, call-free) and NumPy's (within 1) differ
+        return (MIXES[self.mix](self, a, x, h) * 0.4).tanh() + h * 0.5
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
