@@ -124,3 +124,33 @@ def test_a_product_by_a_constant_runs_in_the_kernels_with_the_constant_passed_pe
             got.append([r.outputs.data, cell.b.grad.copy(), xt.grad])
         for want, have in zip(*got):
             np.testing.assert_allclose(have, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_an_output_that_reads_the_context_too(per_step):
+    """o(t) = V h(t) + Σ c: run over all steps at once; with argmax_onehot (no rule over time), step by step."""
+    class Read(rnn.Cell):
+        def __init__(self):
+            super().__init__(3, 4)
+            rng = np.random.default_rng(0)
+            self.W, self.V = Parameter(rng.normal(0, 0.4, (4, 7))), Parameter(rng.normal(0, 0.4, (5, 4)))
+
+        def step(self, x, h, context):
+            return (mg.concatenate([x, h], axis=-1) @ self.W.T).tanh() * context
+
+        def output(self, h, context):
+            if per_step:
+                return (h @ self.V.T) * mg.argmax_onehot(context @ self.V.T) + 1.0
+            return h @ self.V.T + context.sum(axis=-1, keepdims=True)
+
+    rng = np.random.default_rng(1)
+    cell, xs, c = Read(), rng.standard_normal((4, 2, 3)), rng.standard_normal((2, 4))
+    got = []
+    for backend in ("graph", "numba"):
+        cell.zero_grad()
+        ct = mg.Tensor(c, requires_grad=True)
+        r = rnn.run(cell, xs, context=ct, backend=backend)
+        (r.outputs * r.outputs).sum().backward()
+        got.append([r.outputs.data, ct.grad, cell.W.grad.copy(), cell.V.grad.copy()])
+    for want, have in zip(*got):
+        np.testing.assert_allclose(have, want, rtol=1e-10, atol=1e-12)

@@ -201,8 +201,8 @@ def run_numba(cell, xs, state0, sup=None, given=None):
         return run_layers(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
     prep = prepare(cell, xs.shape[1], sup and sup.spec, given.context_spec if context else None)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
-        _verify(cell, prep, xs.shape[1], xs.dtype, context)
-    result = _run(cell, prep, xs, state0, context)
+        _verify(cell, prep, xs.shape[1], xs.dtype, context, given.context if context else None)
+    result = _run(cell, prep, xs, state0, context, given.context if context else None)
     if sup is not None and prep.heads.why_not_loss is None:  # L(t) at every loss step at once
         attach_losses(result, cell, prep.heads, prep.rolled, sup, len(xs))
     elif sup is not None:
@@ -216,7 +216,7 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     return result
 
 
-def _verify(cell, prep, B, dtype, context=()):
+def _verify(cell, prep, B, dtype, context=(), context_given=None):
     """Load or compile both kernels now, on one step of zeros, so that a failure (a damaged Numba
     cache, a typing error) surfaces here, where rnn.run can still fall back, and not in the middle
     of backward().  Numba's cache files for the kernels are removed and compiled afresh once first."""
@@ -229,7 +229,9 @@ def _verify(cell, prep, B, dtype, context=()):
                            for s in as_tuple(cell.initial_state(B)))
             zeros = tuple(Tensor(np.zeros(c.shape, dtype), requires_grad=True) for c in context)
             with enable_grad():
-                per_state = _run(cell, prep, xs, state0 if len(state0) > 1 else state0[0], zeros).states.per_state
+                as_given = zeros if isinstance(context_given, (tuple, list)) else (zeros[0] if zeros else None)
+                per_state = _run(cell, prep, xs, state0 if len(state0) > 1 else state0[0], zeros,
+                                 as_given).states.per_state
                 sum((s.sum() for s in per_state[1:]), per_state[0].sum()).backward()
             prep.module.verified_dtypes.add(dtype)
             return
@@ -245,7 +247,9 @@ def _verify(cell, prep, B, dtype, context=()):
                 p.grad = g
 
 
-def _run(cell, prep, xs, state0, context=()):
+def _run(cell, prep, xs, state0, context=(), context_given=None):
+    """context: the tensors a step reads as its context; context_given: as run() was given them (a
+    tensor or a tuple), for an output that reads the context too."""
     T, B, _ = xs.shape
     named = dict(cell.named_parameters())
     plan, lay = prep.plan, prep.layout
@@ -312,11 +316,13 @@ def _run(cell, prep, xs, state0, context=()):
         outputs = per_state[0]
         per_step = _Rows(outputs)
     elif prep.heads.why_not_output is None:  # o(t) for all steps at once (rnn.kernels.head)
-        outputs = prep.heads.output.run({**prep.heads.fixed(named), **stacked}, T)[prep.rolled.output]
+        fixed = {**prep.heads.fixed(named), **dict(zip(prep.rolled.context, context))}
+        outputs = prep.heads.output.run({**fixed, **stacked}, T)[prep.rolled.output]
         per_step = _Rows(outputs)
     else:
-        per_step = [cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1 else _view(per_state[0], t))
-                    for t in range(T)]
+        extra = {"context": context_given} if "context" in cell.reads("output") else {}
+        per_step = [cell.output(tuple(_view(s, t) for s in per_state) if len(S) > 1 else _view(per_state[0], t),
+                                **extra) for t in range(T)]
         outputs = mg.stack(per_step, axis=0)
 
     known = known_tensors_of(named, state0, steps, None if isinstance(per_step, _Rows) else per_step,
@@ -378,7 +384,7 @@ class Heads:
         self.consts = {nid: Tensor(n.value) for nid, n in rolled.nodes.items()
                        if n.op == "leaf" and n.role == "constant"}
         self.params = dict(rolled.params)
-        known = set(self.params) | set(self.consts)
+        known = set(self.params) | set(self.consts) | set(rolled.context)
         self.output = Head(rolled, [rolled.output], states + [rolled.x]) if rolled.output else None
         self.why_not_output = self.output.why_not(known) if self.output else "no output"
         self.loss = (Head(rolled, [rolled.loss], states + [rolled.x, rolled.output, rolled.target])
