@@ -10,7 +10,8 @@ One timed call: run the layer over xs (T, B, I), loss = sum of all outputs,
 backward into every weight and into xs.  Median of repeated calls after a warm-up
 (the warm-up also compiles).  The ratio columns are PyTorch's and JAX's time over
 ours (> 1: we are faster).  JAX runs `jax.jit(jax.grad(loss))` of the same cell
-written as the body of a `jax.lax.scan`, timed in a process of its own.  PyTorch
+written as the body of a `jax.lax.scan`, in a process of its own whose blocks of
+calls alternate with ours and PyTorch's.  PyTorch
 and JAX are optional (`pip install '.[bench]'`); without them their columns are
 blank.
 """
@@ -50,20 +51,74 @@ HAVE_JAX = importlib.util.find_spec("jax") is not None  # imported only in the p
 def median_times(fns, min_reps=3, budget=1.0, blocks=4):
     """Median time of each function, timed in alternating blocks (a a a, b b b, a a a, ...) so that a
     slow spell of a shared machine falls on all of them alike.  Blocks, not single calls: the first
-    call after a switch finds the other library's threads still spinning, so it is not counted."""
+    call after a switch finds the other library's threads still spinning, so it is not counted.  A
+    `Remote` is a function timed in a process of its own, a block at a time when its turn comes."""
     times = [[] for _ in fns]
     for fn in fns:
-        fn()  # warm-up: compiles, fills caches
+        if not isinstance(fn, Remote):
+            fn()  # warm-up: compiles, fills caches (a Remote warmed up in its own process)
+    reps, block_budget = -(-min_reps // blocks), budget / blocks
     for _ in range(blocks):
         for fn, ts in zip(fns, times):
-            fn()
-            n, start = 0, time.perf_counter()
-            while n < -(-min_reps // blocks) or (time.perf_counter() - start < budget / blocks and n < 50):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-                n += 1
+            ts += fn.block(reps, block_budget) if isinstance(fn, Remote) else timed_block(fn, reps, block_budget)
     return [statistics.median(ts) for ts in times]
+
+
+def timed_block(fn, reps, budget):
+    """One block: a call not counted, then at least `reps` timed calls, more while within `budget`
+    seconds (at most 50)."""
+    fn()
+    ts, start = [], time.perf_counter()
+    while len(ts) < reps or (time.perf_counter() - start < budget and len(ts) < 50):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
+class Remote:
+    """A step function built by `make` (an expression of this module) in a fresh Python process, timed
+    there one block at a time: `block` asks for one and waits, asleep, for its times, so the two
+    processes never run at once and neither's thread pool slows the other."""
+
+    def __init__(self, make):
+        # torch is kept out of that process too: sys.modules["torch"] = None makes its import fail
+        code = (f"import sys; sys.modules['torch'] = None; import numpy as np; from minigrad_cli import bench; "
+                f"bench.serve_blocks(bench.{make})")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self._reply()  # "ready": built and warmed up
+
+    def _reply(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise RuntimeError(f"bench: the timing process exited with code {self.proc.returncode}")
+        return line
+
+    def block(self, reps, budget):
+        self.proc.stdin.write(f"{reps} {budget}\n")
+        self.proc.stdin.flush()
+        return [float(t) for t in self._reply().split()]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def serve_blocks(fn):
+    """The other end of `Remote`: warm up, then a timed block per request line "reps budget"."""
+    fn()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        reps, budget = line.split()
+        print(" ".join(map(repr, timed_block(fn, int(reps), float(budget)))), flush=True)
 
 
 def median_time(fn, min_reps=3, budget=1.0):
@@ -163,16 +218,6 @@ def jax_step(kind, size, dtype):
     def step():
         jax.block_until_ready(grad(params, xs))
     return step
-
-
-def _jax_in_own_process(kind, size, dtype, budget):
-    """JAX's time for one table row in a fresh process (XLA's thread pool slows whoever shares it; torch
-    is kept out of that process too: sys.modules["torch"] = None makes this module's import fail)."""
-    code = (f"import sys; sys.modules['torch'] = None; import numpy as np; "
-            f"from minigrad_cli.bench import median_time, jax_step; "
-            f"print(median_time(jax_step({kind!r}, {size!r}, np.{np.dtype(dtype).name}), budget={budget}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
 
 
 class _Fig103(rnn.Cell):
@@ -312,13 +357,17 @@ def table(args):
         for dtype in args.dtypes:
             for size in args.sizes:
                 budget = 0.3 if args.quick else 1.0
-                numba = ours(kind, size, dtype, "numba")
-                t_numba, t_torch = (median_times([numba, pytorch(kind, size, dtype)], budget=budget) if torch
-                                    else (median_time(numba, budget=budget), None))
+                numba, torch_fn = ours(kind, size, dtype, "numba"), pytorch(kind, size, dtype) if torch else None
+                if HAVE_JAX:  # in a process of its own, taking turns with ours and PyTorch's blocks
+                    with Remote(f"jax_step({kind!r}, {size!r}, np.{np.dtype(dtype).name})") as jax_fn:
+                        times = median_times([numba, jax_fn] + ([torch_fn] if torch else []), budget=budget)
+                else:
+                    times = median_times([numba] + ([torch_fn] if torch else []), budget=budget)
+                t_numba, t_jax, t_torch = (times[0], times[1] if HAVE_JAX else None,
+                                           times[-1] if torch else None)
                 T, B, _, H = size
                 t_graph = (median_time(ours(kind, size, dtype, "graph"), min_reps=1, budget=budget)
                            if args.graph and T * B * H <= GRAPH_MAX else None)
-                t_jax = _jax_in_own_process(kind, size, dtype, budget) if HAVE_JAX else None
                 r_torch = f"{t_torch / t_numba:11.2f}" if t_torch else ""
                 r_jax = f"{t_jax / t_numba:9.2f}" if t_jax else ""
                 r_graph = f"{t_graph / t_numba:11.1f}" if t_graph else ""
