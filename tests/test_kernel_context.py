@@ -1,6 +1,6 @@
-"""A (B, C) context read at every step, on the kernels, against the explicit graph: outputs, the
-context's gradient (summed over every step that read it) and the weights' — float64 to 1e-10,
-float32 to 1e-4."""
+"""What a step reads besides x(t) and its state, on the kernels, against the explicit graph: a (B, C)
+context (outputs, the context's gradient summed over every step that read it, the weights'), the
+step index t, and constants — float64 to 1e-10, float32 to 1e-4."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -154,3 +154,38 @@ def test_an_output_that_reads_the_context_too(per_step):
         got.append([r.outputs.data, ct.grad, cell.W.grad.copy(), cell.V.grad.copy()])
     for want, have in zip(*got):
         np.testing.assert_allclose(have, want, rtol=1e-10, atol=1e-12)
+
+
+class Clockwork(rnn.Cell):
+    """Two time scales (the notes' §10.9.2, a clockwork RNN): the second half of the units updates only
+    at even steps, and every unit leaks by t/100: a step that reads the step index t."""
+
+    def __init__(self, I, H, dtype, rng):
+        super().__init__(I, H, dtype)
+        self.W = Parameter(rng.normal(0, 0.4, (H, I + H)).astype(dtype))
+
+    def step(self, x, h, t):
+        new = (mg.concatenate([x, h], axis=-1) @ self.W.T).tanh()
+        odd = mg.mod(t, 2.0)
+        k = self.hidden_size // 2
+        return mg.concatenate([new[:, :k], new[:, k:] * (1 - odd) + h[:, k:] * odd], axis=-1) + h * (t * 0.01)
+
+
+@settings(max_examples=15)
+@given(T=st.integers(1, 6), B=st.integers(1, 3), k=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]),
+       seed=st.integers(0, 2**16))
+def test_a_step_that_reads_t_runs_in_the_kernels_as_on_the_graph(T, B, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    cell = Clockwork(2, 2 * k, dtype, rng)
+    xs = rng.standard_normal((T, B, 2)).astype(dtype)
+    got = []
+    for backend in ("graph", "numba"):
+        cell.zero_grad()
+        xt = mg.Tensor(xs, requires_grad=True)
+        r = rnn.run(cell, xt, backend=backend)
+        assert r.backend == backend
+        (r.outputs * r.outputs).sum().backward()
+        got.append([r.outputs.data, xt.grad, cell.W.grad.copy()])
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for want, have in zip(*got):
+        np.testing.assert_allclose(have, want, **tol)

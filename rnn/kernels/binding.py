@@ -190,7 +190,7 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     kernels; o(t) and L(t), which nothing carries to the next step, as engine ops over all steps at
     once (rnn.kernels.head) or, where an op has no rule for that, step by step.  A bidirectional
     cell runs one loop per direction (rnn.kernels.directions)."""
-    reads = cell.reads() - {"context"}
+    reads = cell.reads() - {"context", "t"}
     if xs is None or reads:
         what = "a run without per-step inputs" if xs is None else f"a step that reads {', '.join(sorted(reads))}"
         raise UnsupportedCellError(f"numba backend: {what} is not compiled yet (the graph backend runs it)")

@@ -31,6 +31,8 @@ class Names:
             return f"{self.state_in[nid]}(t-1)"
         if n.kind == "x":
             return "x(t)"
+        if n.kind == "step":
+            return "t"
         if n.kind == "param":
             return self.plan.params.get(nid)
         if n.kind == "const" and n.value is not None and np.size(n.value) == 1:

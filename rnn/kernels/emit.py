@@ -109,11 +109,12 @@ class _Gen:
         self.sname = {name: (name if name.isidentifier() else f"s{i}") for i, (name, _, _) in enumerate(plan.states)}
         self.consts = {}  # numbers the scalar forms name (x ** 3): value -> index in K, after zero and one
         self.access = {}
+        batch = self.nodes[plan.states[0][2]].shape[0]
         for ph in plan.phases:
             for nid in ph.nodes + ph.rows:
                 for a in self.nodes[nid].args:
                     if engine_value(self.nodes[a]):
-                        self.access[a] = access(self.nodes[a], self.nodes[nid], self.nodes[nid].shape[0])
+                        self.access[a] = access(self.nodes[a], self.nodes[nid], batch)
         nstate = len(plan.states)
         offsets = [0]
         for _, _, sout in plan.states:
@@ -159,6 +160,8 @@ class _Gen:
     def value_ref(self, a, col):
         """Where a phase reads input `a` (anything not computed in the phase) at column `col`."""
         n = self.nodes[a]
+        if n.kind == "step":
+            return "tval"
         if row_value(n):
             return at(self.row_array(a), "t", "b")
         if engine_value(n):
@@ -633,6 +636,9 @@ class _Gen:
         tanh, sigmoid = self.scalar_helpers()
         header = HEADER.format(cell=self.plan.cell, version=GENERATOR_VERSION, helpers=HELPERS_HASH,
                                llvm=" ".join(LLVM_OPTIONS), tanh=tanh, sigmoid=sigmoid)
+        if self.plan.nodes.get(self.plan.step) is not None:  # the step index, in the kernel's dtype
+            step = [f"tval = np.{self.plan.dtype}(t)  # the step index t"]
+            fwd, bwd = step + fwd, step + bwd
         source = [header, "", "@jit", f"def forward({fargs}):"] + render(
             self.legend(self.lay.forward_args) + prelude + [Loop("for t in range(T)", fwd)], 1)
         source += ["", "", "@jit", f"def backward({bargs}):"] + render(
@@ -658,6 +664,8 @@ named here so that changing them changes the hash and Numba's on-disk cache is n
     {llvm}
 """
 import math  # noqa: F401  (scalar forms: math.exp, math.log)
+
+import numpy as np  # noqa: F401  (the step index in the kernel's dtype)
 
 from rnn.kernels.helpers import jit, matmul, {sigmoid} as _sigmoid, {tanh} as _tanh  # noqa: F401'''
 

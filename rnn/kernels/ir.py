@@ -65,7 +65,7 @@ class IRNode:
     label: str = ""
     dtype: str = ""
     value: object = None
-    kind: str = ""     # x, state, param, const, context; pre, hoist, rec, ew, red, row
+    kind: str = ""     # x, state, param, const, context, step; pre, hoist, rec, ew, red, row
     grad: bool = True  # whether a gradient can reach a leaf below it
 
     @property
@@ -91,6 +91,7 @@ class Plan:
     rec_left: dict = field(default_factory=dict)  # value id -> rec matmul id using it as left operand
     cell: str = ""
     dtype: str = "float64"
+    step: str | None = None                      # the step index t's leaf, when the step reads it
 
 
 @dataclass
@@ -146,8 +147,8 @@ def new_node(nodes, nid, op, args, shape, attrs=None, kind=""):
 def row_value(node):
     """A value with one number per batch row: a reduction over the features (red), or an op on such
     values (row).  It is computed between the fused loops, per batch row, and read by them as a
-    broadcast over the columns."""
-    return node.kind in ("red", "row")
+    broadcast over the columns.  The step index t is one too (the same in every row)."""
+    return node.kind in ("red", "row", "step")
 
 
 def reduces_rows(node, nodes):

@@ -57,7 +57,7 @@ def make_plan(rolled):
     def classified(nodes):
         # the loop computes the states alone: what only o(t) or L(t) needs is left out
         nodes = {nid: nodes[nid] for nid in topo(nodes, [s[2] for s in states])}
-        classify(nodes, x_id, state_ids, params, rolled.frozen, set(rolled.context))
+        classify(nodes, x_id, state_ids, params, rolled.frozen, set(rolled.context), rolled.step_index)
         return nodes
 
     nodes = classified(build_ir(rolled))
@@ -73,22 +73,22 @@ def make_plan(rolled):
     order = [nid for nid in nodes if nid in live]
     pre, hoist, xpre, rec = schedule(nodes, order)
     ew = [nid for nid in order if nodes[nid].kind == "ew"]
-    rows = [nid for nid in order if row_value(nodes[nid])]
+    rows = [nid for nid in order if nodes[nid].kind in ("red", "row")]
     loop_of = place(nodes, ew, depth, users, live, {s[2] for s in states})
     plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=rolled.cell,
-                dtype=rolled.nodes[x_id].dtype)
+                dtype=rolled.nodes[x_id].dtype, step=rolled.step_index)
     storage(plan, ew, users)
     plan.phases = phases(plan, ew, batch, rows)
     return plan
 
 
-def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=()):
+def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_id=None):
     """Set each node's `kind` and `grad` (see the module docstring); refuse what cannot be compiled.
     nodes: IR nodes in topological order.  Returns {node id: the leaf kinds it depends on}."""
     deps = {}
     for nid, n in nodes.items():
         if n.op == "leaf":
-            n.kind = ("x" if nid == x_id else "state" if nid in state_ids
+            n.kind = ("x" if nid == x_id else "state" if nid in state_ids else "step" if nid == step_id
                       else "param" if nid in param_ids else "context" if nid in context_ids else "const")
             if n.kind == "const" and n.role != "constant":
                 unsupported(n, "a leaf that is neither the step input, a state, a parameter nor a constant")
@@ -97,11 +97,12 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=()):
                 unsupported(n, f"it is {n.dtype} and the step input is {want}: a kernel computes "
                                "in one dtype (convert the cell, e.g. all parameters to one dtype)")
             deps[nid] = {n.kind} if n.kind != "const" else set()
-            n.grad = n.kind != "const" and nid not in frozen  # a frozen weight is an input with no gradient
+            # a frozen weight is an input with no gradient; t is a number, not a value to learn from
+            n.grad = n.kind not in ("const", "step") and nid not in frozen
             continue
         deps[nid] = set().union(*(deps[a] for a in n.args))
         n.grad = any(nodes[a].grad for a in n.args)
-        if not deps[nid] & {"x", "state"}:
+        if not deps[nid] & {"x", "state", "step"}:
             n.kind = "pre"
         elif n.op == "matmul":
             left, right = (nodes[a] for a in n.args)
@@ -297,7 +298,7 @@ def _check_ew(nodes, n, batch):
                 unsupported(n, "slicing a parameter inside the step")
             access(arg, n, batch)
         elif row_value(arg):
-            if n.op in ("getitem", "concatenate", "copy") or arg.shape != (n.shape[0], 1):
+            if n.op in ("getitem", "concatenate", "copy") or arg.shape not in ((n.shape[0], 1), (), (1,), (1, 1)):
                 unsupported(n, f"a (batch, 1) value of shape {arg.shape} is read only broadcast by element-wise ops")
         elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape:
             unsupported(n, f"broadcasting between step values of shapes {arg.shape} and {n.shape}")
