@@ -189,3 +189,22 @@ def test_a_step_that_reads_t_runs_in_the_kernels_as_on_the_graph(T, B, k, dtype,
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     for want, have in zip(*got):
         np.testing.assert_allclose(have, want, **tol)
+
+
+def test_vector_to_sequence_without_inputs_runs_in_the_kernels():
+    """Fig 10.9: no x(t), a context read at every step — the kernels see a step input of width 0."""
+    from tests.test_rnn_reads import Conditioned as ReadsContext
+    rng = np.random.default_rng(1)
+    cell = ReadsContext(0, 3, 4, rng)
+    c, h0 = rng.normal(size=(2, 4)), rng.normal(size=(2, 3))
+    got = []
+    for backend in ("graph", "numba"):
+        cell.zero_grad()
+        ct = mg.Tensor(c, requires_grad=True)
+        r = rnn.run(cell, None, mg.Tensor(h0), steps=6, batch=2, context=ct, backend=backend)
+        assert r.backend == backend and r.graph.x == [None] * 6
+        (r.outputs * r.outputs).sum().backward()
+        got.append([r.outputs.data, ct.grad] + [p.grad.copy() for p in cell.parameters() if p.grad is not None])
+    assert len(got[0]) == len(got[1]) > 2
+    for want, have in zip(*got):
+        np.testing.assert_allclose(have, want, rtol=1e-10, atol=1e-12)

@@ -130,19 +130,19 @@ def signature(rolled):
     return tuple(parts)
 
 
-def prepare(cell, batch, targets=None, context=None):
+def prepare(cell, batch, targets=None, context=None, inputs=True):
     """The traced network (with its loss when `targets`, an rnn.rolled.Targets, says what y(t) is),
     the plan and the compiled kernels of its step for `cell` as it is now; raises
     UnsupportedCellError.  Kept per (cell, batch, targets) and reused while nothing the step can
     read from the cell has changed (see rnn.fingerprint): a changed one is traced again."""
     per = _PER_CELL.setdefault(cell, OrderedDict())
     key, arrays = fingerprint(cell)
-    key = (batch, targets, context, key)
+    key = (batch, targets, context, inputs, key)
     got = per.get(key)
     if got is not None and not same_arrays(arrays, got[1]):
         got = None
     if got is None:
-        rolled = cell.rolled(batch, targets, context=context)
+        rolled = cell.rolled(batch, targets, context=context, inputs=inputs)
         sig = signature(rolled)
         try:
             if sig not in _BY_SIGNATURE:
@@ -191,15 +191,18 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     once (rnn.kernels.head) or, where an op has no rule for that, step by step.  A bidirectional
     cell runs one loop per direction (rnn.kernels.directions)."""
     reads = cell.reads() - {"context", "t"}
-    if xs is None or reads:
-        what = "a run without per-step inputs" if xs is None else f"a step that reads {', '.join(sorted(reads))}"
-        raise UnsupportedCellError(f"numba backend: {what} is not compiled yet (the graph backend runs it)")
+    if reads:
+        raise UnsupportedCellError(f"numba backend: a step that reads {', '.join(sorted(reads))} is not compiled "
+                                   "yet (the graph backend runs it)")
+    inputs = xs is not None
+    if not inputs:  # no x(t) (Fig 10.9's vector to sequence): the kernels see a step input of width 0
+        xs = Tensor(np.zeros((given.steps, given.batch, 0), as_tuple(state0)[0].dtype))
     context = as_tuple(given.context) if given is not None and given.context is not None else ()
     if isinstance(cell, Bidirectional):
         return run_bidirectional(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
     if isinstance(cell, Stacked) and -1 in cell.delays.values():
         return run_layers(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
-    prep = prepare(cell, xs.shape[1], sup and sup.spec, given.context_spec if context else None)
+    prep = prepare(cell, xs.shape[1], sup and sup.spec, given.context_spec if context else None, inputs)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype, context, given.context if context else None)
     result = _run(cell, prep, xs, state0, context, given.context if context else None)

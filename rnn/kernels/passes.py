@@ -76,7 +76,8 @@ def make_plan(rolled):
     rows = [nid for nid in order if nodes[nid].kind in ("red", "row")]
     loop_of = place(nodes, ew, depth, users, live, {s[2] for s in states})
     plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=rolled.cell,
-                dtype=rolled.nodes[x_id].dtype, step=rolled.step_index)
+                dtype=rolled.nodes[x_id if x_id is not None else rolled.loops[0].input].dtype,
+                step=rolled.step_index)
     storage(plan, ew, users)
     plan.phases = phases(plan, ew, batch, rows)
     return plan
