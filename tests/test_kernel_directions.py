@@ -92,3 +92,19 @@ def test_auto_runs_the_notes_architectures_in_the_kernels_without_a_warning(recw
         ys = rng.integers(0, 4, (3, 2)) if isinstance(cell, Fig1011) else None
         assert rnn.run(cell, xs, targets=ys).backend == "numba"
     assert not [w for w in recwarn if "explicit graph" in str(w.message)]
+
+
+def test_the_gradient_picture_of_a_kernel_run_is_the_graph_runs_picture():
+    """What a learner sees does not depend on the backend: the DOT of Fig 10.11's gradient-coloured
+    unfolding is the same text after a kernel run as after an explicit-graph run."""
+    import viz
+    rng = np.random.default_rng(0)
+    cell, _ = build("fig1011", ("gru", "lstm"), 3, 4, 5, rng)
+    xs, ys = rng.standard_normal((5, 2, 3)), rng.integers(0, 5, (5, 2))
+    sources = []
+    for backend in ("numba", "graph"):
+        r = rnn.run(cell, xs, targets=ys, backend=backend)
+        cell.zero_grad()
+        r.loss.backward()
+        sources.append(viz.draw_unrolled(r, grad=True).source)
+    assert "‖∂L/∂h_b‖" in sources[0] and sources[0] == sources[1]
