@@ -30,7 +30,41 @@ import inspect
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import Tensor, _as_array, is_grad_enabled, record
+from .tensor import Tensor, _GradMode, _as_array, _result, record
+
+try:  # NumPy keeps its floating-point error state in a context variable (NumPy >= 2)
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+except ImportError:  # another NumPy: the public context manager, ~1 us dearer per op
+    _extobj_contextvar = None
+
+
+_QUIET: dict = {}  # NumPy error state -> that state with over and under ignored
+
+
+def _quiet_state():
+    """The error state a forward runs in: overflow and underflow give inf and 0 without a warning, as
+    inside `np.errstate(over="ignore", under="ignore")` — whose enter and exit cost more than a small
+    op's arithmetic (1.4 us against 0.5).  Derived once per state it is entered from (`_make_extobj`
+    starts from the current one, as errstate does), so a user's own errstate or seterr is honoured."""
+    current = _extobj_contextvar.get()
+    state = _QUIET.get(current)
+    if state is None:
+        if len(_QUIET) > 32:  # each np.errstate makes a new state: keep the table small
+            _QUIET.clear()
+        state = _QUIET[current] = _make_extobj(over="ignore", under="ignore")
+    return state
+
+
+def _forward_quietly(forward, arrays, attrs):
+    if _extobj_contextvar is None:
+        with np.errstate(over="ignore", under="ignore"):
+            return forward(*arrays, **attrs)
+    token = _extobj_contextvar.set(_quiet_state())
+    try:
+        return forward(*arrays, **attrs)
+    finally:
+        _extobj_contextvar.reset(token)
+
 
 PRIMITIVES: dict = {}  # op name -> its Primitive, so a traced graph can be evaluated again
 
@@ -70,28 +104,37 @@ class Primitive:
 
     def __call__(self, *args, **attrs):
         name = self.name
-        if self.variadic and len(args) > 1:  # they would be dropped: concatenate([a, b], 1) joined along axis 0
-            raise TypeError(f"{name}: pass the tensors as one list and options by keyword (e.g. axis=1), "
-                            f"not {len(args) - 1} more positional argument(s)")
-        tensors = coerce(args[0] if self.variadic else args, name)
+        if self.variadic:
+            if len(args) > 1:  # they would be dropped: concatenate([a, b], 1) joined along axis 0
+                raise TypeError(f"{name}: pass the tensors as one list and options by keyword (e.g. axis=1), "
+                                f"not {len(args) - 1} more positional argument(s)")
+            tensors = coerce(args[0], name)
+        else:
+            tensors = args
+            for a in args:  # the common case, tensors only, needs no coercion
+                if not isinstance(a, Tensor):
+                    tensors = coerce(args, name)
+                    break
         if not tensors:
             raise ValueError(f"{name}: needs at least one tensor")
-        if self.float_only:
-            for i, t in enumerate(tensors):
-                if t.dtype.kind != "f":
-                    raise TypeError(f"{name}: argument {i} is a {t.dtype} tensor of shape {t.shape}; "
-                                    f"{name} needs floating point (use .astype('float64'))")
         arrays = [t._data for t in tensors]
+        if self.float_only:
+            for i, arr in enumerate(arrays):
+                if arr.dtype.kind != "f":
+                    raise TypeError(f"{name}: argument {i} is a {arr.dtype} tensor of shape {arr.shape}; "
+                                    f"{name} needs floating point (use .astype('float64'))")
         try:
-            with np.errstate(over="ignore", under="ignore"):
-                data = self.forward(*arrays, **attrs)
+            data = _forward_quietly(self.forward, arrays, attrs)
         except (ValueError, IndexError) as e:
             raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
-        out = Tensor(data)
+        out = _result(data)
         # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
-        if is_grad_enabled() and out.dtype.kind == "f" and any(t.requires_grad for t in tensors):
-            rule = self.vjp_rule
-            record(out, name, tensors, lambda g: rule(g, data, *arrays, **attrs), attrs, rule)
+        if _GradMode.enabled and out._data.dtype.kind == "f":
+            for t in tensors:
+                if t.requires_grad:
+                    rule = self.vjp_rule
+                    record(out, name, tensors, lambda g: rule(g, data, *arrays, **attrs), attrs, rule)
+                    break
         return out
 
 

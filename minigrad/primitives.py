@@ -36,7 +36,8 @@ def binary(form, partial_a, partial_b):
 
 @primitive("add", **binary("{a} + {b}", "{g}", "{g}"))
 def add(a, b):
-    np.broadcast_shapes(a.shape, b.shape)
+    if a.shape != b.shape:  # NumPy's message names both shapes (equal ones always broadcast)
+        np.broadcast_shapes(a.shape, b.shape)
     return a + b
 
 

@@ -88,6 +88,23 @@ class scope:
         scope._stack.pop()
 
 
+# The array dtypes a tensor keeps as they are (see _as_array): float32, float64, integers, bool.
+_KEPT = frozenset(np.dtype(c) for c in "fd?" + np.typecodes["AllInteger"])
+
+
+def _result(data):
+    """An op's result as a Tensor: what Tensor(data) makes, without converting or checking again an array
+    whose dtype a tensor keeps as it is (the common case, ~0.5 us of each small op)."""
+    if type(data) is not np.ndarray or data.dtype not in _KEPT:
+        return Tensor(data)
+    out = _new(Tensor)
+    out._data, out.attrs = data, {}
+    return out
+
+
+_new = object.__new__
+
+
 def _as_array(data, dtype=None, what="Tensor"):
     if isinstance(data, Tensor):
         data = data._data
@@ -121,6 +138,14 @@ class Tensor:
     _scope = ()             # the scopes (mg.scope) an op was recorded in, outermost first
     _rule = None            # the primitive's VJP rule, run on tensors when a backward is recorded
     _seq = 0                # when an op was recorded (1, 2, ...; 0 for a leaf): see grad()
+    # What __init__ sets, as defaults too: `_result` makes an op's output setting only its array.
+    requires_grad = False
+    name = None
+    grad = None
+    op = None               # name of the primitive that made this tensor; None for a leaf
+    _parents = ()
+    _vjp = None
+    _retain = False
 
     def __init__(self, data, requires_grad=False, name=None, dtype=None):
         self._data = _as_array(data, dtype)
@@ -291,7 +316,7 @@ def record(out, op, parents, vjp, attrs=None, rule=None):
             if saved is None:
                 saved = []
             saved.append((i, arr, p._copy))
-    data.flags.writeable = False
+    data.setflags(write=False)  # as .flags.writeable = False, at a third of the cost
     if scope._stack:
         out._scope = tuple(scope._stack)
     out.requires_grad = True
@@ -352,16 +377,24 @@ def sweep(order, grads, wanted=None, create_graph=False, who="backward", needed=
         if create_graph:
             _recorded_step(node, g, grads, who, needed)
             continue
-        # plain backward(): the loop as it was before gradients of gradients, so it costs what it did
+        # plain backward(): every vjp on arrays; the common case (an array of the parent's dtype and
+        # shape) is recognised by two comparisons and passes through untouched
         for parent, pg in zip(node._parents, vjp(g)):
-            if parent.requires_grad and pg is not None and (needed is None or id(parent) in needed):
-                raw = np.asarray(pg, dtype=parent.dtype)
-                pg = unbroadcast(raw, parent.shape)
-                if pg.shape != parent.shape:  # a wrong vjp would otherwise broadcast on silently
+            if pg is None or not parent.requires_grad:
+                continue
+            key = id(parent)
+            if needed is not None and key not in needed:
+                continue
+            arr = parent._data
+            if type(pg) is not np.ndarray or pg.dtype is not arr.dtype:
+                pg = np.asarray(pg, dtype=arr.dtype)
+            if pg.shape != arr.shape:
+                raw, pg = pg, unbroadcast(pg, arr.shape)
+                if pg.shape != arr.shape:  # a wrong vjp would otherwise broadcast on silently
                     raise RuntimeError(f"{who}: {node.op} gave a gradient of shape {raw.shape} "
-                                       f"for an argument of shape {parent.shape}")
-                prev = grads.get(id(parent))
-                grads[id(parent)] = pg if prev is None else prev + pg
+                                       f"for an argument of shape {arr.shape}")
+            prev = grads.get(key)
+            grads[key] = pg if prev is None else prev + pg
     return kept
 
 
