@@ -58,10 +58,11 @@ def _l2(arrays):
     """Euclidean norm of all elements together, in float64, scaled so huge or tiny values neither overflow nor vanish."""
     if not arrays:
         return 0.0
-    amax = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+    # the methods, not np.max / np.sum: the same reductions without their Python wrappers (~2 us each)
+    amax = max(float(np.abs(a).max()) if a.size else 0.0 for a in arrays)
     if amax == 0.0 or not math.isfinite(amax):
         return amax if not any(np.isnan(a).any() for a in arrays) else math.nan
-    return amax * math.sqrt(sum(float(np.sum(np.square(a.astype(np.float64) / amax))) for a in arrays))
+    return amax * math.sqrt(sum(float(np.square(a.astype(np.float64, copy=False) / amax).sum()) for a in arrays))
 
 
 def _with_grads(params, who):

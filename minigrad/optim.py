@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from . import fused
 from .clip import _named_params, grad_values
 
 
@@ -72,7 +73,8 @@ class Optimizer(ABC):
 
     # --- the public interface -------------------------------------------------
     def step(self):
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient (none at all if a gradient has the wrong shape)."""
+        todo = []
         for i, p in enumerate(self.params):
             if p.grad is None or not p.requires_grad:  # a frozen parameter stays put, even with a stale grad
                 continue
@@ -80,9 +82,19 @@ class Optimizer(ABC):
             if g.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: parameter {self.labels[i]} has shape {p.shape} "
                                  f"but its grad has shape {g.shape}")
-            self.steps[i] += 1
             # Computing in the parameter's dtype keeps float32 models float32 end to end.
-            self._update(p, g.astype(p.dtype, copy=False), self.state[i], int(self.steps[i]))
+            todo.append((i, p, g.astype(p.dtype, copy=False)))
+        for i, _, _ in todo:
+            self.steps[i] += 1
+        if todo and self._update_all(todo):
+            return
+        for i, p, g in todo:
+            self._update(p, g, self.state[i], int(self.steps[i]))
+
+    def _update_all(self, todo):
+        """Update every parameter of `todo` [(index, parameter, gradient)] at once; False to have
+        `_update` called on each instead (see minigrad.fused)."""
+        return False
 
     def zero_grad(self):
         for p in self.params:
@@ -204,6 +216,16 @@ class Adagrad(Optimizer):
         s = state["sum"]
         s += g * g
         p.data -= self.lr * g / (np.sqrt(s) + self.eps)
+
+    def _update_all(self, todo):  # the same update, one compiled loop over all float64 parameters
+        ps = fused.flat([p._data for _, p, _ in todo])
+        ss = ps and fused.flat([self.state[i]["sum"] for i, _, _ in todo])
+        gs = ss and fused.flat([g for _, _, g in todo], written=False)
+        if not gs or not fused.run("adagrad", ps, gs, ss, self.lr, self.eps):
+            return False
+        for _, p, _ in todo:
+            p._version += 1  # changed in place, as `p.data -= ...` would have said
+        return True
 
 
 class Adam(Optimizer):

@@ -219,3 +219,66 @@ def test_accepts_a_module_or_named_parameters_and_names_them_in_errors():
 def test_constructor_refuses_bad_arguments(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make(make_params())
+
+
+# --- the compiled update over all parameters (minigrad.fused) --------------------------------------
+
+def _numpy_only(opt):
+    opt._update_all = lambda todo: False  # the per-parameter NumPy update, as before minigrad.fused
+    return opt
+
+
+def test_fused_adagrad_is_bitwise_the_numpy_update():
+    """One compiled loop over all float64 parameters computes each element with NumPy's operations in
+    NumPy's order: the same bits, over gradients of every scale, zeros, and an inf and a NaN."""
+    from minigrad import fused
+    if fused.kernel("adagrad") is None:
+        pytest.skip("numba cannot compile here: the NumPy update runs")
+    shapes = [(7, 5), (5,), (1,), (3, 4), (0,)]
+    rng = np.random.default_rng(3)
+    a = [nn.Parameter(rng.standard_normal(s)) for s in shapes]
+    b = [nn.Parameter(p.data.copy()) for p in a]
+    fast, slow = optim.Adagrad(a, lr=0.3), _numpy_only(optim.Adagrad(b, lr=0.3))
+    for step in range(6):
+        grads = [rng.standard_normal(s) * 10.0 ** rng.integers(-30, 30) for s in shapes]
+        grads[1][:2] = 0.0
+        if step == 4:
+            grads[2][0] = np.inf if step % 2 == 0 else np.nan
+        for p, q, g in zip(a, b, grads):
+            p.grad, q.grad = g.copy(), g.T.copy().T  # b's (7, 5) grad is Fortran-ordered: made contiguous
+        fast.step()
+        with np.errstate(invalid="ignore"):
+            slow.step()
+    assert fused._KERNELS["adagrad"]  # it ran every step (a failure would have turned it off)
+    for p, q in zip(a, b):
+        assert p.data.tobytes() == q.data.tobytes()
+    assert [s["sum"].tobytes() for s in fast.state] == [s["sum"].tobytes() for s in slow.state]
+    assert np.isnan(a[2].data).all()  # the inf reached the parameter as it does through NumPy
+
+
+def test_fused_adagrad_declines_what_it_cannot_update_in_place():
+    """A float32 parameter, or one whose array is not C-contiguous, goes the NumPy way: a flattened copy
+    would be updated and then lost."""
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((4, 3))
+    for make in (lambda: base.astype(np.float32), lambda: np.asfortranarray(base)):
+        p = nn.Parameter(make())
+        p._data = make()  # Parameter() may copy into C order: put the array itself in place
+        q = nn.Parameter(p.data.copy())
+        fast, slow = optim.Adagrad([p], lr=0.5), _numpy_only(optim.Adagrad([q], lr=0.5))
+        g = rng.standard_normal((4, 3)).astype(p.dtype)
+        p.grad, q.grad = g, g.copy()
+        fast.step(), slow.step()
+        assert not np.array_equal(p.data, make())  # updated, in the array the parameter holds
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_a_wrong_gradient_shape_changes_no_parameter():
+    params = make_params()
+    before = [p.data.copy() for p in params]
+    opt = optim.Adagrad(params, lr=LR)
+    params[0].grad, params[1].grad = np.ones((3, 2)), np.ones(5)
+    with pytest.raises(ValueError, match=r"parameter #1 has shape \(4,\) but its grad has shape \(5,\)"):
+        opt.step()
+    assert all(np.array_equal(p.data, b) for p, b in zip(params, before))
+    assert opt.steps.tolist() == [0, 0]
