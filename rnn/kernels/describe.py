@@ -74,7 +74,7 @@ class Names:
         if n.op == "getitem":
             cut = last_axis_slice(n, self.nodes[n.args[0]].shape)
             if cut is None:
-                return f"{args[0]}[{n.attrs.get('index')!r}]"
+                return f"{args[0]}[{_index_text(n.attrs.get('index'))}]"
             phase = self.plan.loop_of.get(n.id)
             W = self.plan.phases[phase].width if phase is not None and phase < len(self.plan.phases) else 0
             if W and cut[0] % W == 0 and cut[1] % W == 0:
@@ -93,6 +93,16 @@ class Names:
         """'name = text' for a computed node (or 'id = text' where the step did not name it)."""
         own = self.name(nid)
         return f"{own or nid} = {self.text(nid)}"
+
+
+def _index_text(index):
+    """An index as Python writes it: (slice(3, 7, None),) -> 3:7."""
+    def one(i):
+        if isinstance(i, slice):
+            text = f"{'' if i.start is None else i.start}:{'' if i.stop is None else i.stop}"
+            return text + (f":{i.step}" if i.step is not None else "")
+        return "..." if i is Ellipsis else repr(i)
+    return ", ".join(one(i) for i in (index if isinstance(index, tuple) else (index,)))
 
 
 def _times(k, w):
