@@ -8,8 +8,9 @@ and bookkeeping, not arithmetic.
 Each engine runs in a process of its own (PyTorch's thread pool slows whoever shares its process;
 torch is pinned to one thread, as it is fastest for tensors this small), and the rounds alternate
 the engines, so that the load of a shared machine falls on all of them alike.  Each number is the
-fastest batch of any round.  micrograd is scalar-valued: its "op" on an (8,) vector is 8 of its
-Value ops, which is what it would take to compute the same thing.  Engines not installed are skipped.
+fastest batch of any round.  micrograd (pip's release, which has no tanh: one is added to its Value
+in its own style) is scalar-valued: its "op" on an (8,) vector is 8 of its Value ops, which is what
+it would take to compute the same thing.  Engines not installed are skipped.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_engine.py [--rounds 5] [--layers 30]
 """

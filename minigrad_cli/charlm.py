@@ -35,7 +35,10 @@ class CharModel(Module):
         """(T, B) character ids -> (T, B, input_size) cell inputs."""
         if self.embed is not None:
             return self.embed(ids)
-        return mg.Tensor(np.eye(self.vocab_size)[ids])
+        ids = np.asarray(ids)
+        rows = np.zeros(ids.shape + (self.vocab_size,))  # np.eye(V)[ids] without making the V x V identity each step
+        rows[(*np.indices(ids.shape, sparse=True), ids)] = 1.0
+        return mg.Tensor(rows)
 
     def logits(self, outputs):
         T, B, H = outputs.shape
@@ -70,6 +73,7 @@ class Trainer:
         self.windows = (self.data.shape[1] - 1) // seq_len
         self.step, self.losses, self.state, self.skipped = 0, [], None, 0
         self.backend_used = None
+        self.params = model.parameters()  # the optimizer's, fixed as its are: not looked up again each step
 
     def window(self, step):
         pos = (step % self.windows) * self.seq_len
@@ -82,19 +86,21 @@ class Trainer:
         inputs, targets = self.window(self.step)
         logits, result = self.model(inputs, self.state, backend=self.backend)
         loss = mg.cross_entropy(logits, targets.reshape(-1))
-        self.model.zero_grad()
+        for p in self.params:
+            p.grad = None
         loss.backward()
         if self.clip_and_check():
             self.opt.step()
         self.state = as_tuple(detach_state(result.state))
         self.step += 1
-        self.losses.append(loss.item())
+        value = loss.item()
+        self.losses.append(value)
         self.backend_used = result.backend
-        return loss.item()
+        return value
 
     def clip_and_check(self):
         """Clip as asked; False (skip the update) when the gradient is not finite."""
-        if clip_and_check(self.model.parameters(), self.clip):
+        if clip_and_check(self.params, self.clip):
             return True
         self.skipped += 1
         return False

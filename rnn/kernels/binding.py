@@ -496,7 +496,12 @@ def _right(prep, env, named, key):
 
 class StepStates(Sequence):
     """Per step, the tuple of new state tensors, made on first access; after backward their
-    .grad is dL/d(state at step t), the total that flows back through the recurrence."""
+    .grad is dL/d(state at step t), the total that flows back through the recurrence.
+
+    A made state holds this object (its .grad is filled in through it: the kernel's vjp holds it
+    weakly), and this object holds the made states weakly: both ways strong, each run that looked
+    at a state (every training step reads the final one) left a reference cycle, which kept the
+    run's graph and pooled kernel buffers alive until the garbage collector came by."""
 
     def __init__(self, S, per_state):
         self._S, self._made, self._grads = S, {}, None
@@ -509,24 +514,29 @@ class StepStates(Sequence):
         if isinstance(t, slice):
             return [self[i] for i in range(*t.indices(len(self)))]
         t = range(len(self))[t]
-        if t not in self._made:
-            tup = tuple(_view(s, t) for s in self.per_state)
-            for x in tup:
-                x._step_states = self  # .grad of a step state is filled in through this object
-            if self._grads is not None:
-                for x, gs in zip(tup, self._grads):
-                    x.grad = None if gs is None else gs[t].copy()
-            self._made[t] = tup
-        return self._made[t]
+        refs = self._made.get(t)
+        made = [r() for r in refs] if refs is not None else [None] * len(self.per_state)
+        if any(x is None for x in made):  # never made, or dropped by everyone since: made (again)
+            made = [self._state(t, i) if x is None else x for i, x in enumerate(made)]
+            self._made[t] = tuple(weakref.ref(x) for x in made)
+        return tuple(made)
+
+    def _state(self, t, i):
+        x = _view(self.per_state[i], t)
+        x._step_states = self  # keeps this object alive while the state is: its .grad is filled in through it
+        if self._grads is not None and self._grads[i] is not None:
+            x.grad = self._grads[i][t].copy()
+        return x
 
     def add_grads(self, grads):
         if self._grads is None:
             self._grads = list(grads)  # fresh arrays from this backward: no copy needed
         else:
             self._grads = [a if b is None else (b if a is None else a + b) for a, b in zip(self._grads, grads)]
-        for t, tup in self._made.items():
-            for x, gs in zip(tup, grads):
-                if gs is not None:
+        for t, refs in self._made.items():
+            for r, gs in zip(refs, grads):
+                x = r()
+                if x is not None and gs is not None:
                     x.grad = gs[t].copy() if x.grad is None else x.grad + gs[t]
 
 
