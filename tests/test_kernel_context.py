@@ -160,23 +160,30 @@ class Clockwork(rnn.Cell):
     """Two time scales (the notes' §10.9.2, a clockwork RNN): the second half of the units updates only
     at even steps, and every unit leaks by t/100: a step that reads the step index t."""
 
-    def __init__(self, I, H, dtype, rng):
+    def __init__(self, I, H, dtype, rng, masked=False):
         super().__init__(I, H, dtype)
         self.W = Parameter(rng.normal(0, 0.4, (H, I + H)).astype(dtype))
+        self.masked = masked
+        if masked:  # the slow half as a (H,) mask, with a learned per-unit rate: a (H,) vector made from t
+            self.rate = Parameter(rng.uniform(0.2, 0.8, H).astype(dtype))
+            self.mask = np.r_[np.zeros(H // 2), np.ones(H - H // 2)].astype(dtype)
 
     def step(self, x, h, t):
         new = (mg.concatenate([x, h], axis=-1) @ self.W.T).tanh()
         odd = mg.mod(t, 2.0)
+        if self.masked:
+            slow = odd * mg.Tensor(self.mask) * self.rate
+            return new * (1 - slow) + h * slow
         k = self.hidden_size // 2
         return mg.concatenate([new[:, :k], new[:, k:] * (1 - odd) + h[:, k:] * odd], axis=-1) + h * (t * 0.01)
 
 
 @settings(max_examples=15)
 @given(T=st.integers(1, 6), B=st.integers(1, 3), k=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]),
-       seed=st.integers(0, 2**16))
-def test_a_step_that_reads_t_runs_in_the_kernels_as_on_the_graph(T, B, k, dtype, seed):
+       masked=st.booleans(), seed=st.integers(0, 2**16))
+def test_a_step_that_reads_t_runs_in_the_kernels_as_on_the_graph(T, B, k, dtype, masked, seed):
     rng = np.random.default_rng(seed)
-    cell = Clockwork(2, 2 * k, dtype, rng)
+    cell = Clockwork(2, 2 * k, dtype, rng, masked)
     xs = rng.standard_normal((T, B, 2)).astype(dtype)
     got = []
     for backend in ("graph", "numba"):
@@ -185,7 +192,7 @@ def test_a_step_that_reads_t_runs_in_the_kernels_as_on_the_graph(T, B, k, dtype,
         r = rnn.run(cell, xt, backend=backend)
         assert r.backend == backend
         (r.outputs * r.outputs).sum().backward()
-        got.append([r.outputs.data, xt.grad, cell.W.grad.copy()])
+        got.append([r.outputs.data, xt.grad] + [p.grad.copy() for p in cell.parameters()])
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     for want, have in zip(*got):
         np.testing.assert_allclose(have, want, **tol)

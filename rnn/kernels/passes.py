@@ -206,6 +206,8 @@ def depths(nodes, batch):
             depth[nid] = max((depth.get(a, 0) for a in n.args), default=0)
             _check_ew(nodes, n, batch)
         elif n.kind in ("rec", "red"):
+            if nodes[n.args[0]].shape[:1] != (batch,):
+                unsupported(n, f"its operand of shape {nodes[n.args[0]].shape} has no batch axis of {batch} rows")
             depth[nid] = depth.get(n.args[0], 0) + 1
         elif n.kind == "row":
             depth[nid] = max(depth.get(a, 0) for a in n.args)
@@ -282,9 +284,15 @@ def phases(plan, ew, batch, rows=()):
     return out
 
 
+def _per_step_vector(shape):
+    """(W,) or (1, W): a value the same in every batch row that still changes with the step (made from
+    t); the fused loop computes it in every row, as broadcasting would repeat it."""
+    return len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)
+
+
 def _check_ew(nodes, n, batch):
-    if len(n.shape) != 2 or n.shape[0] != batch:
-        unsupported(n, f"fused values must be (batch={batch}, width)")
+    if not (len(n.shape) == 2 and n.shape[0] == batch) and not _per_step_vector(n.shape):
+        unsupported(n, f"fused values must be (batch={batch}, width) or, made from t, (width,)")
     if n.op == "getitem":
         if last_axis_slice(n, nodes[n.args[0]].shape) is None:
             unsupported(n, f"only slices of the last axis are fused, got index {n.attrs.get('index')!r}")
@@ -301,7 +309,8 @@ def _check_ew(nodes, n, batch):
         elif row_value(arg):
             if n.op in ("getitem", "concatenate", "copy") or arg.shape not in ((n.shape[0], 1), (), (1,), (1, 1)):
                 unsupported(n, f"a (batch, 1) value of shape {arg.shape} is read only broadcast by element-wise ops")
-        elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape:
+        elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape and not (
+                _per_step_vector(arg.shape) and arg.width == n.width):
             unsupported(n, f"broadcasting between step values of shapes {arg.shape} and {n.shape}")
 
 
