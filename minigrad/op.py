@@ -124,7 +124,14 @@ class Primitive:
                     raise TypeError(f"{name}: argument {i} is a {arr.dtype} tensor of shape {arr.shape}; "
                                     f"{name} needs floating point (use .astype('float64'))")
         try:
-            data = _forward_quietly(self.forward, arrays, attrs)
+            if _extobj_contextvar is None:
+                data = _forward_quietly(self.forward, arrays, attrs)
+            else:  # _forward_quietly written out: this is every op's path
+                token = _extobj_contextvar.set(_QUIET.get(_extobj_contextvar.get()) or _quiet_state())
+                try:
+                    data = self.forward(*arrays, **attrs)
+                finally:
+                    _extobj_contextvar.reset(token)
         except (ValueError, IndexError) as e:
             raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
         out = _result(data)

@@ -337,13 +337,23 @@ def check_saved(order, create_graph=False, who="backward"):
             seen.add(id(copy))
             leaf = node._parents[i]
             replaced = create_graph and leaf._data is not arr
-            if replaced or arr.tobytes() != copy.tobytes():  # bitwise: a NaN that stays a NaN is unchanged
+            if replaced or not _same_bits(arr, copy):
                 tensor = f"the tensor {leaf.name!r}" if leaf.name else "a tensor"
                 how = "given new values (.data = ...)" if replaced else "changed in place"
                 raise RuntimeError(
                     f"{who}: {tensor} of shape {leaf.shape} (argument {i} of {node.op}) was {how} after "
                     f"{node.op} recorded it, so its gradients would mix old and new values; recompute the "
                     "forward after changing it, or change a copy")
+
+
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _same_bits(arr, copy):
+    """Whether `arr` still holds `copy`'s values bit for bit (a NaN that stays a NaN is unchanged): the
+    arrays compared as unsigned integers of their width, without tobytes' two copies of each."""
+    u = _UINT[arr.dtype.itemsize]
+    return bool((arr.view(u) == copy.view(u)).all())
 
 
 # --- the reverse sweep, and gradients as values ----------------------------------------

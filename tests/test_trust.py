@@ -50,6 +50,22 @@ def test_nan_values_that_stay_nan_are_unchanged():
     assert x.grad.tolist() == [2.0, 2.0]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "bool"])
+def test_a_change_of_sign_of_zero_or_of_one_bit_is_a_change(dtype):
+    """Compared bit for bit: 0.0 -> -0.0 is equal as a number but is a change (1 / x flips to -inf), and so is
+    any one bit of any element, in every dtype a leaf can have."""
+    x = mg.tensor(np.array([0.0, 1.0, 0.0], dtype=dtype))
+    w = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (w * x).sum()  # mul records x, a leaf of that dtype, beside w
+    held = x.data
+    if dtype.startswith("float"):
+        held[2] = -0.0
+    else:
+        held.view(np.uint8)[-1] ^= 1
+    with pytest.raises(RuntimeError, match="changed in place"):
+        y.backward()
+
+
 def test_writes_that_are_meant_keep_working():
     rng = np.random.default_rng(0)
     lin = mg.nn.Linear(3, 2, rng=rng)

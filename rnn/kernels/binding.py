@@ -305,7 +305,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None):
     out = Tensor(data)
     steps = StepStates(S, [])
     if is_grad_enabled() and any(p.requires_grad for p in parents):
-        record(out, "rnn_kernel", parents, _make_vjp(prep, arrays, which, T, B, dims, consts, weakref.ref(steps),
+        record(out, "rnn_kernel", parents, _make_vjp(prep, arrays, which, T, B, dims, consts, steps.grads,
                                                      snames), {"cell": plan.cell, "T": T})
 
     if len(S) == 1:
@@ -418,10 +418,11 @@ def _sname(plan, name):
     return name if name.isidentifier() else f"s{i}"
 
 
-def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
-    """The kernel node's vjp.  It holds the StepStates weakly: a strong reference would close a
-    cycle (out -> vjp -> steps -> per-state views -> out) that keeps every kernel array alive
-    until the garbage collector runs, so their pooled buffers could not be reused."""
+def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
+    """The kernel node's vjp.  It holds the StepStates' StepGrads, which refers to no tensor strongly:
+    holding the StepStates would close a cycle (out -> vjp -> steps -> per-state views -> out) that
+    keeps every kernel array alive until the garbage collector runs, so their pooled buffers could not
+    be reused."""
     lay = prep.layout
 
     def vjp(g):
@@ -437,9 +438,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, steps_ref, snames):
             grads[name] = grads[same]
         allv = {**arrays, **grads}
         prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
-        steps = steps_ref()
-        if steps is not None:  # else no one can reach the per-step states any more
-            steps.add_grads([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
+        step_grads.add([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
         out = []
         for kind, name in which:
             if kind == "x":
@@ -494,17 +493,37 @@ def _right(prep, env, named, key):
     return (named[prep.plan.params[pid]], True) if pid is not None else (env[r], False)
 
 
+class StepGrads:
+    """dL/d(state at step t) from the backward passes so far, and the step-state tensors made, held
+    weakly, whose .grad it fills in.  The kernel's vjp holds it; it holds no tensor, so no cycle."""
+
+    def __init__(self):
+        self.grads, self.made = None, []  # grads: per state, (T, B, width) or None
+
+    def add(self, grads):
+        if self.grads is None:
+            self.grads = list(grads)  # fresh arrays from this backward: no copy needed
+        else:
+            self.grads = [a if b is None else (b if a is None else a + b) for a, b in zip(self.grads, grads)]
+        for t, refs in self.made:
+            for r, gs in zip(refs, grads):
+                x = r()
+                if x is not None and gs is not None:
+                    x.grad = gs[t].copy() if x.grad is None else x.grad + gs[t]
+
+
 class StepStates(Sequence):
     """Per step, the tuple of new state tensors, made on first access; after backward their
     .grad is dL/d(state at step t), the total that flows back through the recurrence.
 
-    A made state holds this object (its .grad is filled in through it: the kernel's vjp holds it
-    weakly), and this object holds the made states weakly: both ways strong, each run that looked
-    at a state (every training step reads the final one) left a reference cycle, which kept the
-    run's graph and pooled kernel buffers alive until the garbage collector came by."""
+    The gradients reach them through `grads` (a StepGrads, which the kernel's vjp holds): a made
+    state holding this object instead (which holds the made states, to hand out the same ones
+    again) made a reference cycle per run that looked at a state — every training step reads the
+    final one — and kept the run's graph and pooled kernel buffers alive until the garbage
+    collector came by."""
 
     def __init__(self, S, per_state):
-        self._S, self._made, self._grads = S, {}, None
+        self._S, self._made, self.grads = S, {}, StepGrads()
         self.per_state = per_state  # engine tensors (T, B, width) per state: steps are slices of them
 
     def __len__(self):
@@ -514,30 +533,14 @@ class StepStates(Sequence):
         if isinstance(t, slice):
             return [self[i] for i in range(*t.indices(len(self)))]
         t = range(len(self))[t]
-        refs = self._made.get(t)
-        made = [r() for r in refs] if refs is not None else [None] * len(self.per_state)
-        if any(x is None for x in made):  # never made, or dropped by everyone since: made (again)
-            made = [self._state(t, i) if x is None else x for i, x in enumerate(made)]
-            self._made[t] = tuple(weakref.ref(x) for x in made)
-        return tuple(made)
-
-    def _state(self, t, i):
-        x = _view(self.per_state[i], t)
-        x._step_states = self  # keeps this object alive while the state is: its .grad is filled in through it
-        if self._grads is not None and self._grads[i] is not None:
-            x.grad = self._grads[i][t].copy()
-        return x
-
-    def add_grads(self, grads):
-        if self._grads is None:
-            self._grads = list(grads)  # fresh arrays from this backward: no copy needed
-        else:
-            self._grads = [a if b is None else (b if a is None else a + b) for a, b in zip(self._grads, grads)]
-        for t, refs in self._made.items():
-            for r, gs in zip(refs, grads):
-                x = r()
-                if x is not None and gs is not None:
-                    x.grad = gs[t].copy() if x.grad is None else x.grad + gs[t]
+        if t not in self._made:
+            tup = tuple(_view(s, t) for s in self.per_state)
+            if self.grads.grads is not None:
+                for x, gs in zip(tup, self.grads.grads):
+                    x.grad = None if gs is None else gs[t].copy()
+            self.grads.made.append((t, tuple(weakref.ref(x) for x in tup)))
+            self._made[t] = tup
+        return self._made[t]
 
 
 class KernelRunResult(RunResult):
