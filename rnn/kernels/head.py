@@ -21,14 +21,13 @@ before (`Head.why_not` says which).
 """
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 
 from minigrad.graph import run_ops
 from minigrad.op import PRIMITIVES
 from minigrad.primitives import reshape
 from minigrad.tensor import Tensor, is_grad_enabled, record
+from minigrad.walk import toposort
 
 from .blas import matmul2d
 
@@ -42,20 +41,12 @@ class Head:
     def __init__(self, rolled, roots, stacked_leaves):
         self.nodes, self.args = rolled.nodes, rolled.arguments()
         self.leaves = set(stacked_leaves)
-        order, seen, todo = [], set(), list(roots)
-        while todo:  # the head's ops, back from the roots to the stacked leaves and parameters
-            nid = todo.pop()
-            if nid in seen:
-                continue
-            seen.add(nid)
-            if nid not in self.leaves and self.nodes[nid].op != "leaf":
-                order.append(nid)
-                todo.extend(self.args[nid])
-        position = {nid: i for i, nid in enumerate(rolled.topological_order())}
-        self.order = sorted(order, key=position.__getitem__)
+        stop = lambda nid: nid in self.leaves or self.nodes[nid].op == "leaf"  # noqa: E731
+        self.order = [nid for nid in toposort(list(roots), lambda nid: [] if stop(nid) else self.args[nid])
+                      if not stop(nid)]  # the head's ops, arguments first, down to its leaves
         self.stacked = set(self.leaves)  # what has a time axis: the stacked leaves and what reads one
         for nid in self.order:
-            if builtins.any(a in self.stacked for a in self.args[nid]):
+            if any(a in self.stacked for a in self.args[nid]):
                 self.stacked.add(nid)
         self.reads = {a for nid in self.order for a in self.args[nid] if a not in self.order}
 
