@@ -240,7 +240,7 @@ class Tensor:
     def __add__(self, o): return add(self, o)
     def __radd__(self, o): return add(o, self)
     # A bare scalar is coerced beside self first: alone, neg/power would make it float64 (or int).
-    def __sub__(self, o): return add(self, neg(coerce([self, o], "sub")[1]))
+    def __sub__(self, o): return add(self, neg(o if isinstance(o, Tensor) else coerce([self, o], "sub")[1]))
     def __rsub__(self, o): return add(o, neg(self))
     def __mul__(self, o): return mul(self, o)
     def __rmul__(self, o): return mul(o, self)
