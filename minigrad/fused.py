@@ -51,12 +51,17 @@ def _compile(fn):
     except ImportError:
         return None
     global _ADAGRAD_ONE
-    # error_model="numpy": a division by zero gives inf as in NumPy, instead of a check per element
-    # that keeps LLVM from vectorising the loop (3x slower than NumPy's SIMD passes without it).
-    jit = numba.njit(error_model="numpy", cache=True)
-    if _ADAGRAD_ONE is _adagrad_one:
-        _ADAGRAD_ONE = jit(_adagrad_one)
-    return jit(fn)
+    for cache in (True, False):  # no cache folder Numba can write to: it refuses to decorate with cache=True
+        try:
+            # error_model="numpy": a division by zero gives inf as in NumPy, instead of a check per element
+            # that keeps LLVM from vectorising the loop (3x slower than NumPy's SIMD passes without it).
+            jit = numba.njit(error_model="numpy", cache=cache)
+            if _ADAGRAD_ONE is _adagrad_one:
+                _ADAGRAD_ONE = jit(_adagrad_one)
+            return jit(fn)
+        except Exception:  # noqa: BLE001 — any failure leaves the NumPy path, which is always right
+            _ADAGRAD_ONE = _adagrad_one
+    return None
 
 
 def run(name, *args):

@@ -282,3 +282,20 @@ def test_a_wrong_gradient_shape_changes_no_parameter():
         opt.step()
     assert all(np.array_equal(p.data, b) for p, b in zip(params, before))
     assert opt.steps.tolist() == [0, 0]
+
+
+def test_a_kernel_that_fails_to_compile_leaves_the_numpy_update(monkeypatch):
+    """Numba refusing (no cache folder, a damaged cache file, a typing error) costs speed, never a step."""
+    from minigrad import fused
+
+    def broken(*args):
+        raise RuntimeError("cannot compile here")
+    monkeypatch.setitem(fused._KERNELS, "adagrad", broken)
+    a, b = make_params(), make_params()
+    fast, slow = optim.Adagrad(a, lr=LR), _numpy_only(optim.Adagrad(b, lr=LR))
+    run(fast, a, [1, 2])
+    run(slow, b, [1, 2])
+    assert fused._KERNELS["adagrad"] is False  # turned off for the rest of the process
+    for p, q in zip(a, b):
+        assert p.data.tobytes() == q.data.tobytes()
+    assert fast.steps.tolist() == [2, 2]
