@@ -62,7 +62,13 @@ def _l2(arrays):
     amax = max(float(np.abs(a).max()) if a.size else 0.0 for a in arrays)
     if amax == 0.0 or not math.isfinite(amax):
         return amax if not any(np.isnan(a).any() for a in arrays) else math.nan
-    return amax * math.sqrt(sum(float(np.square(a.astype(np.float64, copy=False) / amax).sum()) for a in arrays))
+    return amax * math.sqrt(sum(_sum_of_squares(a.astype(np.float64, copy=False) / amax) for a in arrays))
+
+
+def _sum_of_squares(scaled):
+    """sum(scaled ** 2), squaring in place: `scaled` is a fresh array, and a second temporary as large as a
+    gradient cost more than the squaring.  (A 0-d gradient divided is a NumPy scalar, not an array.)"""
+    return float(np.square(scaled, out=scaled if isinstance(scaled, np.ndarray) else None).sum())
 
 
 def _with_grads(params, who):

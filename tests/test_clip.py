@@ -141,3 +141,14 @@ def test_clip_norm_refuses_bad_max_norm_and_non_tensors():
         mg.clip_grad_norm_(with_grads([1.0]), -1.0)
     with pytest.raises(TypeError, match="item 0 is ndarray"):
         mg.clip_grad_norm_([np.ones(2)], 1.0)
+
+
+def test_a_scalar_parameter_s_gradient_counts_in_the_norm():
+    """A 0-d gradient divided by the scale is a NumPy scalar, not an array: the in-place squaring must not
+    be asked of it."""
+    s = mg.nn.Parameter(np.array(2.0))
+    v = mg.nn.Parameter(np.zeros(2))
+    s.grad, v.grad = np.array(3.0), np.array([4.0, 0.0])
+    assert mg.grad_norm([s, v]) == 5.0
+    assert mg.clip_grad_norm_([s, v], 1.0) == 5.0
+    np.testing.assert_allclose([float(s.grad), *v.grad], [0.6, 0.8, 0.0], rtol=1e-6)
