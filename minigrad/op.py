@@ -56,6 +56,7 @@ def _quiet_state():
 
 
 def _forward_quietly(forward, arrays, attrs):
+    """forward(*arrays, **attrs) in the quiet error state (see _quiet_state)."""
     if _extobj_contextvar is None:
         with np.errstate(over="ignore", under="ignore"):
             return forward(*arrays, **attrs)
@@ -124,14 +125,7 @@ class Primitive:
                     raise TypeError(f"{name}: argument {i} is a {arr.dtype} tensor of shape {arr.shape}; "
                                     f"{name} needs floating point (use .astype('float64'))")
         try:
-            if _extobj_contextvar is None:
-                data = _forward_quietly(self.forward, arrays, attrs)
-            else:  # _forward_quietly written out: this is every op's path
-                token = _extobj_contextvar.set(_QUIET.get(_extobj_contextvar.get()) or _quiet_state())
-                try:
-                    data = self.forward(*arrays, **attrs)
-                finally:
-                    _extobj_contextvar.reset(token)
+            data = _forward_quietly(self.forward, arrays, attrs)
         except (ValueError, IndexError) as e:
             raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
         out = _result(data)
