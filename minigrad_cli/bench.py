@@ -79,11 +79,11 @@ def timed_block(fn, reps, budget):
 class Remote:
     """A step function built by `make` (an expression of this module) in a fresh Python process, timed
     there one block at a time: `block` asks for one and waits, asleep, for its times, so the two
-    processes never run at once and neither's thread pool slows the other."""
+    processes never run at once and neither's thread pool slows the other.  `without`: a library kept
+    out of that process (sys.modules[name] = None makes its import fail), the other framework's."""
 
-    def __init__(self, make):
-        # torch is kept out of that process too: sys.modules["torch"] = None makes its import fail
-        code = (f"import sys; sys.modules['torch'] = None; import numpy as np; from minigrad_cli import bench; "
+    def __init__(self, make, without="torch"):
+        code = (f"import sys; sys.modules[{without!r}] = None; import numpy as np; from minigrad_cli import bench; "
                 f"bench.serve_blocks(bench.{make})")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
@@ -309,29 +309,28 @@ def pytorch_net(kind, size, dtype):
 
 
 def networks(args):
-    """Each network against its PyTorch version timed in a process of its own: PyTorch's thread pool,
-    spinning after its own calls, slowed ours 3-7x when they alternated in one process."""
+    """Each network against its PyTorch version timed in a process of its own (a `Remote`, taking turns
+    with ours): PyTorch's thread pool, spinning after its own calls, slowed ours 3-7x when they
+    alternated in one process."""
     print(f"\n{'network':8} {'dtype':8} {'T,B,I,H,K':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} "
           f"{'torch/numba':>11} {'graph/numba':>11}")
     for kind in NETWORKS:
         for dtype in args.dtypes:
             for size in NET_SIZES[:1] if args.quick else NET_SIZES:
                 budget = 0.3 if args.quick else 1.0
-                t_numba = median_time(ours_net(kind, size, dtype, "numba"), budget=budget)
+                numba = ours_net(kind, size, dtype, "numba")
+                if torch:
+                    make = f"pytorch_net({kind!r}, {size!r}, np.{np.dtype(dtype).name})"
+                    with Remote(make, without="jax") as theirs:
+                        t_numba, t_torch = median_times([numba, theirs], budget=budget)
+                else:
+                    t_numba, t_torch = median_time(numba, budget=budget), None
                 t_graph = (median_time(ours_net(kind, size, dtype, "graph"), min_reps=1, budget=budget)
                            if args.graph else None)
-                t_torch = _torch_in_own_process(kind, size, dtype, budget) if torch else None
                 r_torch = f"{t_torch / t_numba:11.2f}" if t_torch else ""
                 r_graph = f"{t_graph / t_numba:11.1f}" if t_graph else ""
                 print(f"{kind:8} {np.dtype(dtype).name:8} {','.join(map(str, size)):>18} {ms(t_numba)} "
                       f"{ms(t_graph):>9} {ms(t_torch):>9} {r_torch:>11} {r_graph:>11}", flush=True)
-
-
-def _torch_in_own_process(kind, size, dtype, budget):
-    code = (f"from minigrad_cli.bench import median_time, pytorch_net; import numpy as np; "
-            f"print(median_time(pytorch_net({kind!r}, {size!r}, np.{np.dtype(dtype).name}), budget={budget}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
 
 
 def ms(t):
