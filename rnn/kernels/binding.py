@@ -38,13 +38,13 @@ from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
 from .blas import blas_rows, carve, carve_plan, matmul2d, staggered
 from .emit import generate, ident
-from .fingerprint import fingerprint, same_arrays
+from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
 from .head import Head
 from .ir import KernelError, UnsupportedCellError
 from .passes import make_plan
 
-_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(batch, fingerprint): (Prepared or the error, array copies)}
+_PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(run key, fingerprint): (Prepared or the error, array copies)}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
 _UNFOLDED: OrderedDict = OrderedDict()    # (id(rolled), T) -> unfolded graph, a few recent ones
 
@@ -135,32 +135,28 @@ def prepare(cell, batch, targets=None, context=None, inputs=True):
     the plan and the compiled kernels of its step for `cell` as it is now; raises
     UnsupportedCellError.  Kept per (cell, batch, targets) and reused while nothing the step can
     read from the cell has changed (see rnn.fingerprint): a changed one is traced again."""
-    per = _PER_CELL.setdefault(cell, OrderedDict())
-    key, arrays = fingerprint(cell)
-    key = (batch, targets, context, inputs, key)
-    got = per.get(key)
-    if got is not None and not same_arrays(arrays, got[1]):
-        got = None
-    if got is None:
-        rolled = cell.rolled(batch, targets, context=context, inputs=inputs)
-        sig = signature(rolled)
-        try:
-            if sig not in _BY_SIGNATURE:
-                plan = make_plan(rolled)
-                source, layout = generate(plan)
-                _BY_SIGNATURE[sig] = (plan, layout, source)
-                while len(_BY_SIGNATURE) > 64:  # e.g. a mask that changes every call: each is a new signature
-                    _BY_SIGNATURE.pop(next(iter(_BY_SIGNATURE)))
-            plan, layout, source = _BY_SIGNATURE[sig]
-            prep = Prepared(rolled, plan, layout, kernel_cache.load(source))
-        except UnsupportedCellError as e:
-            prep = e
-        got = per[key] = (prep, [a.copy() for a in arrays])
-        while len(per) > 8:
-            per.popitem(last=False)
-    if isinstance(got[0], UnsupportedCellError):
-        raise got[0]
-    return got[0]
+    got = kept_while_unchanged(_PER_CELL, cell, (batch, targets, context, inputs),
+                               lambda: _prepared(cell.rolled(batch, targets, context=context, inputs=inputs)))
+    if isinstance(got, UnsupportedCellError):
+        raise got
+    return got
+
+
+def _prepared(rolled):
+    """Prepared kernels for `rolled`, or the UnsupportedCellError saying why there are none (kept too:
+    a cell that cannot be compiled is not traced and planned again on every call)."""
+    sig = signature(rolled)
+    try:
+        if sig not in _BY_SIGNATURE:
+            plan = make_plan(rolled)
+            source, layout = generate(plan)
+            _BY_SIGNATURE[sig] = (plan, layout, source)
+            while len(_BY_SIGNATURE) > 64:  # e.g. a mask that changes every call: each is a new signature
+                _BY_SIGNATURE.pop(next(iter(_BY_SIGNATURE)))
+        plan, layout, source = _BY_SIGNATURE[sig]
+        return Prepared(rolled, plan, layout, kernel_cache.load(source))
+    except UnsupportedCellError as e:
+        return e
 
 
 def _engine_values(prep, named, xs, context=()):
@@ -206,16 +202,8 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype, context, given.context if context else None)
     result = _run(cell, prep, xs, state0, context, given.context if context else None)
-    if sup is not None and prep.heads.why_not_loss is None:  # L(t) at every loss step at once
+    if sup is not None:
         attach_losses(result, cell, prep.heads, prep.rolled, sup, len(xs))
-    elif sup is not None:
-        ys = [Tensor(sup.targets._data[t]) for t in sup.steps]
-        losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
-        result.losses, result.loss = total(losses, sup)
-        result.loss_steps, result.reduction = sup.steps, sup.reduction
-        result.known_targets = {t: (y, loss) for t, y, loss in zip(sup.steps, ys, losses)}
-        rolled, T, _, known = result._unfold_args
-        result._unfold_args = (rolled, T, sup.steps, known)
     return result
 
 
@@ -354,16 +342,23 @@ def known_tensors_of(named, state0, steps, per_step, context=None):
 
 
 def attach_losses(result, cell, heads, rolled, sup, T):
-    """result.losses and result.loss: L(t) at every loss step at once, by the traced head."""
-    pick = ((lambda v: v) if sup.steps == list(range(T))
-            else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
-    env = {**heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
-           rolled.target: Tensor(sup.targets._data[sup.steps])}
-    losses = heads.loss.run(env, len(sup.steps))[rolled.loss]
-    result.losses = reshape(losses, shape=(len(sup.steps),))
-    result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
+    """result.losses and result.loss: L(t) at the loss steps — at every one at once by the traced head,
+    or, where an op of the loss has no rule over time, step by step from result.per_step_outputs."""
+    if heads.why_not_loss is None:
+        pick = ((lambda v: v) if sup.steps == list(range(T))
+                else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
+        env = {**heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
+               rolled.target: Tensor(sup.targets._data[sup.steps])}
+        losses = heads.loss.run(env, len(sup.steps))[rolled.loss]
+        result.losses = reshape(losses, shape=(len(sup.steps),))
+        result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
+        result.known_targets = _PerStepLosses(sup, result.losses)
+    else:
+        ys = [Tensor(sup.targets._data[t]) for t in sup.steps]
+        losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
+        result.losses, result.loss = total(losses, sup)
+        result.known_targets = {t: (y, loss) for t, y, loss in zip(sup.steps, ys, losses)}
     result.loss_steps, result.reduction = sup.steps, sup.reduction
-    result.known_targets = _PerStepLosses(sup, result.losses)
     rolled_, T_, _, known = result._unfold_args
     result._unfold_args = (rolled_, T_, sup.steps, known)
 

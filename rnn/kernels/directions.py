@@ -19,22 +19,20 @@ from minigrad import Tensor
 from minigrad.primitives import getitem
 
 from ..rolled import as_tuple
-from .fingerprint import fingerprint, same_arrays
+from .fingerprint import kept_while_unchanged
 from .ir import UnsupportedCellError
 
-_TRACED = weakref.WeakKeyDictionary()  # cell -> {(batch, targets): (fingerprint arrays, rolled, heads)}
+_TRACED = weakref.WeakKeyDictionary()  # cell -> {((batch, targets), fingerprint): ((rolled, heads), array copies)}
 
 
 def _traced(cell, batch, targets):
     """The whole cell's rolled graph and its head, traced once while the cell is unchanged."""
     from .binding import Heads
-    per = _TRACED.setdefault(cell, {})
-    key, arrays = fingerprint(cell)
-    got = per.get((batch, targets, key))
-    if got is None or not same_arrays(arrays, got[0]):
+
+    def trace():
         rolled = cell.rolled(batch, targets)
-        got = per[(batch, targets, key)] = ([a.copy() for a in arrays], rolled, Heads(rolled))
-    return got[1], got[2]
+        return rolled, Heads(rolled)
+    return kept_while_unchanged(_TRACED, cell, (batch, targets), trace)
 
 
 def _reversed(t):

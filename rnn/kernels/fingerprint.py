@@ -16,10 +16,12 @@ Not watched: module globals, and the variables a function closes over.
 
 ``fingerprint(cell) -> (key, arrays)``: the hashable key, and the arrays whose
 content it stands for (compared with `same_arrays` against copies kept beside
-the kernels, rather than hashed on every call).
+the kernels, rather than hashed on every call).  `kept_while_unchanged` is the
+cache built on them: what was made from a cell, made again once the cell changed.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from types import MappingProxyType
 
 import numpy as np
@@ -39,6 +41,19 @@ def fingerprint(cell):
             break
         own.append(_key(cls.__dict__, arrays, seen))
     return (type(cell), tuple(own), _key(cell.__dict__, arrays, seen)), arrays
+
+
+def kept_while_unchanged(store, cell, key, make, keep=8):
+    """make() for `cell` under `key`, kept in `store` (a WeakKeyDictionary: cell -> its entries) and
+    reused until the cell's fingerprint changes; the `keep` latest entries per cell."""
+    per = store.setdefault(cell, OrderedDict())
+    fkey, arrays = fingerprint(cell)
+    got = per.get((key, fkey))
+    if got is None or not same_arrays(arrays, got[1]):
+        got = per[(key, fkey)] = (make(), [a.copy() for a in arrays])
+        while len(per) > keep:
+            per.popitem(last=False)
+    return got[0]
 
 
 def same_arrays(arrays, copies):
