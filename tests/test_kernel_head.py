@@ -127,3 +127,30 @@ def test_the_unfolded_graph_of_a_kernel_run_still_shows_every_loss():
     assert sorted(g.losses) == [1, 3]
     for t, i in ((1, 0), (3, 1)):
         assert g.tensors[g.losses[t]].item() == pytest.approx(r.losses.data[i], abs=0)
+
+
+def test_a_part_the_same_at_every_step_keeps_its_gradient_when_the_head_runs_over_time():
+    """o(t) = [h(t), p] with p a parameter broadcast over the batch: concatenated with stacked values,
+    p's part is repeated along time — recorded, so its gradient is the sum over the steps, not lost."""
+    class Tagged(rnn.Cell):
+        def __init__(self):
+            super().__init__(3, 4)
+            rng = np.random.default_rng(0)
+            self.W, self.p = Parameter(rng.normal(0, 0.4, (4, 7))), Parameter(rng.normal(0, 1, (1, 2)))
+
+        def step(self, x, h):
+            return (mg.concatenate([x, h], axis=-1) @ self.W.T).tanh()
+
+        def output(self, h):
+            return mg.concatenate([h, mg.broadcast_to(self.p, (h.shape[0], 2))], axis=-1)
+
+    cell, xs = Tagged(), np.random.default_rng(1).standard_normal((4, 2, 3))
+    grads = []
+    for backend in ("graph", "numba"):
+        cell.zero_grad()
+        r = rnn.run(cell, xs, backend=backend)
+        (r.outputs * r.outputs).sum().backward()
+        grads.append([cell.p.grad, cell.W.grad])
+    assert np.abs(grads[0][0]).min() > 0
+    for want, got in zip(*grads):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

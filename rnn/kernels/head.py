@@ -111,7 +111,9 @@ def _lifted(op, ins, lifted, attrs, ndims, out_ndim, T):
         index = index if isinstance(index, tuple) else (index,)
         return prim(ins[0], index=(slice(None),) + index)
     if op == "concatenate":
-        parts = [x if l else Tensor(np.broadcast_to(x.data, (T,) + x.shape)) for x, l in zip(ins, lifted)]
+        # a part the same at every step is repeated along time by the engine's broadcast_to, recorded,
+        # so that its gradient (summed over the steps) reaches what it was made from
+        parts = [x if l else PRIMITIVES["broadcast_to"](x, shape=(T,) + x.shape) for x, l in zip(ins, lifted)]
         return prim(parts, axis=_shift(attrs.get("axis", 0), out_ndim))
     if op == "pick":
         a, index = ins
