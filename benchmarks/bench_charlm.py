@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from alternating import alternating_rounds  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDDEN, SEQ_LEN, LR, CLIP, EPS = 100, 25, 0.1, 5.0, 1e-8
@@ -193,13 +194,7 @@ def main(argv=None):
         return
     loops = [lp for lp in available() if lp in args.loops.split(",")]
     check_same_losses(loops)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    rates = {lp: [] for lp in loops}
-    for r in range(args.rounds):
-        for loop in loops if r % 2 == 0 else loops[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--one", loop, "--steps", str(args.steps),
-                                  "--reps", str(args.reps)], capture_output=True, text=True, env=env, check=True)
-            rates[loop].append(json.loads(out.stdout))
+    rates = alternating_rounds(__file__, loops, args.rounds, ["--steps", args.steps, "--reps", args.reps])
     print(f"min-char-rnn setting: elman {HIDDEN}, one-hot, seq-len {SEQ_LEN}, batch 1, adagrad {LR}, clip norm:{CLIP}; "
           f"README.md[:35000]; best of {args.rounds} alternating rounds  [load {os.getloadavg()[0]:.2f}]")
     for loop in loops:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
+
+from alternating import alternating_rounds  # beside this script
 
 N = 8
 ENGINES = ("minigrad", "torch", "autograd", "micrograd")
@@ -170,14 +170,8 @@ def main(argv=None):
         return
     engines = [e for e in available() if e in args.engines.split(",")]
     check_same_gradients(args.layers)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    results = {e: [] for e in engines}
-    for r in range(args.rounds):
-        for engine in engines if r % 2 == 0 else engines[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--one", engine, "--layers", str(args.layers),
-                                  "--reps", str(args.reps), "--seconds", str(args.seconds)],
-                                 capture_output=True, text=True, env=env, check=True)
-            results[engine].append(json.loads(out.stdout))
+    results = alternating_rounds(__file__, engines, args.rounds,
+                                 ["--layers", args.layers, "--reps", args.reps, "--seconds", args.seconds])
     print(f"chain of {args.layers} x (mul, add, tanh) + sum on ({N},) float64, forward + backward; "
           f"µs per op, best of {args.rounds} alternating rounds (fastest batch)  [load {os.getloadavg()[0]:.2f}]")
     base = min(results["minigrad"]) if "minigrad" in results else None
