@@ -195,9 +195,9 @@ def run_numba(cell, xs, state0, sup=None, given=None):
         xs = Tensor(np.zeros((given.steps, given.batch, 0), as_tuple(state0)[0].dtype))
     context = as_tuple(given.context) if given is not None and given.context is not None else ()
     if isinstance(cell, Bidirectional):
-        return run_bidirectional(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
+        return run_bidirectional(cell, xs, state0, sup, run_numba)
     if isinstance(cell, Stacked) and -1 in cell.delays.values():
-        return run_layers(cell, xs, state0, sup, lambda c, x, s0: run_numba(c, x, s0))
+        return run_layers(cell, xs, state0, sup, run_numba)
     prep = prepare(cell, xs.shape[1], sup and sup.spec, given.context_spec if context else None, inputs)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype, context, given.context if context else None)

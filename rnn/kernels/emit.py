@@ -512,7 +512,7 @@ class _Gen:
         each written to its (T, B) array for the fused loops to read broadcast."""
         if not ph.rows:
             return []
-        self.inside, self.backward, self.cols, self.defined = set(), False, set(), set()
+        self.begin(ph, backward=False)  # rows read no fused value: none is inside
         body = []
         for r in ph.rows:
             n = self.nodes[r]
@@ -541,7 +541,7 @@ class _Gen:
         rows = [r for r in ph.rows if r in self.row_grads]
         if not rows:
             return []
-        self.inside, self.backward, self.cols, self.defined = set(), True, set(), set()
+        self.begin(ph, backward=True)
         body = []
         for r in reversed(rows):
             n, g = self.nodes[r], f"g_{self.var(r, 0)}"
