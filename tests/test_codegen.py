@@ -115,7 +115,7 @@ class LogSoftmaxCell(MaxCell):
 
 
 class BatchMaxCell(MaxCell):
-    """The max over the batch axis: no kernel reduces across batch rows."""
+    """The max over the batch axis: a reduction across batch rows (an nd value, its own loop nest)."""
 
     def step(self, x, h):
         a = x @ self.W + h @ self.U
@@ -123,7 +123,8 @@ class BatchMaxCell(MaxCell):
 
 
 class FlatSumCell(MaxCell):
-    """A sum over the hidden axis without keepdims, (B,): the kernels broadcast only (B, 1) values."""
+    """A sum over the hidden axis without keepdims, (B,), broadcast along the hidden axis (so B is 1 or
+    H): nd values, not the fused loops' (B, 1) row values."""
 
     def step(self, x, h):
         a = x @ self.W + h @ self.U
@@ -227,13 +228,29 @@ def test_batch_first_and_no_grad():
     assert not c.outputs.requires_grad
 
 
-@pytest.mark.parametrize("cls, op", [(BatchMaxCell, "max"), (FlatSumCell, "sum")])
-def test_unsupported_op_is_named_and_auto_falls_back(cls, op):
-    cell = cls(3, 4)
-    with pytest.raises(UnsupportedCellError, match=rf"op '{op}' at node n\d+"):
-        rnn.run(cell, np.zeros((2, 1, 3)), backend="numba")
-    r = rnn.run(cell, np.zeros((2, 1, 3)))
-    assert r.backend == "graph" and f"'{op}'" in r.fallback
+class BatchFlipCell(MaxCell):
+    """Reads the batch rows in reverse: an index into the batch axis, which no kernel compiles."""
+
+    def step(self, x, h):
+        return (x @ self.W + h[::-1] @ self.U).tanh()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=8)
+@given(sizes=sizes)
+def test_reductions_across_the_batch_and_flat_sums_match(dtype, sizes):
+    T, B, I, H, seed = sizes
+    assert_same(BatchMaxCell(I, H, rng=np.random.default_rng(seed), dtype=dtype), T, B, seed, dtype)
+    B = 1 if seed % 2 else H   # (B, H) - (B,) broadcasts only so
+    assert_same(FlatSumCell(I, H, rng=np.random.default_rng(seed), dtype=dtype), T, B, seed, dtype)
+
+
+def test_unsupported_op_is_named_and_auto_falls_back():
+    cell = BatchFlipCell(3, 4)
+    with pytest.raises(UnsupportedCellError, match=r"op 'getitem' at node n\d+"):
+        rnn.run(cell, np.zeros((2, 2, 3)), backend="numba")
+    r = rnn.run(cell, np.zeros((2, 2, 3)))
+    assert r.backend == "graph" and "'getitem'" in r.fallback
 
 
 @pytest.mark.parametrize("cls", BUILTIN, ids=lambda c: c.__name__)

@@ -49,23 +49,24 @@ def test_a_vector_context_in_the_kernels_equals_the_graph(T, B, H, C, elementwis
         np.testing.assert_allclose(got, want, **tol)
 
 
-def test_a_sequence_context_falls_back_with_the_op_named_and_one_warning():
-    class Attending(rnn.Cell):
+def test_a_step_the_generator_cannot_compile_falls_back_with_the_op_named_and_one_warning():
+    class LastSource(rnn.Cell):
+        """Reads the last source position of a product over the source axis: an index into an axis
+        other than the last, which the generator does not compile."""
         def __init__(self, I, H):
             super().__init__(I, H)
             self.W = Parameter(np.full((H, I + 2 * H), 0.1))
 
         def step(self, x, h, context):
-            a = mg.softmax((context * h).sum(axis=-1), axis=0)          # (S, B): over source positions
-            c = (a.reshape(*a.shape, 1) * context).sum(axis=0)
+            c = (context * h)[-1]                                         # (S, B, H) -> (B, H)
             return (mg.concatenate([x, h, c], axis=-1) @ self.W.T).tanh()
 
-    cell, xs, E = Attending(2, 3), np.ones((2, 1, 2)), mg.Tensor(np.ones((4, 1, 3)))
-    with pytest.raises(rnn.kernels.UnsupportedCellError, match=r"op 'sum' at node n\d+"):
+    cell, xs, E = LastSource(2, 3), np.ones((2, 1, 2)), mg.Tensor(np.ones((4, 1, 3)))
+    with pytest.raises(rnn.kernels.UnsupportedCellError, match=r"op 'getitem' at node n\d+"):
         rnn.run(cell, xs, context=E, backend="numba")
-    with pytest.warns(UserWarning, match=r"rnn.run\(Attending\).*explicit graph.*op 'sum'"):
+    with pytest.warns(UserWarning, match=r"rnn.run\(LastSource\).*explicit graph.*op 'getitem'"):
         r = rnn.run(cell, xs, context=E)
-    assert r.backend == "graph" and "'sum'" in r.fallback
+    assert r.backend == "graph" and "'getitem'" in r.fallback
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -9,6 +9,8 @@
     describe.py  what the step calls each value, for the kernels' comments
     arrays.py    the one table of the kernels' array kinds and their name prefixes
     emit.py      plan -> the source of forward() and backward()
+    nd.py        the loop nests of values the fused (batch, width) loops cannot hold (emit's nd sections)
+    statements.py  the source as lines and loops, rendered once
     helpers.py   the fixed Numba helpers the kernels call: scalar tanh/sigmoid, the per-step product
     cache.py     generated sources as importable modules, so Numba's disk cache works
     binding.py   the kernels as one engine node: inputs from tensors, gradients back to them
@@ -25,18 +27,24 @@ import numpy as np
 from .ir import KernelError, UnsupportedCellError
 
 
-def kernel_source(cell, batch=1, dtype=None):
+def kernel_source(cell, batch=1, dtype=None, context=None):
     """The generated forward and backward kernels of `cell`'s step for batches of `batch`, as Python
     source: written, not compiled, and the kernel cache left alone.  dtype: the working dtype the
-    source is written for (its scalar helpers), by default the cell's.  UnsupportedCellError (with
-    the op and the reason) where the step cannot be compiled."""
+    source is written for (its scalar helpers), by default the cell's.  context: what the step reads
+    as its context (tensors or arrays, as rnn.run takes it), for a step that reads one.
+    UnsupportedCellError (with the op and the reason) where the step cannot be compiled."""
+    from ..rolled import Context
     from .emit import generate
     from .passes import make_plan
-    reads = cell.reads() - {"t"}
+    reads = cell.reads() - {"t", "context"}
     if reads:
-        raise UnsupportedCellError(f"kernel_source: a step that reads {', '.join(sorted(reads))} is not shown "
-                                   "here yet (rnn.run compiles one that reads a context)")
-    plan = make_plan(cell.rolled(int(batch)))
+        raise UnsupportedCellError(f"kernel_source: a step that reads {', '.join(sorted(reads))} is not compiled")
+    if ("context" in cell.reads()) != (context is not None):
+        raise TypeError(f"kernel_source({type(cell).__name__}): pass context= exactly when the step reads one")
+    spec = None if context is None else Context.of(
+        tuple(np.asarray(getattr(c, "data", c)) for c in context) if isinstance(context, (tuple, list))
+        else np.asarray(getattr(context, "data", context)))
+    plan = make_plan(cell.rolled(int(batch), context=spec))
     if dtype is not None:
         plan.dtype = np.dtype(dtype).name
     return generate(plan)[0]

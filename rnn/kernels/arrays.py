@@ -16,6 +16,7 @@ written with 'T', 'T+1', 'B', '2' (double-buffered by step parity) and integer w
                              output the backward reads (Y_: sigmoid, tanh, exp)
     row              R_      a row value: a reduction over the features, or an      (T, B)       forward
                              op on such values (sum, max; log of a sum)
+    nd               N_      an nd value, whole, at every step                      (T, ...)     forward
     grad_out         G       dL/d(new states), all states side by side              (T, B, Σw)   the vjp
     grad_x           dxs     dL/dx(t)                                               (T, B, I)    backward
     grad_hoist       dXA_    dL/d(hoisted product), per step: its GEMMs after it    (T, B, w)    backward
@@ -27,6 +28,8 @@ written with 'T', 'T+1', 'B', '2' (double-buffered by step parity) and integer w
     grad_cross       EV_     dL/d(a value a later phase read), within a step        (B, w)       backward
     grad_left        MV_     dL/d(a product's computed left operand), within a step (B, w)       backward
     grad_row         dR_     dL/d(a row value), per step, accumulated by its readers (T, B)      backward
+    grad_nd          dN_     dL/d(an nd value) within a step, accumulated by its    (...)        backward
+                             readers, cleared by the value's own reverse sweep
 """
 from __future__ import annotations
 
@@ -46,12 +49,12 @@ class Kind:
     @property
     def filled_by_call(self):
         """Whether the call fills it from engine values before the forward kernel runs."""
-        return not self.grad and self.name not in ("rec", "stored", "row")
+        return not self.grad and self.name not in ("rec", "stored", "row", "nd")
 
     @property
     def forward_own(self):
         """Whether the call allocates it, empty, for the forward kernel to write."""
-        return self.name in ("state", "rec", "stored", "row")
+        return self.name in ("state", "rec", "stored", "row", "nd")
 
 
 KINDS = {k.name: k for k in (
@@ -61,6 +64,7 @@ KINDS = {k.name: k for k in (
     Kind("grad_engine", "dP_", zeroed=True), Kind("grad_states", "DS_"),
     Kind("grad_state_ew", "ES_", zeroed=True), Kind("grad_state_mm", "MS_", zeroed=True),
     Kind("grad_cross", "EV_"), Kind("grad_left", "MV_"), Kind("row", "R_"), Kind("grad_row", "dR_", zeroed=True),
+    Kind("nd", "N_"), Kind("grad_nd", "dN_", zeroed=True),
 )}
 STORED_OUTPUT = "Y_"   # a stored value only the backward reads (the kind is "stored" either way)
 

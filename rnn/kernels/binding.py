@@ -274,7 +274,8 @@ def _run(cell, prep, xs, state0, context=(), context_given=None):
             arrays[name] = np.ascontiguousarray(right._data if folded else right._data.T)
         elif what == "engine":
             t = env[key]
-            arrays[name] = np.ascontiguousarray(t._data.reshape(-1) if t.ndim != 2 or t.shape[0] == 1 else t._data)
+            whole = name in lay.full or (t.ndim == 2 and t.shape[0] != 1)  # else read as (W,) or (1,)
+            arrays[name] = np.ascontiguousarray(t._data if whole else t._data.reshape(-1))
             if plan.nodes[key].grad:
                 parents.append(t), which.append(("engine", key))
     for i, s in enumerate(state0):
@@ -450,7 +451,8 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
                 else:
                     out.append(None)
             elif kind == "engine":  # in the kernel's layout ((W,) for a (1, W) value): back to the value's shape
-                out.append(grads[kinds.name("grad_engine", ident(name))].reshape(prep.plan.nodes[name].shape))
+                got = grads.get(kinds.name("grad_engine", ident(name)))  # none: only comparisons read it
+                out.append(None if got is None else got.reshape(prep.plan.nodes[name].shape))
             elif kind == "weight":
                 key, folded, learns = name
                 out.append(_weight_grad(prep, allv, key, folded, T, B) if learns else None)  # frozen: none

@@ -36,6 +36,8 @@ from minigrad.walk import toposort
 from . import arrays
 from .describe import Names
 from .ir import ALIASES as ALIAS, access, engine_value, last_axis_slice, row_value, uses
+from .nd import NdEmitter
+from .statements import Loop, at, ident, render, transposed
 
 FAST_FLOAT32 = os.environ.get("MINIGRAD_EXACT_FLOAT32") != "1"  # see helpers.tanh_f32
 FAST_FLOAT64 = os.environ.get("MINIGRAD_LIBM_FLOAT64") != "1"   # see helpers.tanh_f64
@@ -51,10 +53,6 @@ GENERATOR_VERSION = 3
 HELPERS_HASH = hashlib.sha256((Path(__file__).parent / "helpers.py").read_bytes()).hexdigest()[:16]
 
 
-def ident(nid):
-    return "".join(c if c.isalnum() else "_" for c in nid)
-
-
 @dataclass
 class Layout:
     """What the runtime allocates and passes; shapes use 'T', 'T+1', 'B', '2' and integer widths."""
@@ -65,42 +63,11 @@ class Layout:
     consts: list = field(default_factory=list)
     first_writer: dict = field(default_factory=dict)  # input id -> phase that assigns its gradient
     same: dict = field(default_factory=dict)  # gradient array never written -> the array equal to it
+    full: set = field(default_factory=set)    # engine arrays passed in their own shape (read by nd values)
     notes: dict = field(default_factory=dict)  # array name -> what it holds, in the step's names
 
 
-# --- statements ------------------------------------------------------------------------------
-
-@dataclass
-class Loop:
-    """`header` (a `for` line, without its colon) over the statements of `body`."""
-    header: str
-    body: list
-    comment: str = ""
-
-
-def render(statements, depth=0):
-    """Source lines of `statements` (strings and Loops), indented `depth` levels."""
-    out = []
-    for s in statements:
-        if isinstance(s, Loop):
-            out.append("    " * depth + s.header + ":" + (f"  # {s.comment}" if s.comment else ""))
-            out += render(s.body, depth + 1)
-        else:
-            out.append("    " * depth + s)
-    return out
-
-
-def transposed(text):
-    """`text`.T, with a transpose of a transpose written as the value itself."""
-    return text[:-2] if text.endswith(".T") else f"{text}.T"
-
-
-def at(array, *index):
-    """A reference to one element (or row) of `array`."""
-    return f"{array}[{', '.join(index)}]"
-
-
-class _Gen:
+class _Gen(NdEmitter):
     def __init__(self, plan):
         self.plan, self.nodes, self.lay = plan, plan.nodes, Layout()
         self.names = Names(plan)
@@ -115,6 +82,15 @@ class _Gen:
                 for a in self.nodes[nid].args:
                     if engine_value(self.nodes[a]):
                         self.access[a] = access(self.nodes[a], self.nodes[nid], batch)
+        self.batch = batch
+        for ph in plan.phases:  # what only nd values read is passed whole (where it is not one number)
+            for nid in ph.nds:
+                for a in self.nodes[nid].args:
+                    if engine_value(self.nodes[a]) and a not in self.access:
+                        self.access[a] = "scalar" if _size(self.nodes[a].shape) == 1 else "full"
+                        if self.access[a] == "full":
+                            self.lay.full.add(arrays.name("engine", ident(a)))
+        self.prezeroed = set()  # gradient arrays an nd section zeroed for the row values after it
         nstate = len(plan.states)
         offsets = [0]
         for _, _, sout in plan.states:
@@ -162,6 +138,8 @@ class _Gen:
         n = self.nodes[a]
         if n.kind == "step":
             return "tval"
+        if n.kind == "nd":
+            return at(self.nd_array(a), "t", "b", col)
         if row_value(n):
             return at(self.row_array(a), "t", "b")
         if engine_value(n):
@@ -214,20 +192,22 @@ class _Gen:
         array, row = self.stored_array(nid)
         return at(array, row, "b", col)
 
-    def grad_ref(self, a, col, parity="p"):
+    def grad_ref(self, a, col, parity="p", row="b"):
         """Where the gradient of phase input `a` goes (a state's: buffer `parity`, p this step's,
-        q the next step's)."""
+        q the next step's), in batch row `row`."""
         n, say = self.nodes[a], self.names.arg(a)
         if n.kind == "state":
             name = self.state_of_in[a][1]
             arr = self.array("grad_state_ew", self.sname[name], name, ("2", "B", n.width),
                              f"dL/d{name}(t-1) from the fused ops, by step parity", True)
-            return at(arr, parity, "b", col)
+            return at(arr, parity, row, col)
         if n.kind == "ew":
             return at(self.array("grad_cross", ident(a), a, ("B", n.width), f"dL/d({say}) within a step", True),
-                      "b", col)
+                      row, col)
+        if n.kind == "nd":
+            return at(self.nd_grad(a), row, col)
         if n.kind in ("x", "hoist", "rec"):
-            return at(self.grad_array(a), "t", "b", col)
+            return at(self.grad_array(a), "t", row, col)
         return self.engine_ref(self.grad_array(a), a, col)
 
     def grad_kind(self, a):
@@ -448,7 +428,8 @@ class _Gen:
                 assign = self.lay.first_writer[a] == ph.index
                 blocks = range(node.width // self.W)
             terms = [contrib.pop((a, k), []) for k in blocks]
-            pending.append((engine, a, blocks, terms, engine or assign))
+            accumulated = engine or node.kind == "nd"  # an nd value's gradient is summed over its readers
+            pending.append((accumulated, a, blocks, terms, accumulated or assign))
         assert not contrib, contrib
         written = {}  # (kind of array, what is written per block) -> input whose array holds it
         sums = []     # (bias, step array): the bias's gradient is the step array summed over the batch
@@ -551,7 +532,8 @@ class _Gen:
                 array, row = self.step_array(a)
                 v, width = at(array, row, "b", "j"), f"{array}.shape[2]"
                 target = self.grad_ref(a, "j")
-                first = self.lay.first_writer.get(a) == ph.index and not ph.nodes  # no fused loop zeroed it
+                # no fused loop zeroed it, nor the nd values before
+                first = self.lay.first_writer.get(a) == ph.index and not ph.nodes and a not in self.prezeroed
                 op = "=" if first else "+="
                 if n.op == "sum":
                     body.append(Loop(f"for j in range({width})", [f"{target} {op} {g}"]))
@@ -617,11 +599,13 @@ class _Gen:
         for ph in self.plan.phases:
             fwd += self.products_forward(ph)
             fwd += self.rows_forward(ph)
+            fwd += self.nds_forward(ph)
             if ph.nodes:
                 fwd += self.phase_forward(ph)
         for ph in reversed(self.plan.phases):
             if ph.nodes:
                 bwd += self.phase_backward(ph)
+            bwd += self.nds_backward(ph)
             bwd += self.rows_backward(ph)
             bwd += self.products_backward(ph)
         self.array("grad_out", "", None, ("T", "B", None), "dL/d(new states), all states side by side", True)
@@ -668,6 +652,13 @@ import math  # noqa: F401  (scalar forms: math.exp, math.log)
 import numpy as np  # noqa: F401  (the step index in the kernel's dtype)
 
 from rnn.kernels.helpers import jit, matmul, {sigmoid} as _sigmoid, {tanh} as _tanh  # noqa: F401'''
+
+
+def _size(shape):
+    size = 1
+    for s in shape:
+        size *= s
+    return size
 
 
 def generate(plan):

@@ -4,7 +4,8 @@ build from them, and what the generator knows about each op.
     IRNode   one value of the step: its op, arguments, shape, and what the passes decide about it —
              its `kind` (x, state, param, const; pre, hoist, rec, ew: see passes.classify) and
              whether a gradient can reach it
-    Phase    one fused loop over (batch, width) inside the time loop, after its recurrent products
+    Phase    one fused loop over (batch, width) inside the time loop, after its recurrent products,
+             row values and nd values
     Plan     the whole step scheduled: what runs before the loop, in which phase, what is stored
 
 `fused(op)` and `uses(node)` read the primitives' records (minigrad.primitives): whether the
@@ -65,7 +66,7 @@ class IRNode:
     label: str = ""
     dtype: str = ""
     value: object = None
-    kind: str = ""     # x, state, param, const, context, step; pre, hoist, rec, ew, red, row
+    kind: str = ""     # x, state, param, const, context, step; pre, hoist, rec, ew, red, row, nd
     grad: bool = True  # whether a gradient can reach a leaf below it
 
     @property
@@ -100,6 +101,7 @@ class Phase:
     nodes: list                      # ew node ids in this phase, topological order
     matmuls: list                    # rec matmul ids that run just before this phase
     rows: list = field(default_factory=list)     # red and row ids computed after them, per batch row
+    nds: list = field(default_factory=list)      # nd ids computed after those, each by its own loop nest
     width: int = 1                   # W: the loop runs over (batch, W); every width is a multiple
     demand: dict = field(default_factory=dict)   # node id -> sorted blocks k (columns k*W + j)
     reads: dict = field(default_factory=dict)    # input id -> sorted blocks read
@@ -165,8 +167,9 @@ def engine_value(node):
     return node.kind in ("param", "const", "pre", "context")
 
 
-def access(arg, consumer, batch):
-    """How a fused loop reads a parameter/constant value next to a (B, w) consumer."""
+def access(arg, consumer, batch, must=True):
+    """How a fused loop reads a parameter/constant value next to a (B, w) consumer: "scalar", "vec"
+    or "mat"; where it cannot, UnsupportedCellError (or None when not `must`)."""
     size = 1
     for s in arg.shape:
         size *= s
@@ -176,7 +179,23 @@ def access(arg, consumer, batch):
         return "vec"
     if arg.shape == (batch, consumer.width):
         return "mat"
-    unsupported(consumer, f"operand {arg.id} of shape {arg.shape} does not broadcast along the last axis "
-                          f"of shape {consumer.shape}")
+    if must:
+        unsupported(consumer, f"operand {arg.id} of shape {arg.shape} does not broadcast along the last axis "
+                              f"of shape {consumer.shape}")
+    return None
+
+
+ND_OPS = ("sum", "max", "reshape", "transpose", "matmul")  # besides the element-wise primitives
+
+
+def nd_capable(node, nodes):
+    """Whether `node` can be an nd value: computed whole, per step, by a loop nest of its own (a value
+    of any shape — a source axis, N memory slots, k heads — that the (batch, width) loops cannot hold)."""
+    if node.op in ALIASES:
+        return False
+    if node.op == "matmul":
+        return all(len(nodes[a].shape) >= 2 for a in node.args)
+    prim = PRIMITIVES.get(node.op)
+    return node.op in ND_OPS or (prim is not None and prim.elementwise)
 
 

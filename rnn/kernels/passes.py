@@ -12,7 +12,11 @@ The traced step is split by what each node depends on:
     red     a sum or max over the features of a step value, keepdims (softmax's, a layer norm's):
             like a recurrent product it needs its operand in full, so it starts a phase;
     row     an element-wise op on such (batch, 1) values (log of a sum): computed with them, per
-            batch row, before the phase's fused loop, which reads them broadcast over its columns.
+            batch row, before the phase's fused loop, which reads them broadcast over its columns;
+    nd      a value of any other shape — over a source axis (S, B, A), N memory slots (B, N, W), a
+            (B, 1) gate times a (B, W) value — or a sum, max, reshape, transpose or batched product
+            of one: computed whole by a loop nest of its own after the row values, stored per step;
+            a fused loop reads it only where it is (batch, width) like the loop's own values.
 
 A matmul whose left operand is itself computed in the step needs that operand in
 full first, so the step becomes phases: phase d runs after the products of depth d
@@ -42,7 +46,7 @@ from minigrad.op import PRIMITIVES
 from minigrad.walk import toposort
 
 from .ir import (ALIASES, IRNode, Phase, Plan, UnsupportedCellError, access, build_ir, engine_value, fused,
-                 last_axis_slice, new_node, reduces_rows, row_value, topo, unsupported, uses)
+                 last_axis_slice, nd_capable, new_node, reduces_rows, row_value, topo, unsupported, uses)
 
 
 def make_plan(rolled):
@@ -57,7 +61,7 @@ def make_plan(rolled):
     def classified(nodes):
         # the loop computes the states alone: what only o(t) or L(t) needs is left out
         nodes = {nid: nodes[nid] for nid in topo(nodes, [s[2] for s in states])}
-        classify(nodes, x_id, state_ids, params, rolled.frozen, set(rolled.context), rolled.step_index)
+        classify(nodes, x_id, state_ids, params, rolled.frozen, set(rolled.context), rolled.step_index, batch)
         return nodes
 
     nodes = classified(build_ir(rolled))
@@ -74,16 +78,17 @@ def make_plan(rolled):
     pre, hoist, xpre, rec = schedule(nodes, order)
     ew = [nid for nid in order if nodes[nid].kind == "ew"]
     rows = [nid for nid in order if nodes[nid].kind in ("red", "row")]
+    nds = [nid for nid in order if nodes[nid].kind == "nd"]
     loop_of = place(nodes, ew, depth, users, live, {s[2] for s in states})
     plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=rolled.cell,
                 dtype=rolled.nodes[x_id if x_id is not None else rolled.loops[0].input].dtype,
                 step=rolled.step_index)
     storage(plan, ew, users)
-    plan.phases = phases(plan, ew, batch, rows)
+    plan.phases = phases(plan, ew, batch, rows, nds)
     return plan
 
 
-def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_id=None):
+def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_id=None, batch=None):
     """Set each node's `kind` and `grad` (see the module docstring); refuse what cannot be compiled.
     nodes: IR nodes in topological order.  Returns {node id: the leaf kinds it depends on}."""
     deps = {}
@@ -105,25 +110,29 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_
         n.grad = any(nodes[a].grad for a in n.args)
         if not deps[nid] & {"x", "state", "step"}:
             n.kind = "pre"
-        elif n.op == "matmul":
-            left, right = (nodes[a] for a in n.args)
-            if right.kind not in ("pre", "param", "const") or len(right.shape) != 2:
-                unsupported(n, "the right operand of a product must be a 2-d parameter or constant (or W.T, a slice of W)")
-            if len(left.shape) != 2:
-                unsupported(n, "the left operand of a product must be (batch, features)")
-            n.kind = "hoist" if "state" not in deps[n.args[0]] else "rec"
+        elif n.op == "matmul" and len(nodes[n.args[0]].shape) == 2 and nodes[n.args[0]].kind != "nd" and \
+                nodes[n.args[1]].kind in ("pre", "param", "const") and len(nodes[n.args[1]].shape) == 2:
+            # a product's x side is hoisted out of the loop unless computing it needs the loop (a state, an nd value)
+            n.kind = "hoist" if not deps[n.args[0]] & {"state", "nd"} else "rec"
         elif reduces_rows(n, nodes):
             n.kind = "red"
         elif fused(n.op) and n.op not in ALIASES and any(row_value(nodes[a]) for a in n.args) and \
                 all(row_value(nodes[a]) or (engine_value(nodes[a]) and _size(nodes[a]) == 1) for a in n.args):
             n.kind = "row"
-        elif fused(n.op):
-            n.kind = "ew"
         else:
-            ops = ", ".join(sorted(name for name, p in PRIMITIVES.items() if p.elementwise))
-            unsupported(n, f"supported in a step are matmul by a parameter, the element-wise primitives "
-                           f"({ops}), sum and max over the last axis (keepdims), last-axis slices and "
-                           "concatenation")
+            why = ew_misfit(nodes, n, batch) if fused(n.op) else "not element-wise"
+            if why is None:
+                n.kind = "ew"
+            elif nd_capable(n, nodes):
+                n.kind = "nd"
+                deps[nid].add("nd")
+            elif fused(n.op):
+                unsupported(n, why)
+            else:
+                ops = ", ".join(sorted(name for name, p in PRIMITIVES.items() if p.elementwise))
+                unsupported(n, f"supported in a step are products (matmul), the element-wise primitives "
+                               f"({ops}), sum, max, reshape, transpose, and slices and concatenation along the "
+                               "last axis")
     return deps
 
 
@@ -189,7 +198,7 @@ def insert_copies(nodes, states):
         seen.add(sout)
         out.append((name, sin, sout))
     for nid, n in list(nodes.items()):
-        if n.kind == "rec" and nodes[n.args[0]].kind == "rec":
+        if n.kind == "rec" and nodes[n.args[0]].kind in ("rec", "nd"):
             n.args[0] = new_node(nodes, f"{nid}.left", "copy", [n.args[0]], nodes[n.args[0]].shape, kind="ew").id
     return out
 
@@ -204,7 +213,8 @@ def depths(nodes, batch):
             users[a].append(nid)
         if n.kind == "ew":
             depth[nid] = max((depth.get(a, 0) for a in n.args), default=0)
-            _check_ew(nodes, n, batch)
+        elif n.kind == "nd":  # after the fused loop that computes an element-wise operand
+            depth[nid] = max((depth.get(a, 0) + (nodes[a].kind == "ew") for a in n.args), default=0)
         elif n.kind in ("rec", "red"):
             if nodes[n.args[0]].shape[:1] != (batch,):
                 unsupported(n, f"its operand of shape {nodes[n.args[0]].shape} has no batch axis of {batch} rows")
@@ -221,7 +231,7 @@ def liveness(nodes, states):
     hoisted product only its weight: its x side runs before the loop)."""
     def needs(nid):
         n = nodes[nid]
-        return (n.args if n.kind in ("ew", "rec", "pre", "red", "row") else [n.args[1]] if n.kind == "hoist"
+        return (n.args if n.kind in ("ew", "rec", "pre", "red", "row", "nd") else [n.args[1]] if n.kind == "hoist"
                 else [])
     return set(toposort([s[2] for s in states], needs))
 
@@ -246,7 +256,7 @@ def place(nodes, ew, depth, users, live, outs):
     loop_of = {}
     for nid in reversed(ew):
         limits = [loop_of[u] if nodes[u].kind == "ew" else depth[u] - 1
-                  for u in users[nid] if u in live and nodes[u].kind in ("ew", "rec", "red")]
+                  for u in users[nid] if u in live and nodes[u].kind in ("ew", "rec", "red", "nd")]
         if nid in outs or not limits:
             limits.append(last)
         loop_of[nid] = min(limits)
@@ -261,7 +271,8 @@ def storage(plan, ew, users):
     for r in plan.rec:
         plan.rec_left[nodes[r].args[0]] = r
     for nid in ew:
-        later = any((u in loop_of and loop_of[u] > loop_of[nid]) or nodes[u].kind == "red" for u in users[nid])
+        later = any((u in loop_of and loop_of[u] > loop_of[nid]) or nodes[u].kind in ("red", "nd")
+                    for u in users[nid])
         if later:
             plan.cross.add(nid)
         if nid in names:
@@ -272,13 +283,13 @@ def storage(plan, ew, users):
             plan.stored[nid] = "output"
 
 
-def phases(plan, ew, batch, rows=()):
-    """The phases in order, each with its products, its row values, its nodes, its loop width and
-    demanded blocks."""
+def phases(plan, ew, batch, rows=(), nds=()):
+    """The phases in order, each with its products, its row values, its nd values, its nodes, its loop
+    width and demanded blocks."""
     out = []
-    for d in range(max((plan.depth[nid] for nid in [*ew, *rows]), default=0) + 1):
+    for d in range(max((plan.depth[nid] for nid in [*ew, *rows, *nds]), default=0) + 1):
         phase = Phase(d, [nid for nid in ew if plan.loop_of[nid] == d], [r for r in plan.rec if plan.depth[r] == d],
-                      [r for r in rows if plan.depth[r] == d])
+                      [r for r in rows if plan.depth[r] == d], [r for r in nds if plan.depth[r] == d])
         _demand(plan, phase, batch)
         out.append(phase)
     return out
@@ -290,28 +301,34 @@ def _per_step_vector(shape):
     return len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)
 
 
-def _check_ew(nodes, n, batch):
+def ew_misfit(nodes, n, batch):
+    """Why the fused (batch, width) loops cannot compute `n`, or None when they can."""
     if not (len(n.shape) == 2 and n.shape[0] == batch) and not _per_step_vector(n.shape):
-        unsupported(n, f"fused values must be (batch={batch}, width) or, made from t, (width,)")
+        return f"fused values must be (batch={batch}, width) or, made from t, (width,)"
     if n.op == "getitem":
         if last_axis_slice(n, nodes[n.args[0]].shape) is None:
-            unsupported(n, f"only slices of the last axis are fused, got index {n.attrs.get('index')!r}")
+            return f"only slices of the last axis are fused, got index {n.attrs.get('index')!r}"
     elif n.op == "concatenate":
         if n.attrs.get("axis", 0) not in (-1, 1) or any(len(nodes[a].shape) != 2 or engine_value(nodes[a])
                                                        for a in n.args):
-            unsupported(n, "only concatenation of step values along the last axis is fused")
+            return "only concatenation of step values along the last axis is fused"
     for a in n.args:
         arg = nodes[a]
         if engine_value(arg):
             if n.op in ("getitem", "concatenate", "copy"):
-                unsupported(n, "slicing a parameter inside the step")
-            access(arg, n, batch)
+                return "slicing a parameter inside the step"
+            if access(arg, n, batch, must=False) is None:
+                return f"operand {arg.id} of shape {arg.shape} does not broadcast along the last axis of shape {n.shape}"
         elif row_value(arg):
             if n.op in ("getitem", "concatenate", "copy") or arg.shape not in ((n.shape[0], 1), (), (1,), (1, 1)):
-                unsupported(n, f"a (batch, 1) value of shape {arg.shape} is read only broadcast by element-wise ops")
+                return f"a (batch, 1) value of shape {arg.shape} is read only broadcast by element-wise ops"
+        elif arg.kind == "nd" and (len(arg.shape) != 2 or arg.shape[0] != batch or
+                                   (n.op not in ("getitem", "concatenate") and arg.shape != n.shape)):
+            return f"an nd value of shape {arg.shape} read by a fused op of shape {n.shape}"
         elif n.op not in ("getitem", "concatenate") and arg.shape != n.shape and not (
                 _per_step_vector(arg.shape) and arg.width == n.width):
-            unsupported(n, f"broadcasting between step values of shapes {arg.shape} and {n.shape}")
+            return f"broadcasting between step values of shapes {arg.shape} and {n.shape}"
+    return None
 
 
 def _cuts(nodes, n):
@@ -341,6 +358,8 @@ def _demand(plan, phase, batch):
     for r in phase.rows:  # a reduction's operand: its gradient is written here, after the fused loop
         if nodes[r].kind == "red":
             W = gcd(W, nodes[nodes[r].args[0]].width)
+    for v in _nd_operands(nodes, phase):  # so is an nd value's
+        W = gcd(W, nodes[v].width)
     phase.width = W = W or 1
     demand = {nid: set() for nid in phase.nodes}
     reads = {}
@@ -348,6 +367,8 @@ def _demand(plan, phase, batch):
         if nodes[r].kind == "red":
             v = nodes[r].args[0]
             reads.setdefault(v, set()).update(range(nodes[v].width // W))
+    for v in _nd_operands(nodes, phase):
+        reads.setdefault(v, set()).update(range(nodes[v].width // W))
     for nid in phase.nodes:
         if plan.stored.get(nid) in ("state", "value"):
             demand[nid] = set(range(nodes[nid].width // W))
@@ -370,3 +391,8 @@ def _demand(plan, phase, batch):
             (demand if a in inside else reads).setdefault(a, set()).update(ks)
     phase.demand = {k: sorted(v) for k, v in demand.items()}
     phase.reads = {k: sorted(v) for k, v in reads.items()}
+
+
+def _nd_operands(nodes, phase):
+    """The loop-made operands (x, states, products, fused values) the phase's nd values read."""
+    return [a for r in phase.nds for a in nodes[r].args if nodes[a].kind in ("x", "state", "hoist", "rec", "ew")]

@@ -1,0 +1,224 @@
+"""Loop nests for a step's nd values: the values the fused (batch, width) loops cannot hold.
+
+An nd value (see rnn.kernels.passes: over a source axis (S, B, A), N memory slots (B, N, W), a
+(B, 1) gate times a (B, W) value; a sum, max, reshape, transpose or batched product of one) is
+computed whole, per step, by a loop nest of its own over its shape — after its phase's products
+and row values, before its fused loop — and stored at every step (an N_ array, (T, ...)).
+
+Its gradient (a dN_ array of its shape) is summed by its readers: the fused loops, later nd values.
+Its own reverse sweep, after the phase's fused loop, passes the gradient on — by the primitive's
+partials (element-wise ops, broadcasting undone by summing into the broadcast element), to every
+summed element (sum), to the elements holding the max (ties share it, as the engine's max does),
+through the index map (reshape, transpose), or as the two products of a matmul's rule — and clears
+it for the step before.  Sizes are read off the arrays' shapes, never written into the source, so
+one source serves every source length and width; only which axes broadcast (size 1) is in the text.
+"""
+from __future__ import annotations
+
+from minigrad.op import PRIMITIVES
+
+from .ir import engine_value, row_value
+from .statements import Loop, at, ident
+
+
+def nest(indices, sizes, body):
+    """`body` inside one loop per (index, size), the first outermost."""
+    for i, size in reversed(list(zip(indices, sizes))):
+        body = [Loop(f"for {i} in range({size})", body)]
+    return body
+
+
+def reduced_axes(attrs, ndim):
+    axis = attrs.get("axis")
+    if axis is None:
+        return set(range(ndim))
+    return {a % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))}
+
+
+def _product(sizes):
+    return " * ".join(sizes) if sizes else "1"
+
+
+class NdEmitter:
+    """The nd sections of rnn.kernels.emit's generator (a mixin: it uses the generator's arrays)."""
+
+    # --- arrays and references --------------------------------------------------------------
+    def nd_array(self, a):
+        n = self.nodes[a]
+        return self.array("nd", ident(a), a, ("T",) + (n.shape or (1,)), f"{self.names.say(a)}, per step")
+
+    def nd_grad(self, a):
+        n = self.nodes[a]
+        return self.array("grad_nd", ident(a), a, n.shape or (1,), f"dL/d({self.names.say(a)}) within a step", True)
+
+    def _by_rows(self, n):
+        """Whether a loop-made value is laid out (batch, width) (else a per-step (W,), kept in every row)."""
+        return len(n.shape) == 2 and n.shape[0] == self.batch
+
+    def _engine_at(self, array, a, idx):
+        kind = self.access[a]
+        if kind == "scalar":
+            return at(array, "0")
+        if kind == "vec":
+            return at(array, idx[-1])
+        return at(array, *(idx[-2:] if kind == "mat" else idx or ["0"]))
+
+    def nd_ref(self, a, idx):
+        """Input `a` at the indices `idx` of its own shape, in step t."""
+        n = self.nodes[a]
+        if n.kind == "step":
+            return "tval"
+        if n.kind == "nd":
+            return at(self.nd_array(a), "t", *(idx or ["0"]))
+        if row_value(n):
+            return at(self.row_array(a), "t", idx[0] if self._by_rows(n) else "0")
+        if engine_value(n):
+            return self._engine_at(self.array("engine", ident(a), a, n.shape, self.names.arg(a)), a, idx)
+        array, row = self.step_array(a)
+        return at(array, row, *(idx if self._by_rows(n) else ["0", idx[-1]]))
+
+    def nd_grad_ref(self, a, idx):
+        """Where the gradient of input `a` at `idx` is summed."""
+        n = self.nodes[a]
+        if n.kind == "nd":
+            return at(self.nd_grad(a), *(idx or ["0"]))
+        if row_value(n):
+            return at(self.row_grad(a), "t", idx[0] if self._by_rows(n) else "0")
+        if engine_value(n):
+            return self._engine_at(self.grad_array(a), a, idx)
+        return self.grad_ref(a, idx[-1], row=idx[0] if self._by_rows(n) else "0")
+
+    def nd_size(self, a, m):
+        """The size of axis m of `a` as the source reads it (off an array's shape; 1 where it is 1)."""
+        n = self.nodes[a]
+        if n.shape[m] == 1:
+            return "1"
+        if n.kind == "nd":
+            return f"{self.nd_array(a)}.shape[{m + 1}]"
+        if engine_value(n):
+            array = self.array("engine", ident(a), a, n.shape, self.names.arg(a))
+            kind = self.access[a]
+            return f"{array}.shape[{0 if kind == 'vec' else m - (len(n.shape) - 2) if kind == 'mat' else m}]"
+        if row_value(n):
+            return f"{self.row_array(a)}.shape[1]"
+        array, _ = self.step_array(a)
+        return f"{array}.shape[{m + 1 if self._by_rows(n) else 2}]"
+
+    @staticmethod
+    def broadcast(arg_shape, out_idx):
+        """The indices of an operand of `arg_shape` at output indices `out_idx` (aligned at the right)."""
+        off = len(out_idx) - len(arg_shape)
+        return ["0" if s == 1 else out_idx[m + off] for m, s in enumerate(arg_shape)]
+
+    # --- the index maps of each op ----------------------------------------------------------
+    def _reduction(self, n):
+        """(operand indices, their sizes, the output indices they add into)."""
+        a = n.args[0]
+        shape = self.nodes[a].shape
+        axes, keep = reduced_axes(n.attrs, len(shape)), n.attrs.get("keepdims", False)
+        k = [f"k{m}" for m in range(len(shape))]
+        out = [("0" if m in axes else k[m]) for m in range(len(shape)) if keep or m not in axes]
+        return k, [self.nd_size(a, m) for m in range(len(shape))], out
+
+    def _source_index(self, n, o, sizes):
+        """(statements, the operand's indices) read at output indices `o` by a reshape or transpose."""
+        a = n.args[0]
+        shape = self.nodes[a].shape
+        if n.op == "transpose":
+            axes = n.attrs.get("axes") or tuple(reversed(range(len(shape))))
+            src = [None] * len(shape)
+            for m, ax in enumerate(axes):
+                src[ax % len(shape)] = o[m]
+            return [], src
+        flat = o[0] if o else "0"
+        for m in range(1, len(o)):
+            flat = f"({flat}) * {sizes[m]} + {o[m]}"
+        asizes = [self.nd_size(a, m) for m in range(len(shape))]
+        return [f"flat = {flat}"], [f"(flat // ({_product(asizes[m + 1:])})) % {asizes[m]}" for m in range(len(shape))]
+
+    def _matmul_index(self, n, o):
+        a, b = (self.nodes[x].shape for x in n.args)
+        L = len(n.shape)
+        ai = self.broadcast(a[:-2], o[:L - 2]) + [o[L - 2], "kk"]
+        bi = self.broadcast(b[:-2], o[:L - 2]) + ["kk", o[L - 1]]
+        return ai, bi, self.nd_size(n.args[0], len(a) - 1)
+
+    # --- forward and backward -------------------------------------------------------------------
+    def nds_forward(self, ph):
+        out = []
+        for r in ph.nds:
+            n, N = self.nodes[r], self.nd_array(r)
+            o = [f"i{m}" for m in range(len(n.shape))]
+            sizes = [self.nd_size(r, m) for m in range(len(n.shape))]
+            here = at(N, "t", *(o or ["0"]))
+            out.append(f"# {self.names.line(r)}  [{r}], whole")
+            if n.op in ("sum", "max"):
+                k, ksizes, into = self._reduction(n)
+                there = at(N, "t", *(into or ["0"]))
+                start = "zero" if n.op == "sum" else self.const(float("-inf"))
+                out += nest(o, sizes, [f"{here} = {start}"])
+                v = self.nd_ref(n.args[0], k)
+                out += nest(k, ksizes, [f"{there} += {v}"] if n.op == "sum" else  # NaN wins, as in np.max
+                            [f"x = {v}", f"if x > {there} or x != x:", f"    {there} = x"])
+            elif n.op in ("reshape", "transpose"):
+                first, src = self._source_index(n, o, sizes)
+                out += nest(o, sizes, first + [f"{here} = {self.nd_ref(n.args[0], src)}"])
+            elif n.op == "matmul":
+                ai, bi, K = self._matmul_index(n, o)
+                out += nest(o, sizes, ["acc = zero", Loop(f"for kk in range({K})", [
+                    f"acc += {self.nd_ref(n.args[0], ai)} * {self.nd_ref(n.args[1], bi)}"]), f"{here} = acc"])
+            else:
+                vals = [self.nd_ref(a, self.broadcast(self.nodes[a].shape, o)) for a in n.args]
+                out += nest(o, sizes, [f"{here} = {PRIMITIVES[n.op].scalar_form(vals, n.attrs, self.const)}"])
+        return out
+
+    def nds_backward(self, ph):
+        out, self.prezeroed = [], set()
+        if not ph.nodes:  # no fused loop assigned these gradients this step: the first writer zeroes them
+            for a in dict.fromkeys(a for r in ph.nds for a in self.nodes[r].args):
+                n = self.nodes[a]
+                if n.kind in ("x", "state", "hoist", "rec", "ew") and n.grad and \
+                        self.lay.first_writer.get(a) == ph.index:
+                    array = self.grad_ref(a, "0").partition("[")[0]
+                    out.append(f"{array}[{'p' if n.kind == 'state' else 't' if n.kind != 'ew' else ':'}] = zero")
+                    self.prezeroed.add(a)
+        for r in reversed(ph.nds):
+            n = self.nodes[r]
+            if not n.grad:
+                continue
+            G, N = self.nd_grad(r), self.nd_array(r)
+            o = [f"i{m}" for m in range(len(n.shape))]
+            sizes = [self.nd_size(r, m) for m in range(len(n.shape))]
+            here, g = at(G, *(o or ["0"])), "gv"
+            take = [f"{g} = {here}", f"{here} = zero"]  # read, and cleared for the step before
+            out.append(f"# d {self.names.line(r)}  [{r}], whole")
+            learns = [self.nodes[a].grad for a in n.args]
+            if n.op in ("sum", "max"):
+                a = n.args[0]
+                k, ksizes, into = self._reduction(n)
+                there, target = at(G, *(into or ["0"])), self.nd_grad_ref(a, k)
+                if n.op == "sum":
+                    out += nest(k, ksizes, [f"{target} += {there}"])
+                else:
+                    cnt = f"cnt_{ident(r)}"
+                    hit = f"if {self.nd_ref(a, k)} == {at(N, 't', *(into or ['0']))}:"
+                    out.append(f"{cnt} = np.zeros_like({G})")
+                    out += nest(k, ksizes, [hit, f"    {at(cnt, *(into or ['0']))} += one"])
+                    out += nest(k, ksizes, [hit, f"    {target} += {there} / {at(cnt, *(into or ['0']))}"])
+                out += nest(o, sizes, [f"{here} = zero"])
+            elif n.op in ("reshape", "transpose"):
+                first, src = self._source_index(n, o, sizes)
+                out += nest(o, sizes, take + first + [f"{self.nd_grad_ref(n.args[0], src)} += {g}"])
+            elif n.op == "matmul":
+                (a, b), (ai, bi, K) = n.args, self._matmul_index(n, o)
+                inner = ([f"{self.nd_grad_ref(a, ai)} += {g} * {self.nd_ref(b, bi)}"] if learns[0] else []) + \
+                        ([f"{self.nd_grad_ref(b, bi)} += {self.nd_ref(a, ai)} * {g}"] if learns[1] else [])
+                out += nest(o, sizes, take + [Loop(f"for kk in range({K})", inner)])
+            else:
+                idx = [self.broadcast(self.nodes[a].shape, o) for a in n.args]
+                vals = [self.nd_ref(a, i) for a, i in zip(n.args, idx)]
+                terms = PRIMITIVES[n.op].partial_forms(g, at(N, "t", *(o or ["0"])), vals, n.attrs, self.const)
+                body = [f"{self.nd_grad_ref(a, i)} += {term}"
+                        for a, i, term, grad in zip(n.args, idx, terms, learns) if term is not None and grad]
+                out += nest(o, sizes, take + body)
+        return out
