@@ -4,7 +4,8 @@
     minigrad bench --quick                          # two small sizes, fewer repeats
     minigrad bench --cells lstm --sizes 100,8,64,64 --dtypes float32
     minigrad bench --startup                        # cold compile, and first call with a warm cache
-    minigrad bench --networks                       # only the networks: Fig 10.3, Fig 10.11, heads and losses
+    minigrad bench --networks                       # only the networks: Fig 10.3, Fig 10.11, an attention
+                                                    # decoder, with their heads and losses
 
 One timed call: run the layer over xs (T, B, I), loss = sum of all outputs,
 backward into every weight and into xs.  Median of repeated calls after a warm-up
@@ -252,29 +253,58 @@ class _Fig1011(rnn.Bidirectional):
         return mg.cross_entropy(o, y)
 
 
+class _Attention(rnn.Cell):
+    """An additive-attention decoder (Bahdanau et al. 2015) over S encoder outputs E (S, B, H), the
+    previous target's embedding as x(t) (teacher forcing): c(t) = Σ_s softmax_s(v·tanh(Wa h(t−1) +
+    Ua e(s))) e(s), h(t) = tanh(U x(t) + W h(t−1) + C c(t) + b), o(t) = c + V h(t), softmax NLL."""
+    S = 30
+
+    def __init__(self, I, H, K, dtype):
+        super().__init__(I, H, dtype)
+        self.U, self.W, self.C, self.Wa, self.Ua, self.v, self.b, self.V, self.c = _weights(
+            [(H, I), (H, H), (H, H), (H, H), (H, H), (H,), (H,), (K, H), (K,)], dtype)
+
+    def step(self, x, h, context):
+        scores = ((h @ self.Wa.T + context @ self.Ua.T).tanh() * self.v).sum(axis=-1)    # (S, B)
+        a = mg.softmax(scores, axis=0)
+        c = (a.reshape(*a.shape, 1) * context).sum(axis=0)
+        return (x @ self.U.T + h @ self.W.T + c @ self.C.T + self.b).tanh()
+
+    def output(self, h):
+        return h @ self.V.T + self.c
+
+    def loss(self, o, y):
+        return mg.cross_entropy(o, y)
+
+
 def _weights(shapes, dtype):
     rng = np.random.default_rng(0)
     return [mg.nn.Parameter((rng.standard_normal(s) * 0.3).astype(dtype)) for s in shapes]
 
 
-NETWORKS = {"fig103": _Fig103, "fig1011": _Fig1011}
+NETWORKS = {"fig103": _Fig103, "fig1011": _Fig1011, "attend": _Attention}
 NET_SIZES = [(100, 1, 32, 32, 32), (100, 8, 64, 64, 64)]
 
 
 def net_data(size, dtype):
+    """xs, class-index targets, and encoder outputs for the attention decoder."""
     T, B, I, H, K = size
     rng = np.random.default_rng(1)
-    return rng.standard_normal((T, B, I)).astype(dtype), rng.integers(0, K, (T, B))
+    return (rng.standard_normal((T, B, I)).astype(dtype), rng.integers(0, K, (T, B)),
+            rng.standard_normal((_Attention.S, B, H)).astype(dtype))
 
 
 def ours_net(kind, size, dtype, backend):
     T, B, I, H, K = size
     net = NETWORKS[kind](I, H, K, dtype)
-    xs, ys = net_data(size, dtype)
+    xs, ys, E = net_data(size, dtype)
+    E = Tensor(E, requires_grad=True)  # an encoder's outputs: their gradient is wanted
+    context = {"context": E} if kind == "attend" else {}
 
     def step():
         net.zero_grad()
-        rnn.run(net, xs, targets=ys, backend=backend).loss.backward()
+        E.grad = None
+        rnn.run(net, xs, targets=ys, backend=backend, **context).loss.backward()
     return step
 
 
@@ -283,8 +313,26 @@ def pytorch_net(kind, size, dtype):
     every step; the bidirectional one runs torch.nn.GRU both ways (one fused call each)."""
     T, B, I, H, K = size
     tdt = getattr(torch, np.dtype(dtype).name)
-    xs_np, ys_np = net_data(size, dtype)
+    xs_np, ys_np, E_np = net_data(size, dtype)
     xs, ys = torch.from_numpy(xs_np), torch.from_numpy(ys_np)
+    if kind == "attend":
+        ps = [torch.randn(*s, dtype=tdt, requires_grad=True)
+              for s in [(H, I), (H, H), (H, H), (H, H), (H, H), (H,), (H,), (K, H), (K,)]]
+        E = torch.from_numpy(E_np).requires_grad_()
+
+        def step():
+            U, W, C, Wa, Ua, v, b, V, c = ps
+            for p in ps + [E]:
+                p.grad = None
+            keys = E @ Ua.T                      # once per sequence, as a PyTorch user writes it
+            h, loss = torch.zeros(B, H, dtype=tdt), 0
+            for t in range(T):
+                a = torch.softmax(torch.tanh(h @ Wa.T + keys) @ v, dim=0)
+                ctx = (a.unsqueeze(-1) * E).sum(0)
+                h = torch.tanh(xs[t] @ U.T + h @ W.T + ctx @ C.T + b)
+                loss = loss + torch.nn.functional.cross_entropy(h @ V.T + c, ys[t])
+            loss.backward()
+        return step
     if kind == "fig103":
         ps = [torch.randn(*s, dtype=tdt, requires_grad=True) for s in [(H, I), (H, H), (H,), (K, H), (K,)]]
 
@@ -314,6 +362,7 @@ def networks(args):
     alternated in one process."""
     print(f"\n{'network':8} {'dtype':8} {'T,B,I,H,K':>18} {'numba ms':>9} {'graph ms':>9} {'torch ms':>9} "
           f"{'torch/numba':>11} {'graph/numba':>11}")
+    print(f"(attend: additive attention over S = {_Attention.S} encoder outputs, their gradient included)")
     for kind in NETWORKS:
         for dtype in args.dtypes:
             for size in NET_SIZES[:1] if args.quick else NET_SIZES:
