@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from . import fused
 from .tensor import Tensor
 
 
@@ -58,6 +59,12 @@ def _l2(arrays):
     """Euclidean norm of all elements together, in float64, scaled so huge or tiny values neither overflow nor vanish."""
     if not arrays:
         return 0.0
+    flat = fused.flat(arrays, written=False)
+    squares = flat and fused.value("sum_of_squares", flat)
+    # one compiled pass over all of them (minigrad.fused), unless the squares overflow or come near
+    # underflowing: then the scaled sum below, which does neither
+    if squares and 1e-280 < squares < math.inf:
+        return math.sqrt(squares)
     # the methods, not np.max / np.sum: the same reductions without their Python wrappers (~2 us each)
     amax = max(float(np.abs(a).max()) if a.size else 0.0 for a in arrays)
     if amax == 0.0 or not math.isfinite(amax):
@@ -117,7 +124,7 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
     named = _with_grads(params, "clip_grad_norm_")
     # a recorded gradient's values are copied: they are scaled in place below, and its array is read-only
     grads = [p.grad._data.copy() if isinstance(p.grad, Tensor) else np.asarray(p.grad) for _, p in named]
-    total = grad_norm(named)
+    total = _l2(grads)
     if not math.isfinite(total):
         if error_if_nonfinite:
             bad = [f"{label} {p.shape}: {int(np.count_nonzero(~np.isfinite(g)))} of {g.size} non-finite"
@@ -128,7 +135,10 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
         return total
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
+        flat = fused.flat(grads)
+        scaled = flat and fused.run("scale", flat, coef)  # every gradient in one compiled loop, as below
         for (_, p), g in zip(named, grads):
-            g *= np.asarray(coef, dtype=g.dtype)   # in place, keeping the grad's dtype
+            if not scaled:
+                g *= np.asarray(coef, dtype=g.dtype)   # in place, keeping the grad's dtype
             p.grad = g                             # in case .grad was not an ndarray to begin with
     return total
