@@ -59,12 +59,6 @@ def _l2(arrays):
     """Euclidean norm of all elements together, in float64, scaled so huge or tiny values neither overflow nor vanish."""
     if not arrays:
         return 0.0
-    flat = fused.flat(arrays, written=False)
-    squares = flat and fused.value("sum_of_squares", flat)
-    # one compiled pass over all of them (minigrad.fused), unless the squares overflow or come near
-    # underflowing: then the scaled sum below, which does neither
-    if squares and 1e-280 < squares < math.inf:
-        return math.sqrt(squares)
     # the methods, not np.max / np.sum: the same reductions without their Python wrappers (~2 us each)
     amax = max(float(np.abs(a).max()) if a.size else 0.0 for a in arrays)
     if amax == 0.0 or not math.isfinite(amax):
