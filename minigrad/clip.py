@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from . import fused
 from .tensor import Tensor
 
 
@@ -117,7 +118,7 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
     named = _with_grads(params, "clip_grad_norm_")
     # a recorded gradient's values are copied: they are scaled in place below, and its array is read-only
     grads = [p.grad._data.copy() if isinstance(p.grad, Tensor) else np.asarray(p.grad) for _, p in named]
-    total = grad_norm(named)
+    total = _l2(grads)
     if not math.isfinite(total):
         if error_if_nonfinite:
             bad = [f"{label} {p.shape}: {int(np.count_nonzero(~np.isfinite(g)))} of {g.size} non-finite"
@@ -128,7 +129,10 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
         return total
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
+        flat = fused.flat(grads)
+        scaled = flat and fused.run("scale", flat, coef)  # every gradient in one compiled loop, as below
         for (_, p), g in zip(named, grads):
-            g *= np.asarray(coef, dtype=g.dtype)   # in place, keeping the grad's dtype
+            if not scaled:
+                g *= np.asarray(coef, dtype=g.dtype)   # in place, keeping the grad's dtype
             p.grad = g                             # in case .grad was not an ndarray to begin with
     return total

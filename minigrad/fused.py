@@ -7,6 +7,11 @@ parameter, compiled by Numba (loaded lazily: the engine imports without it), com
 with exactly the operations, in the order, that the NumPy expression does — so the results are
 bitwise those of the NumPy path (tests/test_optim.py holds them to it).
 
+Clipping by norm rescales all gradients in one such loop (minigrad.clip), bitwise NumPy's `g *= coef`.
+Its norm stays NumPy's: a norm one rounding away moves Adagrad's early steps — which divide tiny
+gradients by their own size — enough that a char-RNN's losses part after a dozen steps, and a loop
+adding the squares in NumPy's pairwise order, which is bitwise, was only 15% faster than NumPy.
+
 Only float64 parameters go this way: NumPy computes a float32 parameter's update in float32 (a Python
 float is a weak scalar), which a kernel taking float64 hyperparameters would not.  `kernel(name)` is
 None when Numba cannot compile or load it here; the optimizers then use NumPy.
@@ -33,7 +38,14 @@ def _adagrad(ps, gs, ss, lr, eps):
         _ADAGRAD_ONE(ps[k], gs[k], ss[k], lr, eps)
 
 
-_PYTHON = {"adagrad": _adagrad}
+def _scale(gs, coef):
+    for k in range(len(gs)):
+        g = gs[k]
+        for i in range(g.size):
+            g[i] *= coef
+
+
+_PYTHON = {"adagrad": _adagrad, "scale": _scale}
 _ADAGRAD_ONE = _adagrad_one  # compiled beside _adagrad (see _compile): a loop of its own per array vectorises
 
 

@@ -404,3 +404,54 @@ def _(g, out, a, b):
     ga = ops.getitem(ga, index=(Ellipsis, 0, slice(None))) if a.ndim == 1 else ga
     gb = ops.getitem(gb, index=(Ellipsis, 0)) if b.ndim == 1 else gb
     return ga, gb
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+def _class_indices(op, logits, targets):
+    """Check that `targets` are class indices for `logits` (..., C): integers of shape (...) in [0, C)."""
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"{op}: targets must be integer class indices, got {targets.dtype} of shape {targets.shape}")
+    if logits.ndim == 0 or targets.shape != logits.shape[:-1]:
+        raise ValueError(f"targets must have the shape of logits without its last axis (the classes), "
+                         f"{logits.shape[:-1] if logits.ndim else '(logits need a class axis)'}; got {targets.shape}")
+    if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[-1]):
+        raise ValueError(f"targets must lie in [0, {logits.shape[-1]}), got values in [{targets.min()}, {targets.max()}]")
+
+
+def _mean_factor(n):
+    """1/n, by which a mean over n values is taken (mean's NaN over none)."""
+    return 1.0 / n if n else np.nan
+
+
+def _shifted_exp(logits):
+    """(max along the classes, exp(logits - max), its sum): the shift keeps exp from overflowing."""
+    m = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+    e = ops.exp(logits - m)
+    return m, e, ops.sum(e, axis=-1, keepdims=True)
+
+
+@primitive("softmax_cross_entropy")
+def softmax_cross_entropy(logits, targets):
+    """Mean negative log-likelihood of the class indices `targets` (...) under `logits` (..., C): the value
+    and gradient of functional.cross_entropy, which takes about fifteen engine ops, as one.
+
+    Its arithmetic is that composite's, operation for operation (so a loop may switch between them and
+    keep its numbers to the last bit, as tests/test_ops.py checks): log-softmax picked at the targets,
+    summed, times 1/n, negated."""
+    _class_indices("softmax_cross_entropy", logits, targets)
+    m, e, s = _shifted_exp(logits)
+    rows = (*np.indices(targets.shape, sparse=True), targets)
+    return -(np.sum(logits[rows] - (np.log(s) + m)[..., 0]) * np.asarray(_mean_factor(targets.size), logits.dtype))
+
+
+@softmax_cross_entropy.vjp
+def _(g, out, logits, targets):
+    # The composite's backward, in its order: -g / n reaches each row's target through pick, and the
+    # same, negated and divided by the row's sum, reaches every entry through the log-sum-exp.
+    idx = getattr(targets, "_data", targets)  # class indices are never differentiated
+    g2 = -g * _mean_factor(idx.size)
+    _, e, s = _shifted_exp(logits)
+    at_targets = ops.scatter(ops.broadcast_to(g2, shape=idx.shape),
+                             index=(*np.indices(idx.shape, sparse=True), idx), shape=logits.shape)
+    return at_targets + -g2 / s * e, None

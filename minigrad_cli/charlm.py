@@ -85,7 +85,7 @@ class Trainer:
             self.state = None  # the streams start over: so does the memory
         inputs, targets = self.window(self.step)
         logits, result = self.model(inputs, self.state, backend=self.backend)
-        loss = mg.cross_entropy(logits, targets.reshape(-1))
+        loss = mg.softmax_cross_entropy(logits, targets.reshape(-1))  # one node: bit for bit mg.cross_entropy
         for p in self.params:
             p.grad = None
         loss.backward()

@@ -152,3 +152,17 @@ def test_a_scalar_parameter_s_gradient_counts_in_the_norm():
     assert mg.grad_norm([s, v]) == 5.0
     assert mg.clip_grad_norm_([s, v], 1.0) == 5.0
     np.testing.assert_allclose([float(s.grad), *v.grad], [0.6, 0.8, 0.0], rtol=1e-6)
+
+
+def test_the_compiled_rescaling_is_numpy_s_to_the_bit(monkeypatch):
+    """clip_grad_norm_ rescales every float64 gradient in one compiled loop (minigrad.fused): the
+    gradients it leaves are those of the NumPy loop, bit for bit — a trainer's losses depend on it."""
+    from minigrad import fused
+    rng = np.random.default_rng(5)
+    grads = [rng.standard_normal(s) * 10 for s in [(7, 5), (5,), (3, 4, 2)]]
+    compiled, numpy_only = with_grads(*grads), with_grads(*grads)
+    mg.clip_grad_norm_(compiled, 1.0)
+    monkeypatch.setitem(fused._KERNELS, "scale", False)
+    mg.clip_grad_norm_(numpy_only, 1.0)
+    for a, b in zip(compiled, numpy_only):
+        np.testing.assert_array_equal(a.grad, b.grad)

@@ -125,6 +125,18 @@ def cross_entropy_args(draw):
 
 
 @st.composite
+def class_scores_args(draw):
+    """Logits of any shape (..., C) and class indices of shape (...): softmax_cross_entropy's arguments."""
+    s = draw(shapes(min_dims=1))
+    targets = draw(hnp.arrays(np.int64, s[:-1], elements=st.integers(0, s[-1] - 1)))
+    return (draw(arrays(s, low=-4, high=4)),), {"targets": targets}
+
+
+def np_softmax_cross_entropy(x, targets):
+    return -np.mean(np_pick(scipy.special.log_softmax(x, axis=-1), targets)) if targets.size else np.nan
+
+
+@st.composite
 def pick_args(draw):
     s = draw(shapes(min_dims=1))
     index = draw(hnp.arrays(np.int64, s[:-1], elements=st.integers(0, s[-1] - 1)))
@@ -232,6 +244,7 @@ OPS = [
     ("log_softmax",     softmax_args(),                      mg.log_softmax,                                scipy.special.log_softmax),
     ("logsumexp",       softmax_args(),                      mg.logsumexp,                                  np_logsumexp),
     ("cross_entropy",   cross_entropy_args(),                mg.cross_entropy,                              np_cross_entropy),
+    ("softmax_cross_entropy", class_scores_args(),           mg.softmax_cross_entropy,                      np_softmax_cross_entropy),
     ("mse_loss",        mse_args(),                          mg.mse_loss,                                   lambda p, t: np.mean((p - t) ** 2)),
 ]
 OP_IDS = [name for name, *_ in OPS]
@@ -483,3 +496,39 @@ def test_unique_arrays_also_keep_away_from_kinks(a):
 def test_tensors_strategy(t):
     assert isinstance(t, mg.Tensor) and t.dtype == np.float32 and not t.requires_grad
     assert np.all(np.abs(t.data) <= 2)
+
+
+# --- softmax_cross_entropy: cross_entropy as one op -------------------------------------------
+
+@given(st.tuples(st.integers(1, 5), st.integers(1, 6)).flatmap(lambda nc: st.tuples(
+    arrays(nc, low=-30, high=30), hnp.arrays(np.int64, nc[:1], elements=st.integers(0, nc[1] - 1)))),
+    st.sampled_from([np.float64, np.float32]))
+def test_softmax_cross_entropy_is_the_composite_to_the_last_bit(xt, dtype):
+    """The trainer switches from one to the other: its losses, and so its weights, must not move."""
+    x, targets = xt
+    a, b = (mg.tensor(x.astype(dtype), requires_grad=True) for _ in range(2))
+    fused, composite = mg.softmax_cross_entropy(a, targets), mg.cross_entropy(b, targets)
+    fused.backward()
+    composite.backward()
+    assert fused.dtype == composite.dtype == dtype
+    np.testing.assert_array_equal(fused.data, composite.data)
+    np.testing.assert_array_equal(a.grad, b.grad)
+
+
+def test_softmax_cross_entropy_is_one_node():
+    loss = mg.softmax_cross_entropy(mg.tensor(np.zeros((2, 3)), requires_grad=True), np.array([0, 2]))
+    assert loss.op == "softmax_cross_entropy" and len(mg.trace(loss).nodes) == 3  # logits, targets, loss
+
+
+@pytest.mark.parametrize("logits, targets, error, message", [
+    ((2, 3), np.array([0, 1, 2]), mg.ShapeError,
+     r"softmax_cross_entropy: cannot apply to shapes \(2, 3\), \(3,\): targets must have the shape of logits "
+     r"without its last axis \(the classes\), \(2,\); got \(3,\)"),
+    ((2, 3), np.array([0, 3]), mg.ShapeError, r"softmax_cross_entropy: .*targets must lie in \[0, 3\), got values in \[0, 3\]"),
+    ((2, 3), np.array([0.0, 1.0]), TypeError,
+     r"softmax_cross_entropy: targets must be integer class indices, got float64 of shape \(2,\)"),
+    ((), np.array(0), mg.ShapeError, r"softmax_cross_entropy: .*logits need a class axis"),
+])
+def test_softmax_cross_entropy_names_what_is_wrong(logits, targets, error, message):
+    with pytest.raises(error, match=message):
+        mg.softmax_cross_entropy(mg.tensor(np.zeros(logits), requires_grad=True), targets)

@@ -71,6 +71,11 @@ def _pick(nc):
         lambda ti: ([ti[0]], lambda a: ops.pick(a, Tensor(ti[1]))))
 
 
+def _class_scores(shape):
+    return st.tuples(tensors(shape), hnp.arrays(np.int64, shape[:-1], elements=st.integers(0, shape[-1] - 1))).map(
+        lambda ti: ([ti[0]], lambda a: ops.softmax_cross_entropy(a, Tensor(ti[1]))))
+
+
 def _concatenate(shape_axis):
     shape, axis = shape_axis
     sizes = st.lists(st.integers(1, 3), min_size=2, max_size=3)
@@ -129,6 +134,7 @@ CASES = {
     "getitem": tensors(shapes(min_dims=1, **small)).flatmap(_getitem),
     "scatter": shapes(min_dims=1, **small).flatmap(_scatter),
     "pick": st.tuples(st.integers(1, 3), st.integers(1, 3)).flatmap(_pick),
+    "softmax_cross_entropy": shapes(min_dims=1, **small).flatmap(_class_scores),
     "concatenate": shapes(min_dims=1, **small).flatmap(
         lambda s: st.integers(0, len(s) - 1).map(lambda ax: (s, ax))).flatmap(_concatenate),
     "astype": _one(tensors(shapes(**small)), lambda a: ops.astype(a, dtype="float64")),
