@@ -199,6 +199,18 @@ def check_given(cell, T, B, context, feed, y0, seed):
     return Given(T, B, context, feed, y0, int(seed))
 
 
+def check_fed_targets(cell, sup, given):
+    """Teacher forcing feeds the targets back as y(t−1): real-valued ones must be (T, B, output_size)."""
+    if sup is None or "y_prev" not in cell.reads() or (given.feed or "teacher") != "teacher":
+        return
+    ys, width = sup.targets, given.y0.shape[-1]
+    if ys.dtype.kind == "f" and ys.shape[2:] != (width,):
+        name = type(cell).__name__
+        raise ShapeError(f"run({name}): targets have shape {ys.shape}; teacher forcing feeds y(t−1) back as "
+                         f"y_prev, {name}'s output of width output_size={width}: expected "
+                         f"{ys.shape[:2] + (width,)}")
+
+
 def _state_tensors(cell, state0, expected):
     """state0 in the cell's structure, arrays made constant Tensors of the cell's dtype (as xs is).
     For a one-state cell a list or array is that state's values; a tuple of one is accepted too.
@@ -283,6 +295,7 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     T, B = xs.shape[:2] if xs is not None else (int(steps), int(batch))
     sup = check_targets(cell, targets, loss_steps, reduction, T, B, batch_first)
     given = check_given(cell, T, B, context, feed, y0, seed)
+    check_fed_targets(cell, sup, given)
     result = reason = None
     if create_graph and backend == "auto":
         reason = CREATE_GRAPH_FALLBACK

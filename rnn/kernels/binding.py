@@ -187,11 +187,17 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     once (rnn.kernels.head) or, where an op has no rule for that, step by step.  A bidirectional
     cell runs one loop per direction (rnn.kernels.directions)."""
     reads = cell.reads() - {"context", "t"}
-    if reads:
-        raise UnsupportedCellError(f"numba backend: a step that reads {', '.join(sorted(reads))} is not compiled "
+    teacher = "y_prev" in reads and sup is not None and given.feed in (None, "teacher")
+    if reads - ({"y_prev"} if teacher else set()):
+        raise UnsupportedCellError("numba backend: y(t−1) fed from the step's own output (a recurrence through "
+                                   "o(t)) is not compiled; teacher forcing is" if "y_prev" in reads else
+                                   f"numba backend: a step that reads {', '.join(sorted(reads))} is not compiled "
                                    "yet (the graph backend runs it)")
-    inputs = xs is not None
-    if not inputs:  # no x(t) (Fig 10.9's vector to sequence): the kernels see a step input of width 0
+    inputs, head_xs = xs is not None, xs
+    fed = _fed(given, sup) if teacher else None
+    if fed is not None:  # known before the loop: the kernels read it beside x(t) (rnn.kernels.passes.fed_as_input)
+        xs = fed if not inputs else mg.concatenate([xs, fed], axis=-1)
+    elif not inputs:  # no x(t) (Fig 10.9's vector to sequence): the kernels see a step input of width 0
         xs = Tensor(np.zeros((given.steps, given.batch, 0), as_tuple(state0)[0].dtype))
     context = as_tuple(given.context) if given is not None and given.context is not None else ()
     if isinstance(cell, Bidirectional):
@@ -201,11 +207,28 @@ def run_numba(cell, xs, state0, sup=None, given=None):
     prep = prepare(cell, xs.shape[1], sup and sup.spec, given.context_spec if context else None, inputs)
     if xs.dtype not in prep.module.__dict__.setdefault("verified_dtypes", set()):
         _verify(cell, prep, xs.shape[1], xs.dtype, context, given.context if context else None)
-    result = _run(cell, prep, xs, state0, context, given.context if context else None)
+    result = _run(cell, prep, xs, state0, context, given.context if context else None, head_xs)
+    if fed is not None:
+        result.fed = fed
     if sup is not None:
         attach_losses(result, cell, prep.heads, prep.rolled, sup, len(xs))
     return result
 
+
+def _fed(given, sup):
+    """y(t−1) at every step, teacher-forced: y0, then the targets y(0) ... y(T−2), one-hot where they
+    are class indices (as the unfolded graph feeds them)."""
+    ys, y0 = sup.targets, given.y0
+    B, K = y0.shape
+    prev = (mg.onehot(Tensor(ys._data[:-1]), depth=K, dtype=y0.dtype.name) if ys.dtype.kind in "iu"
+            else ys[:-1])
+    return mg.concatenate([reshape(y0, shape=(1, B, K)), prev], axis=0)
+
+
+def _input_width(cell, prep):
+    """The width of the kernels' step input: x(t), with a teacher-forced y(t−1) beside it."""
+    x = prep.plan.nodes.get(prep.plan.x)
+    return cell.input_size if x is None else x.width
 
 def _verify(cell, prep, B, dtype, context=(), context_given=None):
     """Load or compile both kernels now, on one step of zeros, so that a failure (a damaged Numba
@@ -215,7 +238,7 @@ def _verify(cell, prep, B, dtype, context=(), context_given=None):
     grads = [p.grad for p in params]
     for attempt in (1, 2):
         try:
-            xs = Tensor(np.zeros((1, B, cell.input_size), dtype), requires_grad=True)
+            xs = Tensor(np.zeros((1, B, _input_width(cell, prep)), dtype), requires_grad=True)
             state0 = tuple(Tensor(np.zeros(s.shape, dtype), requires_grad=True)
                            for s in as_tuple(cell.initial_state(B)))
             zeros = tuple(Tensor(np.zeros(c.shape, dtype), requires_grad=True) for c in context)
@@ -238,9 +261,10 @@ def _verify(cell, prep, B, dtype, context=(), context_given=None):
                 p.grad = g
 
 
-def _run(cell, prep, xs, state0, context=(), context_given=None):
+def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     """context: the tensors a step reads as its context; context_given: as run() was given them (a
-    tensor or a tuple), for an output that reads the context too."""
+    tensor or a tuple), for an output that reads the context too; head_xs: x(t) for o(t) and L(t)
+    where the kernels' input has a teacher-forced y(t−1) beside it."""
     T, B, _ = xs.shape
     named = dict(cell.named_parameters())
     plan, lay = prep.plan, prep.layout
@@ -303,7 +327,8 @@ def _run(cell, prep, xs, state0, context=(), context_given=None):
         offs = list(itertools.accumulate([0] + [s.shape[-1] for s in S]))
         per_state = [_view(out, (Ellipsis, slice(a, b))) for a, b in zip(offs[:-1], offs[1:])]
     steps.per_state = per_state
-    stacked = {**{lp.output: per_state[prep.state_index[lp.name]] for lp in prep.rolled.loops}, prep.rolled.x: xs}
+    stacked = {**{lp.output: per_state[prep.state_index[lp.name]] for lp in prep.rolled.loops},
+               prep.rolled.x: xs if head_xs is None else head_xs}
     if type(cell).output is Cell.output:
         outputs = per_state[0]
         per_step = _Rows(outputs)
@@ -348,14 +373,18 @@ def attach_losses(result, cell, heads, rolled, sup, T):
     if heads.why_not_loss is None:
         pick = ((lambda v: v) if sup.steps == list(range(T))
                 else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
+        ys = sup.targets  # a target that learns (regression onto a learned sequence) keeps its gradient
+        ys = (Tensor(ys._data[sup.steps]) if not ys.requires_grad else ys if sup.steps == list(range(T))
+              else getitem(ys, index=(np.asarray(sup.steps),)))
         env = {**heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
-               rolled.target: Tensor(sup.targets._data[sup.steps])}
+               rolled.target: ys}
         losses = heads.loss.run(env, len(sup.steps))[rolled.loss]
         result.losses = reshape(losses, shape=(len(sup.steps),))
         result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
         result.known_targets = _PerStepLosses(sup, result.losses)
     else:
-        ys = [Tensor(sup.targets._data[t]) for t in sup.steps]
+        ys = [getitem(sup.targets, index=t) if sup.targets.requires_grad else Tensor(sup.targets._data[t])
+              for t in sup.steps]
         losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
         result.losses, result.loss = total(losses, sup)
         result.known_targets = {t: (y, loss) for t, y, loss in zip(sup.steps, ys, losses)}

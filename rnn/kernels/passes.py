@@ -24,10 +24,13 @@ full first, so the step becomes phases: phase d runs after the products of depth
 element-wise node is placed in the latest phase its consumers allow, which keeps
 the values that cross phases (and must be stored) few.
 
+A teacher-forced y(t−1), known before the loop, is read beside x(t) as one step input (fed_as_input).
+
 `make_plan` runs the passes in this order:
 
     classify          IR nodes -> each node's kind, and whether a gradient reaches it
-    split_concat      concat([x, h]) @ W -> x @ W[:I] + h @ W[I:]   (the x half can then be hoisted)
+    split_concat      concat([x, h]) @ W -> x @ W[:I] + h @ W[I:]   (the x half can then be hoisted;
+                      a context's half, concat([y(t−1), C]) @ W, is then parameter-only: once per call)
     group_products    products sharing a left operand -> one product, right operands side by side
     insert_copies     state outputs and product operands made values a fused loop writes
     depths            node -> its phase depth, and each node's users
@@ -55,8 +58,9 @@ def make_plan(rolled):
     if any(lp.delay != 1 for lp in rolled.loops):
         raise UnsupportedCellError("numba backend: only one-step delays are compiled")
     states = [(lp.name, lp.input, lp.output) for lp in rolled.loops]
-    x_id, params = rolled.x, dict(rolled.params)
+    params = dict(rolled.params)
     state_ids = {s[1] for s in states}
+    ir, x_id = fed_as_input(build_ir(rolled), rolled)
 
     def classified(nodes):
         # the loop computes the states alone: what only o(t) or L(t) needs is left out
@@ -64,13 +68,16 @@ def make_plan(rolled):
         classify(nodes, x_id, state_ids, params, rolled.frozen, set(rolled.context), rolled.step_index, batch)
         return nodes
 
-    nodes = classified(build_ir(rolled))
+    nodes = classified(ir)
     split_concat(nodes)
     nodes = classified(nodes)
     group_products(nodes)
     nodes = classified(nodes)
     states = insert_copies(nodes, states)
     nodes = classified(nodes)
+    for n in nodes.values():
+        if n.kind == "cat":  # not split away: a concatenation with a parameter or context the loop reads whole
+            unsupported(n, ew_misfit(nodes, n, batch))
 
     depth, users = depths(nodes, batch)
     live = liveness(nodes, states)
@@ -81,11 +88,40 @@ def make_plan(rolled):
     nds = [nid for nid in order if nodes[nid].kind == "nd"]
     loop_of = place(nodes, ew, depth, users, live, {s[2] for s in states})
     plan = Plan(nodes, states, x_id, params, pre, hoist, xpre, rec, depth, loop_of, [], cell=rolled.cell,
-                dtype=rolled.nodes[x_id if x_id is not None else rolled.loops[0].input].dtype,
+                dtype=ir[x_id if x_id is not None else rolled.loops[0].input].dtype,
                 step=rolled.step_index)
     storage(plan, ew, users)
     plan.phases = phases(plan, ew, batch, rows, nds)
     return plan
+
+
+FED_X = "x+y(t-1)"  # the leaf of x(t) and the teacher-forced y(t−1) side by side
+
+
+def fed_as_input(nodes, rolled):
+    """(IR nodes, the step input's id) with a teacher-forced y(t−1) made part of the step input: it is
+    known before the loop (y0, then the targets), so the kernels read [x(t), y(t−1)] as one input of
+    which x(t) and y(t−1) are last-axis slices (the binding passes them side by side).  y(t−1) fed
+    from the step's own output is a recurrence through o(t), not compiled."""
+    fb, x_id = rolled.feedback, rolled.x
+    if fb is None:
+        return nodes, x_id
+    if fb.feed != "teacher":
+        raise UnsupportedCellError(f"numba backend: y(t−1) fed from the step's own output (feed={fb.feed!r}) is "
+                                   "not compiled; teacher forcing (feed='teacher') is")
+    y = nodes[fb.input]
+    if x_id is None or nodes[x_id].width == 0:
+        return nodes, fb.input
+    x = nodes[x_id]
+    I, K = x.width, y.width
+    out = {FED_X: IRNode(FED_X, "leaf", [], x.shape[:-1] + (I + K,), {}, "input", "[x(t), y(t−1)]", x.dtype)}
+    for nid, n in nodes.items():
+        if nid in (x_id, fb.input):
+            lo, hi = (0, I) if nid == x_id else (I, I + K)
+            n = IRNode(nid, "getitem", [FED_X], n.shape, {"index": (slice(None), slice(lo, hi))}, "op",
+                       "x(t)" if nid == x_id else "y(t−1)", n.dtype)
+        out[nid] = n
+    return out, FED_X
 
 
 def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_id=None, batch=None):
@@ -126,6 +162,8 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_
             elif nd_capable(n, nodes):
                 n.kind = "nd"
                 deps[nid].add("nd")
+            elif _concat_of_rows(n, nodes):  # [y(t−1), C] @ W: split_concat may split it away
+                n.kind = "cat"
             elif fused(n.op):
                 unsupported(n, why)
             else:
@@ -134,6 +172,12 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_
                                f"({ops}), sum, max, reshape, transpose, and slices and concatenation along the "
                                "last axis")
     return deps
+
+
+def _concat_of_rows(n, nodes):
+    """A last-axis concatenation of (batch, features) values, some of them read whole (a context)."""
+    return n.op == "concatenate" and n.attrs.get("axis", 0) in (-1, 1) and all(
+        len(nodes[a].shape) == 2 for a in n.args)
 
 
 def _size(node):
