@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from minigrad.op import PRIMITIVES
 
-from .ir import engine_value, row_value
+from .ir import ND_OPS, engine_value, row_value
 from .statements import Loop, at, ident
 
 
@@ -144,9 +144,65 @@ class NdEmitter:
         return ai, bi, self.nd_size(n.args[0], len(a) - 1)
 
     # --- forward and backward -------------------------------------------------------------------
-    def nds_forward(self, ph):
+    def groups(self, ph):
+        """The phase's nd values in order, runs of element-wise ones of one shape grouped: a run is one
+        loop nest, its values passed between its ops in variables (each still stored for later)."""
         out = []
         for r in ph.nds:
+            n = self.nodes[r]
+            if out and n.op not in ND_OPS and self.nodes[out[-1][-1]].op not in ND_OPS \
+                    and self.nodes[out[-1][-1]].shape == n.shape:
+                out[-1].append(r)
+            else:
+                out.append([r])
+        return out
+
+    def _fused_forward(self, group):
+        n = self.nodes[group[0]]
+        o = [f"i{m}" for m in range(len(n.shape))]
+        body = []
+        for r in group:
+            m = self.nodes[r]
+            body.append(f"# {self.names.line(r)}  [{r}]")
+            vals = [f"v_{ident(a)}" if a in group else self.nd_ref(a, self.broadcast(self.nodes[a].shape, o))
+                    for a in m.args]
+            body += [f"v_{ident(r)} = {PRIMITIVES[m.op].scalar_form(vals, m.attrs, self.const)}",
+                     f"{at(self.nd_array(r), 't', *(o or ['0']))} = v_{ident(r)}"]
+        return [f"# {len(group)} element-wise ops over one shape, whole"] + nest(
+            o, [self.nd_size(group[0], k) for k in range(len(n.shape))], body)
+
+    def _fused_backward(self, group):
+        n = self.nodes[group[0]]
+        o = [f"i{m}" for m in range(len(n.shape))]
+        body, inner = [], {}   # inner: group member -> its gradient terms from later members
+        for r in reversed(group):
+            m = self.nodes[r]
+            if not m.grad:
+                continue
+            G, g = at(self.nd_grad(r), *(o or ["0"])), f"g_{ident(r)}"
+            body += [f"# d {self.names.line(r)}  [{r}]", f"{g} = {' + '.join([G] + inner.pop(r, []))}",
+                     f"{G} = zero"]
+            idx = [self.broadcast(self.nodes[a].shape, o) for a in m.args]
+            vals = [self.nd_ref(a, i) for a, i in zip(m.args, idx)]
+            terms = PRIMITIVES[m.op].partial_forms(g, at(self.nd_array(r), "t", *(o or ["0"])), vals, m.attrs,
+                                                   self.const)
+            for a, i, term in zip(m.args, idx, terms):
+                if term is None or not self.nodes[a].grad:
+                    continue
+                if a in group:
+                    inner.setdefault(a, []).append(f"({term})")
+                else:
+                    body.append(f"{self.nd_grad_ref(a, i)} += {term}")
+        return [f"# d of {len(group)} element-wise ops over one shape, whole"] + nest(
+            o, [self.nd_size(group[0], k) for k in range(len(n.shape))], body)
+
+    def nds_forward(self, ph):
+        out = []
+        for group in self.groups(ph):
+            if len(group) > 1:
+                out += self._fused_forward(group)
+                continue
+            r = group[0]
             n, N = self.nodes[r], self.nd_array(r)
             o = [f"i{m}" for m in range(len(n.shape))]
             sizes = [self.nd_size(r, m) for m in range(len(n.shape))]
@@ -182,7 +238,11 @@ class NdEmitter:
                     array = self.grad_ref(a, "0").partition("[")[0]
                     out.append(f"{array}[{'p' if n.kind == 'state' else 't' if n.kind != 'ew' else ':'}] = zero")
                     self.prezeroed.add(a)
-        for r in reversed(ph.nds):
+        for group in reversed(self.groups(ph)):
+            if len(group) > 1:
+                out += self._fused_backward(group)
+                continue
+            r = group[0]
             n = self.nodes[r]
             if not n.grad:
                 continue
