@@ -236,7 +236,7 @@ class BatchFlipCell(MaxCell):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@settings(max_examples=8)
+@settings(max_examples=4)
 @given(sizes=sizes)
 def test_reductions_across_the_batch_and_flat_sums_match(dtype, sizes):
     T, B, I, H, seed = sizes
