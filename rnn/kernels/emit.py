@@ -105,10 +105,10 @@ class _Gen(NdEmitter):
                     self.writers.setdefault(a, []).append(ph.index)
         self.lay.first_writer = {a: max(ps) for a, ps in self.writers.items()}
         # row values a gradient reaches: not those only a stop_gradient reads (softmax's max shift)
-        users = {}
+        self.users = users = {nid: [] for nid in plan.nodes}  # node id -> the ids that read it
         for nid, n in plan.nodes.items():
             for a in n.args:
-                users.setdefault(a, []).append(nid)
+                users[a].append(nid)
         self.row_grads = set()
         for ph in reversed(plan.phases):
             for r in reversed(ph.rows):

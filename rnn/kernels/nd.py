@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from minigrad.op import PRIMITIVES
 
-from .ir import ND_OPS, engine_value, row_value
+from .ir import ND_OPS, engine_value, row_value, uses
 from .statements import Loop, at, ident
 
 
@@ -26,6 +26,25 @@ def nest(indices, sizes, body):
     for i, size in reversed(list(zip(indices, sizes))):
         body = [Loop(f"for {i} in range({size})", body)]
     return body
+
+
+def accumulating_nest(indices, sizes, body, sums):
+    """nest(indices, sizes, body + each `target += term` of `sums` [(target, its indices, term)]),
+    except that a target the innermost loop does not index — a broadcast operand's gradient, (S, B, 1)
+    or (B, 1) — is summed in a variable across that loop and added once after it: through memory, each
+    iteration would wait on the last one's store."""
+    if not indices:
+        return body + [f"{target} += {term}" for target, _, term in sums]
+    inner, before, after = list(body), [], []
+    for n, (target, idx, term) in enumerate(sums):
+        if indices[-1] in idx:
+            inner.append(f"{target} += {term}")
+        else:
+            before.append(f"acc{n} = zero")
+            inner.append(f"acc{n} += {term}")
+            after.append(f"{target} += acc{n}")
+    loop = [Loop(f"for {indices[-1]} in range({sizes[-1]})", inner)]
+    return nest(indices[:-1], sizes[:-1], before + loop + after)
 
 
 def reduced_axes(attrs, ndim):
@@ -145,64 +164,145 @@ class NdEmitter:
 
     # --- forward and backward -------------------------------------------------------------------
     def groups(self, ph):
-        """The phase's nd values in order, runs of element-wise ones of one shape grouped: a run is one
-        loop nest, its values passed between its ops in variables (each still stored for later)."""
+        """The phase's nd values in order, each run of element-wise ones of one shape grouped: one loop
+        nest per run, values passed between its ops in variables and stored only where something
+        else reads them (see _kept).  A sum that closes the run joins it when it keeps the last axis
+        (attention's Σ_s α(s) e(s)); over the last axis its accumulation would keep LLVM from
+        vectorising the run's arithmetic, so its forward runs after the run (its operand stored),
+        while its backward still joins the run's."""
         out = []
         for r in ph.nds:
             n = self.nodes[r]
-            if out and n.op not in ND_OPS and self.nodes[out[-1][-1]].op not in ND_OPS \
-                    and self.nodes[out[-1][-1]].shape == n.shape:
+            last = self.nodes[out[-1][-1]] if out else None
+            if last is not None and last.op not in ND_OPS and (
+                    (n.op not in ND_OPS and last.shape == n.shape) or (n.op == "sum" and n.args[0] in out[-1])):
                 out[-1].append(r)
             else:
                 out.append([r])
         return out
 
+    def _last_axis_closing(self, group):
+        n = self.nodes[group[-1]]
+        ndim = len(self.nodes[group[0]].shape)
+        return n.op == "sum" and len(group) > 1 and (ndim == 0 or ndim - 1 in reduced_axes(n.attrs, ndim))
+
+    def _closing(self, group, o):
+        """(the sum closing the run or None, the indices of its output the element at `o` adds into)."""
+        n = self.nodes[group[-1]]
+        if n.op != "sum" or len(group) == 1:
+            return None, None
+        ndim = len(self.nodes[n.args[0]].shape)
+        axes, keep = reduced_axes(n.attrs, ndim), n.attrs.get("keepdims", False)
+        return group[-1], [("0" if m in axes else o[m]) for m in range(ndim) if keep or m not in axes]
+
+    def _kept(self, group):
+        """The members of a run whose values go to memory: those read outside the run (a reduction, a
+        later loop, a fused loop) and those a derivative reads (tanh's output, a product's operands)."""
+        inside, kept = set(group), set()
+        for r in group:
+            if self.nodes[r].op == "sum":  # the closing sum: read by others
+                kept.add(r)
+                if self._last_axis_closing(group):  # its own loop reads its operand
+                    kept.add(self.nodes[r].args[0])
+                continue
+            if uses(self.nodes[r])[0] or any(u not in inside for u in self.users[r]):
+                kept.add(r)
+            for u in self.users[r]:
+                if u in inside and self.nodes[u].op != "sum" and any(
+                        a == r and used for a, used in zip(self.nodes[u].args, uses(self.nodes[u])[1])):
+                    kept.add(r)
+        return kept
+
+    def _sizes(self, group):
+        """The run's loop sizes, read off an operand that spans each axis (its members may not be stored)."""
+        shape = self.nodes[group[0]].shape
+        sizes = []
+        for k, size in enumerate(shape):
+            got = "1" if size == 1 else None
+            for r in group:
+                for a in self.nodes[r].args if self.nodes[r].op != "sum" else ():
+                    ashape = self.nodes[a].shape
+                    off = len(shape) - len(ashape)
+                    if got is None and a not in group and k >= off and ashape[k - off] == size:
+                        got = self.nd_size(a, k - off)
+            sizes.append(got or self.nd_size(group[0], k))
+        return sizes
+
     def _fused_forward(self, group):
         n = self.nodes[group[0]]
         o = [f"i{m}" for m in range(len(n.shape))]
-        body = []
-        for r in group:
+        kept, body, (tail, into) = self._kept(group), [], self._closing(group, o)
+        out = [f"# {len(group)} ops over one shape, whole"]
+        members, after = group[:-1] if tail else group, []
+        if tail and self._last_axis_closing(group):
+            after, tail = self._single_forward(tail), None
+        if tail:
+            t = self.nodes[tail]
+            ti = [f"i{m}" for m in range(len(t.shape))]
+            out += nest(ti, [self.nd_size(tail, m) for m in range(len(t.shape))],
+                        [f"{at(self.nd_array(tail), 't', *(ti or ['0']))} = zero"])
+        for r in members:
             m = self.nodes[r]
             body.append(f"# {self.names.line(r)}  [{r}]")
             vals = [f"v_{ident(a)}" if a in group else self.nd_ref(a, self.broadcast(self.nodes[a].shape, o))
                     for a in m.args]
-            body += [f"v_{ident(r)} = {PRIMITIVES[m.op].scalar_form(vals, m.attrs, self.const)}",
-                     f"{at(self.nd_array(r), 't', *(o or ['0']))} = v_{ident(r)}"]
-        return [f"# {len(group)} element-wise ops over one shape, whole"] + nest(
-            o, [self.nd_size(group[0], k) for k in range(len(n.shape))], body)
+            body.append(f"v_{ident(r)} = {PRIMITIVES[m.op].scalar_form(vals, m.attrs, self.const)}")
+            if r in kept:
+                body.append(f"{at(self.nd_array(r), 't', *(o or ['0']))} = v_{ident(r)}")
+        if tail:
+            body += [f"# {self.names.line(tail)}  [{tail}]",
+                     f"{at(self.nd_array(tail), 't', *(into or ['0']))} += v_{ident(self.nodes[tail].args[0])}"]
+        return out + nest(o, self._sizes(group), body) + after
 
     def _fused_backward(self, group):
         n = self.nodes[group[0]]
         o = [f"i{m}" for m in range(len(n.shape))]
-        body, inner = [], {}   # inner: group member -> its gradient terms from later members
-        for r in reversed(group):
+        kept, inside, (tail, into) = self._kept(group), set(group), self._closing(group, o)
+        body, inner, sums = [], {}, []   # inner: member -> its gradient terms from later members
+        if tail and self.nodes[tail].grad:
+            inner[self.nodes[tail].args[0]] = [at(self.nd_grad(tail), *(into or ["0"]))]
+        for r in reversed(group[:-1] if tail else group):
             m = self.nodes[r]
-            if not m.grad:
+            terms_in = inner.pop(r, [])
+            outside = any(u not in inside for u in self.users[r])
+            if not m.grad or not (terms_in or outside):
                 continue
-            G, g = at(self.nd_grad(r), *(o or ["0"])), f"g_{ident(r)}"
-            body += [f"# d {self.names.line(r)}  [{r}]", f"{g} = {' + '.join([G] + inner.pop(r, []))}",
-                     f"{G} = zero"]
+            g = f"g_{ident(r)}"
+            body.append(f"# d {self.names.line(r)}  [{r}]")
+            if outside:
+                G = at(self.nd_grad(r), *(o or ["0"]))
+                body += [f"{g} = {' + '.join([G] + terms_in)}", f"{G} = zero"]
+            else:
+                body.append(f"{g} = {' + '.join(terms_in)}")
             idx = [self.broadcast(self.nodes[a].shape, o) for a in m.args]
-            vals = [self.nd_ref(a, i) for a, i in zip(m.args, idx)]
-            terms = PRIMITIVES[m.op].partial_forms(g, at(self.nd_array(r), "t", *(o or ["0"])), vals, m.attrs,
-                                                   self.const)
+            vals = [self.nd_ref(a, i) if a not in inside or a in kept else f"v_{ident(a)}"
+                    for a, i in zip(m.args, idx)]
+            here = at(self.nd_array(r), "t", *(o or ["0"])) if r in kept else f"v_{ident(r)}"
+            terms = PRIMITIVES[m.op].partial_forms(g, here, vals, m.attrs, self.const)
             for a, i, term in zip(m.args, idx, terms):
                 if term is None or not self.nodes[a].grad:
                     continue
-                if a in group:
+                if a in inside:
                     inner.setdefault(a, []).append(f"({term})")
                 else:
-                    body.append(f"{self.nd_grad_ref(a, i)} += {term}")
-        return [f"# d of {len(group)} element-wise ops over one shape, whole"] + nest(
-            o, [self.nd_size(group[0], k) for k in range(len(n.shape))], body)
+                    sums.append((self.nd_grad_ref(a, i), i, term))
+        out = [f"# d of {len(group)} ops over one shape, whole"] + accumulating_nest(o, self._sizes(group), body, sums)
+        if tail and self.nodes[tail].grad:  # read at many elements: cleared after the run
+            t = self.nodes[tail]
+            ti = [f"i{m}" for m in range(len(t.shape))]
+            out += nest(ti, [self.nd_size(tail, m) for m in range(len(t.shape))],
+                        [f"{at(self.nd_grad(tail), *(ti or ['0']))} = zero"])
+        return out
 
     def nds_forward(self, ph):
         out = []
         for group in self.groups(ph):
-            if len(group) > 1:
-                out += self._fused_forward(group)
-                continue
-            r = group[0]
+            out += self._fused_forward(group) if len(group) > 1 else self._single_forward(group[0])
+        return out
+
+    def _single_forward(self, r):
+        out = []
+        if True:  # noqa: SIM108 (kept at the indentation of the loop it came from)
             n, N = self.nodes[r], self.nd_array(r)
             o = [f"i{m}" for m in range(len(n.shape))]
             sizes = [self.nd_size(r, m) for m in range(len(n.shape))]
@@ -214,8 +314,13 @@ class NdEmitter:
                 start = "zero" if n.op == "sum" else self.const(float("-inf"))
                 out += nest(o, sizes, [f"{here} = {start}"])
                 v = self.nd_ref(n.args[0], k)
-                out += nest(k, ksizes, [f"{there} += {v}"] if n.op == "sum" else  # NaN wins, as in np.max
-                            [f"x = {v}", f"if x > {there} or x != x:", f"    {there} = x"])
+                step = [f"acc += {v}"] if n.op == "sum" else [  # NaN wins, as in np.max
+                    f"x = {v}", "if x > acc or x != x:", "    acc = x"]
+                if k and k[-1] not in into:  # the last axis summed in a variable, not through memory
+                    out += nest(k[:-1], ksizes[:-1], [f"acc = {there}", Loop(f"for {k[-1]} in range({ksizes[-1]})", step),
+                                                      f"{there} = acc"])
+                else:
+                    out += nest(k, ksizes, [f"acc = {there}"] + step + [f"{there} = acc"])
             elif n.op in ("reshape", "transpose"):
                 first, src = self._source_index(n, o, sizes)
                 out += nest(o, sizes, first + [f"{here} = {self.nd_ref(n.args[0], src)}"])
@@ -278,7 +383,7 @@ class NdEmitter:
                 idx = [self.broadcast(self.nodes[a].shape, o) for a in n.args]
                 vals = [self.nd_ref(a, i) for a, i in zip(n.args, idx)]
                 terms = PRIMITIVES[n.op].partial_forms(g, at(N, "t", *(o or ["0"])), vals, n.attrs, self.const)
-                body = [f"{self.nd_grad_ref(a, i)} += {term}"
+                sums = [(self.nd_grad_ref(a, i), i, term)
                         for a, i, term, grad in zip(n.args, idx, terms, learns) if term is not None and grad]
-                out += nest(o, sizes, take + body)
+                out += accumulating_nest(o, sizes, take, sums)
         return out
