@@ -316,7 +316,17 @@ class NdEmitter:
                 v = self.nd_ref(n.args[0], k)
                 step = [f"acc += {v}"] if n.op == "sum" else [  # NaN wins, as in np.max
                     f"x = {v}", "if x > acc or x != x:", "    acc = x"]
-                if k and k[-1] not in into:  # the last axis summed in a variable, not through memory
+                if k and k[-1] not in into and n.op == "sum":
+                    # the last axis summed in four variables, four elements at a time: one sum's additions
+                    # wait on each other (4 cycles each); four independent ones overlap
+                    last, size = k[-1], ksizes[-1]
+                    quad = [f"acc{q} += {self.nd_ref(n.args[0], k[:-1] + [f'{last} + {q}'])}" for q in range(4)]
+                    out += nest(k[:-1], ksizes[:-1], [
+                        "acc0 = zero", "acc1 = zero", "acc2 = zero", "acc3 = zero",
+                        Loop(f"for {last} in range(0, {size} - 3, 4)", quad),
+                        Loop(f"for {last} in range({size} - {size} % 4, {size})", [f"acc0 += {v}"]),
+                        f"{there} = {there} + ((acc0 + acc1) + (acc2 + acc3))"])
+                elif k and k[-1] not in into:  # the last axis's max in a variable, not through memory
                     out += nest(k[:-1], ksizes[:-1], [f"acc = {there}", Loop(f"for {k[-1]} in range({ksizes[-1]})", step),
                                                       f"{there} = acc"])
                 else:

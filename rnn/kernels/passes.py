@@ -146,7 +146,7 @@ def classify(nodes, x_id, state_ids, param_ids, frozen=(), context_ids=(), step_
         n.grad = any(nodes[a].grad for a in n.args)
         if not deps[nid] & {"x", "state", "step"}:
             n.kind = "pre"
-        elif n.op == "matmul" and len(nodes[n.args[0]].shape) == 2 and nodes[n.args[0]].kind != "nd" and \
+        elif n.op == "matmul" and len(nodes[n.args[0]].shape) == 2 and nodes[n.args[0]].shape[0] == batch and \
                 nodes[n.args[1]].kind in ("pre", "param", "const") and len(nodes[n.args[1]].shape) == 2:
             # a product's x side is hoisted out of the loop unless computing it needs the loop (a state, an nd value)
             n.kind = "hoist" if not deps[n.args[0]] & {"state", "nd"} else "rec"
