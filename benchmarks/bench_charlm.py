@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from alternating import alternating_rounds  # beside this script
+from min_char_rnn import hand_written_step
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDDEN, SEQ_LEN, LR, CLIP, EPS = 100, 25, 0.1, 5.0, 1e-8
@@ -59,50 +60,7 @@ def minigrad_loop():
 
 def numpy_loop(weights):
     """min-char-rnn's loop on the same model: forward, hand-written BPTT, joint-norm clip, Adagrad."""
-    ids, _ = text_ids()
-    params = [w.copy() for w in weights]
-    U, W, bi, bh, Vw, c = params
-    sums = [np.zeros_like(p) for p in params]
-    windows = (len(ids) - 1) // SEQ_LEN
-    carry = {"h": None, "step": 0}
-
-    def step():
-        s = carry["step"]
-        pos = (s % windows) * SEQ_LEN
-        xs, ys = ids[pos:pos + SEQ_LEN], ids[pos + 1:pos + SEQ_LEN + 1]
-        h = np.zeros(HIDDEN) if s % windows == 0 else carry["h"]
-        hs, ps, loss = {-1: h}, {}, 0.0
-        for t in range(SEQ_LEN):
-            hs[t] = np.tanh(U[:, xs[t]] + W @ hs[t - 1] + bi + bh)
-            o = Vw @ hs[t] + c
-            e = np.exp(o - o.max())
-            ps[t] = e / e.sum()
-            loss -= np.log(ps[t][ys[t]])
-        grads = [np.zeros_like(p) for p in params]
-        dU, dW, dbi, dbh, dV, dc = grads
-        dnext = np.zeros(HIDDEN)
-        for t in reversed(range(SEQ_LEN)):
-            do = ps[t].copy()
-            do[ys[t]] -= 1
-            do /= SEQ_LEN                        # the loss is the mean over the window
-            dV += np.outer(do, hs[t])
-            dc += do
-            da = (1 - hs[t] * hs[t]) * (Vw.T @ do + dnext)
-            dbi += da
-            dU[:, xs[t]] += da
-            dW += np.outer(da, hs[t - 1])
-            dnext = W.T @ da
-        dbh += dbi
-        norm = np.sqrt(sum(float((g * g).sum()) for g in grads))
-        if norm > CLIP:
-            for g in grads:
-                g *= CLIP / (norm + 1e-6)
-        for p, g, m in zip(params, grads, sums):
-            m += g * g
-            p -= LR * g / (np.sqrt(m) + EPS)
-        carry["h"], carry["step"] = hs[SEQ_LEN - 1], s + 1
-        return loss / SEQ_LEN
-    return step
+    return hand_written_step(weights, text_ids()[0], SEQ_LEN, CLIP, LR, EPS)
 
 
 def torch_loop(weights):
