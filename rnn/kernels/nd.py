@@ -130,14 +130,16 @@ class NdEmitter:
         return ["0" if s == 1 else out_idx[m + off] for m, s in enumerate(arg_shape)]
 
     # --- the index maps of each op ----------------------------------------------------------
+    def _into(self, n, idx):
+        """The indices of reduction n's output that its operand's element at `idx` adds into."""
+        axes, keep = reduced_axes(n.attrs, len(idx)), n.attrs.get("keepdims", False)
+        return [("0" if m in axes else i) for m, i in enumerate(idx) if keep or m not in axes]
+
     def _reduction(self, n):
         """(operand indices, their sizes, the output indices they add into)."""
         a = n.args[0]
-        shape = self.nodes[a].shape
-        axes, keep = reduced_axes(n.attrs, len(shape)), n.attrs.get("keepdims", False)
-        k = [f"k{m}" for m in range(len(shape))]
-        out = [("0" if m in axes else k[m]) for m in range(len(shape)) if keep or m not in axes]
-        return k, [self.nd_size(a, m) for m in range(len(shape))], out
+        k = [f"k{m}" for m in range(len(self.nodes[a].shape))]
+        return k, [self.nd_size(a, m) for m in range(len(k))], self._into(n, k)
 
     def _source_index(self, n, o, sizes):
         """(statements, the operand's indices) read at output indices `o` by a reshape or transpose."""
@@ -191,9 +193,7 @@ class NdEmitter:
         n = self.nodes[group[-1]]
         if n.op != "sum" or len(group) == 1:
             return None, None
-        ndim = len(self.nodes[n.args[0]].shape)
-        axes, keep = reduced_axes(n.attrs, ndim), n.attrs.get("keepdims", False)
-        return group[-1], [("0" if m in axes else o[m]) for m in range(ndim) if keep or m not in axes]
+        return group[-1], self._into(n, o)
 
     def _kept(self, group):
         """The members of a run whose values go to memory: those read outside the run (a reduction, a
@@ -302,45 +302,44 @@ class NdEmitter:
 
     def _single_forward(self, r):
         out = []
-        if True:  # noqa: SIM108 (kept at the indentation of the loop it came from)
-            n, N = self.nodes[r], self.nd_array(r)
-            o = [f"i{m}" for m in range(len(n.shape))]
-            sizes = [self.nd_size(r, m) for m in range(len(n.shape))]
-            here = at(N, "t", *(o or ["0"]))
-            out.append(f"# {self.names.line(r)}  [{r}], whole")
-            if n.op in ("sum", "max"):
-                k, ksizes, into = self._reduction(n)
-                there = at(N, "t", *(into or ["0"]))
-                start = "zero" if n.op == "sum" else self.const(float("-inf"))
-                out += nest(o, sizes, [f"{here} = {start}"])
-                v = self.nd_ref(n.args[0], k)
-                step = [f"acc += {v}"] if n.op == "sum" else [  # NaN wins, as in np.max
-                    f"x = {v}", "if x > acc or x != x:", "    acc = x"]
-                if k and k[-1] not in into and n.op == "sum":
-                    # the last axis summed in four variables, four elements at a time: one sum's additions
-                    # wait on each other (4 cycles each); four independent ones overlap
-                    last, size = k[-1], ksizes[-1]
-                    quad = [f"acc{q} += {self.nd_ref(n.args[0], k[:-1] + [f'{last} + {q}'])}" for q in range(4)]
-                    out += nest(k[:-1], ksizes[:-1], [
-                        "acc0 = zero", "acc1 = zero", "acc2 = zero", "acc3 = zero",
-                        Loop(f"for {last} in range(0, {size} - 3, 4)", quad),
-                        Loop(f"for {last} in range({size} - {size} % 4, {size})", [f"acc0 += {v}"]),
-                        f"{there} = {there} + ((acc0 + acc1) + (acc2 + acc3))"])
-                elif k and k[-1] not in into:  # the last axis's max in a variable, not through memory
-                    out += nest(k[:-1], ksizes[:-1], [f"acc = {there}", Loop(f"for {k[-1]} in range({ksizes[-1]})", step),
-                                                      f"{there} = acc"])
-                else:
-                    out += nest(k, ksizes, [f"acc = {there}"] + step + [f"{there} = acc"])
-            elif n.op in ("reshape", "transpose"):
-                first, src = self._source_index(n, o, sizes)
-                out += nest(o, sizes, first + [f"{here} = {self.nd_ref(n.args[0], src)}"])
-            elif n.op == "matmul":
-                ai, bi, K = self._matmul_index(n, o)
-                out += nest(o, sizes, ["acc = zero", Loop(f"for kk in range({K})", [
-                    f"acc += {self.nd_ref(n.args[0], ai)} * {self.nd_ref(n.args[1], bi)}"]), f"{here} = acc"])
+        n, N = self.nodes[r], self.nd_array(r)
+        o = [f"i{m}" for m in range(len(n.shape))]
+        sizes = [self.nd_size(r, m) for m in range(len(n.shape))]
+        here = at(N, "t", *(o or ["0"]))
+        out.append(f"# {self.names.line(r)}  [{r}], whole")
+        if n.op in ("sum", "max"):
+            k, ksizes, into = self._reduction(n)
+            there = at(N, "t", *(into or ["0"]))
+            start = "zero" if n.op == "sum" else self.const(float("-inf"))
+            out += nest(o, sizes, [f"{here} = {start}"])
+            v = self.nd_ref(n.args[0], k)
+            step = [f"acc += {v}"] if n.op == "sum" else [  # NaN wins, as in np.max
+                f"x = {v}", "if x > acc or x != x:", "    acc = x"]
+            if k and k[-1] not in into and n.op == "sum":
+                # the last axis summed in four variables, four elements at a time: one sum's additions
+                # wait on each other (4 cycles each); four independent ones overlap
+                last, size = k[-1], ksizes[-1]
+                quad = [f"acc{q} += {self.nd_ref(n.args[0], k[:-1] + [f'{last} + {q}'])}" for q in range(4)]
+                out += nest(k[:-1], ksizes[:-1], [
+                    "acc0 = zero", "acc1 = zero", "acc2 = zero", "acc3 = zero",
+                    Loop(f"for {last} in range(0, {size} - 3, 4)", quad),
+                    Loop(f"for {last} in range({size} - {size} % 4, {size})", [f"acc0 += {v}"]),
+                    f"{there} = {there} + ((acc0 + acc1) + (acc2 + acc3))"])
+            elif k and k[-1] not in into:  # the last axis's max in a variable, not through memory
+                out += nest(k[:-1], ksizes[:-1], [f"acc = {there}", Loop(f"for {k[-1]} in range({ksizes[-1]})", step),
+                                                  f"{there} = acc"])
             else:
-                vals = [self.nd_ref(a, self.broadcast(self.nodes[a].shape, o)) for a in n.args]
-                out += nest(o, sizes, [f"{here} = {PRIMITIVES[n.op].scalar_form(vals, n.attrs, self.const)}"])
+                out += nest(k, ksizes, [f"acc = {there}"] + step + [f"{there} = acc"])
+        elif n.op in ("reshape", "transpose"):
+            first, src = self._source_index(n, o, sizes)
+            out += nest(o, sizes, first + [f"{here} = {self.nd_ref(n.args[0], src)}"])
+        elif n.op == "matmul":
+            ai, bi, K = self._matmul_index(n, o)
+            out += nest(o, sizes, ["acc = zero", Loop(f"for kk in range({K})", [
+                f"acc += {self.nd_ref(n.args[0], ai)} * {self.nd_ref(n.args[1], bi)}"]), f"{here} = acc"])
+        else:
+            vals = [self.nd_ref(a, self.broadcast(self.nodes[a].shape, o)) for a in n.args]
+            out += nest(o, sizes, [f"{here} = {PRIMITIVES[n.op].scalar_form(vals, n.attrs, self.const)}"])
         return out
 
     def nds_backward(self, ph):
