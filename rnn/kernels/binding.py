@@ -230,6 +230,7 @@ def _input_width(cell, prep):
     x = prep.plan.nodes.get(prep.plan.x)
     return cell.input_size if x is None else x.width
 
+
 def _verify(cell, prep, B, dtype, context=(), context_given=None):
     """Load or compile both kernels now, on one step of zeros, so that a failure (a damaged Numba
     cache, a typing error) surfaces here, where rnn.run can still fall back, and not in the middle
@@ -370,21 +371,19 @@ def known_tensors_of(named, state0, steps, per_step, context=None):
 def attach_losses(result, cell, heads, rolled, sup, T):
     """result.losses and result.loss: L(t) at the loss steps — at every one at once by the traced head,
     or, where an op of the loss has no rule over time, step by step from result.per_step_outputs."""
+    # targets that learn (regression onto a learned sequence) keep their gradient; others are constants
+    ys = sup.targets if sup.targets.requires_grad else Tensor(sup.targets._data)
     if heads.why_not_loss is None:
         pick = ((lambda v: v) if sup.steps == list(range(T))
                 else (lambda v: getitem(v, index=(np.asarray(sup.steps),))))
-        ys = sup.targets  # a target that learns (regression onto a learned sequence) keeps its gradient
-        ys = (Tensor(ys._data[sup.steps]) if not ys.requires_grad else ys if sup.steps == list(range(T))
-              else getitem(ys, index=(np.asarray(sup.steps),)))
         env = {**heads.fixed(dict(cell.named_parameters())), **{k: pick(v) for k, v in result.stacked.items()},
-               rolled.target: ys}
+               rolled.target: pick(ys)}
         losses = heads.loss.run(env, len(sup.steps))[rolled.loss]
         result.losses = reshape(losses, shape=(len(sup.steps),))
         result.loss = result.losses.sum() if sup.reduction == "sum" else result.losses.mean()
         result.known_targets = _PerStepLosses(sup, result.losses)
     else:
-        ys = [getitem(sup.targets, index=t) if sup.targets.requires_grad else Tensor(sup.targets._data[t])
-              for t in sup.steps]
+        ys = [getitem(ys, index=t) for t in sup.steps]
         losses = [cell.loss(result.per_step_outputs[t], y) for t, y in zip(sup.steps, ys)]
         result.losses, result.loss = total(losses, sup)
         result.known_targets = {t: (y, loss) for t, y, loss in zip(sup.steps, ys, losses)}

@@ -26,6 +26,7 @@ array is named through rnn.kernels.arrays, and every reference to one is written
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,7 @@ class _Gen(NdEmitter):
             for nid in ph.nds:
                 for a in self.nodes[nid].args:
                     if engine_value(self.nodes[a]) and a not in self.access:
-                        self.access[a] = "scalar" if _size(self.nodes[a].shape) == 1 else "full"
+                        self.access[a] = "scalar" if math.prod(self.nodes[a].shape) == 1 else "full"
                         if self.access[a] == "full":
                             self.lay.full.add(arrays.name("engine", ident(a)))
         self.prezeroed = set()  # gradient arrays an nd section zeroed for the row values after it
@@ -652,13 +653,6 @@ import math  # noqa: F401  (scalar forms: math.exp, math.log)
 import numpy as np  # noqa: F401  (the step index in the kernel's dtype)
 
 from rnn.kernels.helpers import jit, matmul, {sigmoid} as _sigmoid, {tanh} as _tanh  # noqa: F401'''
-
-
-def _size(shape):
-    size = 1
-    for s in shape:
-        size *= s
-    return size
 
 
 def generate(plan):
