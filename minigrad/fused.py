@@ -7,10 +7,8 @@ parameter, compiled by Numba (loaded lazily: the engine imports without it), com
 with exactly the operations, in the order, that the NumPy expression does — so the results are
 bitwise those of the NumPy path (tests/test_optim.py holds them to it).
 
-Clipping by norm rescales all gradients in one such loop (minigrad.clip), bitwise NumPy's `g *= coef`.
-Its norm stays NumPy's: a norm one rounding away moves Adagrad's early steps — which divide tiny
-gradients by their own size — enough that a char-RNN's losses part after a dozen steps, and a loop
-adding the squares in NumPy's pairwise order, which is bitwise, was only 15% faster than NumPy.
+Clipping by norm rescales all gradients in one such loop (minigrad.clip), bitwise NumPy's `g *= coef`;
+its norm is a BLAS dot per gradient (minigrad.clip._l2).
 
 Only float64 parameters go this way: NumPy computes a float32 parameter's update in float32 (a Python
 float is a weak scalar), which a kernel taking float64 hyperparameters would not.  `kernel(name)` is
