@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import builtins
 
+import math
+
 import numpy as np
 
 from . import buffers
@@ -432,26 +434,38 @@ def _shifted_exp(logits):
 
 
 @primitive("softmax_cross_entropy")
-def softmax_cross_entropy(logits, targets):
+def softmax_cross_entropy(logits, targets, keep=0):
     """Mean negative log-likelihood of the class indices `targets` (...) under `logits` (..., C): the value
     and gradient of functional.cross_entropy, which takes about fifteen engine ops, as one.
 
     Its arithmetic is that composite's, operation for operation (so a loop may switch between them and
     keep its numbers to the last bit, as tests/test_ops.py checks): log-softmax picked at the targets,
-    summed, times 1/n, negated."""
+    summed, times 1/n, negated.  keep=k keeps the first k axes of targets: one mean per entry of them
+    over the rest (rnn.kernels.head computes the losses of all T steps, each a mean over the batch, so)."""
     _class_indices("softmax_cross_entropy", logits, targets)
+    if not 0 <= keep <= targets.ndim:
+        raise ValueError(f"keep={keep}: targets of shape {targets.shape} have {targets.ndim} axes to keep")
     m, e, s = _shifted_exp(logits)
     rows = (*np.indices(targets.shape, sparse=True), targets)
-    return -(np.sum(logits[rows] - (np.log(s) + m)[..., 0]) * np.asarray(_mean_factor(targets.size), logits.dtype))
+    nll = logits[rows] - (np.log(s) + m)[..., 0]
+    if not keep:
+        return -(np.sum(nll) * np.asarray(_mean_factor(targets.size), logits.dtype))
+    over = targets.shape[keep:]
+    return -(np.sum(nll, axis=tuple(range(keep, targets.ndim))) * np.asarray(_mean_factor(math.prod(over)),
+                                                                                logits.dtype))
 
 
 @softmax_cross_entropy.vjp
-def _(g, out, logits, targets):
+def _(g, out, logits, targets, keep=0):
     # The composite's backward, in its order: -g / n reaches each row's target through pick, and the
     # same, negated and divided by the row's sum, reaches every entry through the log-sum-exp.
     idx = getattr(targets, "_data", targets)  # class indices are never differentiated
-    g2 = -g * _mean_factor(idx.size)
+    g2 = -g * _mean_factor(math.prod(idx.shape[keep:]))
+    if keep:  # one mean per kept entry: its gradient spreads over that entry's rows
+        g2 = ops.reshape(g2, shape=g2.shape + (1,) * (idx.ndim - keep))
     _, e, s = _shifted_exp(logits)
     at_targets = ops.scatter(ops.broadcast_to(g2, shape=idx.shape),
                              index=(*np.indices(idx.shape, sparse=True), idx), shape=logits.shape)
+    if keep:
+        g2 = ops.reshape(g2, shape=g2.shape + (1,))
     return at_targets + -g2 / s * e, None

@@ -48,7 +48,9 @@ class Headed(rnn.Cell):
         return o
 
     def loss(self, o, y):
-        return mg.cross_entropy(o, y) if self.kind == "nll" else mg.mse_loss(o, y)
+        if self.kind == "nll":
+            return mg.cross_entropy(o, y)
+        return mg.softmax_cross_entropy(o, y) if self.kind == "fused_nll" else mg.mse_loss(o, y)
 
 
 def run_both(cell, xs, ys, loss_steps, reduction):
@@ -67,7 +69,7 @@ def run_both(cell, xs, ys, loss_steps, reduction):
 
 
 @settings(max_examples=25)
-@given(ops=st.lists(st.sampled_from(sorted(HEAD_OPS)), max_size=3), loss=st.sampled_from(["nll", "mse"]),
+@given(ops=st.lists(st.sampled_from(sorted(HEAD_OPS)), max_size=3), loss=st.sampled_from(["nll", "fused_nll", "mse"]),
        T=st.integers(1, 5), B=st.integers(1, 4), H=st.integers(1, 5), K=st.sampled_from([4, 6]),
        where=st.sampled_from(["every", "last", "mask"]), reduction=st.sampled_from(["sum", "mean"]),
        seed=st.integers(0, 2**16))
@@ -75,7 +77,7 @@ def test_head_over_time_equals_the_graph_step_by_step(ops, loss, T, B, H, K, whe
     rng = np.random.default_rng(seed)
     cell = Headed(3, H, K, ops, loss, rng)
     xs = rng.standard_normal((T, B, 3))
-    ys = rng.integers(0, K, (T, B)) if loss == "nll" else rng.standard_normal((T, B, K))
+    ys = rng.integers(0, K, (T, B)) if loss != "mse" else rng.standard_normal((T, B, K))
     loss_steps = {"every": None, "last": [-1], "mask": rng.random(T) < 0.5}[where]
     if where == "mask":
         loss_steps[rng.integers(T)] = True
@@ -88,10 +90,10 @@ def recorded_ops(result):
     return len(toposort([result.loss], lambda t: t._parents))
 
 
-@pytest.mark.parametrize("ops", [["log_softmax"], ["halves", "softmax"]])
-def test_the_head_records_the_same_ops_for_any_length(ops):
+@pytest.mark.parametrize("ops, loss", [(["log_softmax"], "nll"), (["halves", "softmax"], "nll"), ([], "fused_nll")])
+def test_the_head_records_the_same_ops_for_any_length(ops, loss):
     rng = np.random.default_rng(0)
-    cell = Headed(3, 4, 6, ops, "nll", rng)
+    cell = Headed(3, 4, 6, ops, loss, rng)
     counts = []
     for T in (3, 12):
         xs, ys = rng.standard_normal((T, 2, 3)), rng.integers(0, 6, (T, 2))

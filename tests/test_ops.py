@@ -515,6 +515,29 @@ def test_softmax_cross_entropy_is_the_composite_to_the_last_bit(xt, dtype):
     np.testing.assert_array_equal(a.grad, b.grad)
 
 
+@given(st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 5)).flatmap(lambda s: st.tuples(
+    arrays(s, low=-30, high=30), hnp.arrays(np.int64, s[:2], elements=st.integers(0, s[2] - 1)),
+    arrays(s[:1], low=-2, high=2))))
+def test_softmax_cross_entropy_keeping_an_axis_is_one_mean_per_entry(xtw):
+    """keep=1: entry i is the loss of rows [i] alone, to the last bit, and so is its gradient."""
+    x, targets, w = xtw
+    a = mg.tensor(x, requires_grad=True)
+    per = mg.softmax_cross_entropy(a, targets, keep=1)
+    assert per.shape == x.shape[:1]
+    (per * mg.tensor(w)).sum().backward()
+    for i in range(x.shape[0]):
+        b = mg.tensor(x[i], requires_grad=True)
+        alone = mg.softmax_cross_entropy(b, targets[i])
+        (alone * float(w[i])).backward()
+        assert per.data[i] == alone.data
+        np.testing.assert_allclose(a.grad[i], b.grad, rtol=1e-15, atol=1e-300)
+
+
+def test_softmax_cross_entropy_refuses_more_axes_to_keep_than_targets_have():
+    with pytest.raises(ValueError, match=r"keep=2: targets of shape \(3,\) have 1 axes to keep"):
+        mg.softmax_cross_entropy(mg.tensor(np.zeros((3, 4))), np.zeros(3, dtype=np.int64), keep=2)
+
+
 def test_softmax_cross_entropy_is_one_node():
     loss = mg.softmax_cross_entropy(mg.tensor(np.zeros((2, 3)), requires_grad=True), np.array([0, 2]))
     assert loss.op == "softmax_cross_entropy" and len(mg.trace(loss).nodes) == 3  # logits, targets, loss

@@ -14,6 +14,7 @@ to leave that axis alone:
     getitem, concatenate,
     broadcast_to
     pick                  unchanged (it picks along the last axis)
+    softmax_cross_entropy one more leading axis kept: a mean per step
 
 So a head of ten ops costs ten engine ops per run instead of ten per step.  An op without a rule here,
 or a head that reads a value of the step other than its states and x(t), is run step by step as
@@ -31,7 +32,8 @@ from minigrad.walk import toposort
 
 from .blas import matmul2d
 
-_SHAPE_OPS = {"reshape", "transpose", "getitem", "concatenate", "broadcast_to", "sum", "max", "matmul", "pick"}
+_SHAPE_OPS = {"reshape", "transpose", "getitem", "concatenate", "broadcast_to", "sum", "max", "matmul", "pick",
+              "softmax_cross_entropy"}
 
 
 class Head:
@@ -63,8 +65,8 @@ class Head:
             if n.op == "matmul" and (args[1] in self.stacked or len(self.nodes[args[1]].shape) != 2
                                      or len(self.nodes[args[0]].shape) < 2):
                 return "a product other than (batch, features) @ a matrix"
-            if n.op == "pick" and args[0] not in self.stacked:
-                return "pick from a value that is the same at every step"
+            if n.op in ("pick", "softmax_cross_entropy") and args[0] not in self.stacked:
+                return f"{n.op} of a value that is the same at every step"
         return None
 
     def run(self, env, T):
@@ -115,11 +117,11 @@ def _lifted(op, ins, lifted, attrs, ndims, out_ndim, T):
         # so that its gradient (summed over the steps) reaches what it was made from
         parts = [x if l else PRIMITIVES["broadcast_to"](x, shape=(T,) + x.shape) for x, l in zip(ins, lifted)]
         return prim(parts, axis=_shift(attrs.get("axis", 0), out_ndim))
-    if op == "pick":
+    if op in ("pick", "softmax_cross_entropy"):  # targets the same at every step are repeated along time
         a, index = ins
         if not lifted[1]:
             index = Tensor(np.broadcast_to(index.data, (T,) + index.shape))
-        return prim(a, index)
+        return prim(a, index) if op == "pick" else prim(a, index, keep=attrs.get("keep", 0) + 1)  # a mean per step
     # element-wise: stacked arguments get unit axes up to the output's rank, so they broadcast as before
     parts = [_unit_axes(x, d, out_ndim) if l else x for x, l, d in zip(ins, lifted, ndims)]
     return prim(*parts, **attrs)
