@@ -11,12 +11,14 @@ first 35000 characters of README.md.  Beside it:
 
   numpy  the same model trained by a 40-line loop with hand-written BPTT (min-char-rnn's, with the
          joint-norm clip and PyTorch's Adagrad), the reference a general engine is measured against;
-  torch  a PyTorch eager loop: nn.RNN, a linear head, cross_entropy, clip_grad_norm_, Adagrad.
+  torch  a PyTorch eager loop: nn.RNN, a linear head, cross_entropy, clip_grad_norm_, Adagrad;
+  fused  that NumPy loop's step written as one Numba function (min_char_rnn.fused_step): no Python
+         between its parts — the floor for a training step compiled whole, not a general engine.
 
 All three start from the same weights, and the first steps' losses are checked to agree (so the
 rates are of the same computation).  Each runs in a process of its own, one thread each
 (OPENBLAS_NUM_THREADS=1, as the command sets; torch.set_num_threads(1)), the rounds alternating
-the three; a rate is the best of the rounds' timed runs of `--steps` steps.
+the loops; a rate is the best of the rounds' timed runs of `--steps` steps.
 
     .venv/bin/python benchmarks/bench_charlm.py [--rounds 3] [--steps 400]
 """
@@ -32,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from alternating import alternating_rounds  # beside this script
-from min_char_rnn import hand_written_step
+from min_char_rnn import fused_step, hand_written_step
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDDEN, SEQ_LEN, LR, CLIP, EPS = 100, 25, 0.1, 5.0, 1e-8
-LOOPS = ("minigrad", "numpy", "torch")
+LOOPS = ("minigrad", "numpy", "torch", "fused")
 
 
 def text_ids(chars=35000):
@@ -99,6 +101,8 @@ def torch_loop(weights):
 
 def make(loop):
     step, weights = minigrad_loop()
+    if loop == "fused":
+        return fused_step(weights, text_ids()[0], SEQ_LEN, CLIP, LR, EPS)
     return step if loop == "minigrad" else numpy_loop(weights) if loop == "numpy" else torch_loop(weights)
 
 
@@ -136,7 +140,7 @@ def available():
         out.append("torch")
     except ImportError:
         pass
-    return out
+    return out + ["fused"]
 
 
 def main(argv=None):
