@@ -16,9 +16,9 @@ from .functional import cross_entropy, log_softmax, logsumexp, mean, mse_loss, s
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .graph import CycleError, Edge, Graph, Node, trace
 from .op import PRIMITIVES, Primitive, ops, primitive, unbroadcast
-from .primitives import (add, argmax_onehot, astype, broadcast_to, concatenate, equal, exp, getitem, less, log,
-                         matmul, max, mod, mul, neg, onehot, pick, power, relu, reshape, sample_onehot, scatter,
-                         sigmoid, softmax_cross_entropy, stop_gradient, sum, tanh, transpose)
+from .primitives import (add, argmax_onehot, astype, broadcast_to, concatenate, equal, exp, getitem, less,
+                         linear_cross_entropy, log, matmul, max, mod, mul, neg, onehot, pick, power, relu, reshape,
+                         sample_onehot, scatter, sigmoid, softmax_cross_entropy, stop_gradient, sum, tanh, transpose)
 from .tensor import Tensor, enable_grad, grad, hvp, is_grad_enabled, no_grad, scope
 
 

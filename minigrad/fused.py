@@ -1,4 +1,6 @@
-"""Updates over all parameters in one compiled call, as PyTorch's `foreach`/`fused` optimizers do.
+"""Loops compiled by Numba where NumPy's passes cost more than the arithmetic: the optimizers' updates
+over all parameters in one call (as PyTorch's `foreach`/`fused` optimizers do), the clip's rescaling,
+and a linear read-out with its cross-entropy.
 
 NumPy runs `s += g * g; p -= lr * g / (sqrt(s) + eps)` as seven passes over each parameter, each a
 Python-level call with its own temporary: for the char-RNN's six small parameters, a step of Adagrad
@@ -9,6 +11,12 @@ bitwise those of the NumPy path (tests/test_optim.py holds them to it).
 
 Clipping by norm rescales all gradients in one such loop (minigrad.clip), bitwise NumPy's `g *= coef`;
 its norm is a BLAS dot per gradient (minigrad.clip._l2).
+
+A linear read-out and its cross-entropy (minigrad.primitives.linear_cross_entropy) are two calls: the
+forward's product (BLAS) and then each row's softmax and loss in one loop; the backward's
+softmax-minus-one-hot and its three products (BLAS).  NumPy and the engine take some forty passes
+and ops for the same; at the char-RNN's (25, 116) logits that was a quarter of a training step.
+They are not bitwise NumPy's: Numba's product runs on SciPy's BLAS, and its exp and log are libm's.
 
 Only float64 parameters go this way: NumPy computes a float32 parameter's update in float32 (a Python
 float is a weak scalar), which a kernel taking float64 hyperparameters would not.  `kernel(name)` is
@@ -43,7 +51,44 @@ def _scale(gs, coef):
             g[i] *= coef
 
 
-_PYTHON = {"adagrad": _adagrad, "scale": _scale}
+def _linear_nll(X, W, b, y, P, total):
+    """total[0] = Σ_i log softmax(X W^T + b)[i, y[i]], and P = softmax(X W^T + b), row by row."""
+    O = np.dot(X, W.T)
+    acc = 0.0
+    for i in range(O.shape[0]):
+        m = O[i, 0] + b[0]
+        for k in range(O.shape[1]):
+            v = O[i, k] + b[k]
+            O[i, k] = v
+            if v > m:
+                m = v
+        s = 0.0
+        for k in range(O.shape[1]):
+            e = math.exp(O[i, k] - m)
+            P[i, k] = e
+            s += e
+        for k in range(O.shape[1]):
+            P[i, k] /= s
+        acc += O[i, y[i]] - (math.log(s) + m)
+    total[0] = acc
+
+
+def _linear_nll_grad(X, W, P, y, g, dX, dW, db):
+    """Gradients of g * Σ_i -log softmax(X W^T + b)[i, y[i]] from P = that softmax; P is overwritten."""
+    for i in range(P.shape[0]):
+        for k in range(P.shape[1]):
+            P[i, k] *= g
+        P[i, y[i]] -= g
+    np.dot(P, W, dX)
+    np.dot(P.T, X, dW)
+    for k in range(P.shape[1]):
+        acc = 0.0
+        for i in range(P.shape[0]):
+            acc += P[i, k]
+        db[k] = acc
+
+
+_PYTHON = {"adagrad": _adagrad, "scale": _scale, "linear_nll": _linear_nll, "linear_nll_grad": _linear_nll_grad}
 _ADAGRAD_ONE = _adagrad_one  # compiled beside _adagrad (see _compile): a loop of its own per array vectorises
 
 

@@ -16,8 +16,9 @@ import math
 
 import numpy as np
 
-from . import buffers
+from . import buffers, fused
 from .op import ops, primitive, unbroadcast
+from .tensor import Tensor
 
 
 def unary(form, partial):
@@ -469,3 +470,54 @@ def _(g, out, logits, targets, keep=0):
     if keep:
         g2 = ops.reshape(g2, shape=g2.shape + (1,))
     return at_targets + -g2 / s * e, None
+
+
+@primitive("linear_cross_entropy")
+def linear_cross_entropy(x, weight, bias, targets):
+    """softmax_cross_entropy(x @ weight.T + bias, targets) for x (N, H), weight (K, H), bias (K,) and class
+    indices targets (N,): a linear read-out and its loss as one op (nn.Linear's layout) — what a language
+    model's training step needs of its logits.  With Numba the forward is one product and one loop over
+    the rows, the backward one loop and three products (minigrad.fused); without it, the logits and
+    softmax_cross_entropy's passes.  Its value and gradients are softmax_cross_entropy's to rounding."""
+    if not x.dtype.kind == weight.dtype.kind == bias.dtype.kind == "f":
+        raise TypeError(f"x, weight and bias must be floating point, got {x.dtype}, {weight.dtype}, {bias.dtype}")
+    if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1] or x.shape[1:] != weight.shape[1:]:
+        raise ValueError(f"x must be (N, H), weight (K, H) and bias (K,); got x {x.shape}, weight "
+                         f"{weight.shape}, bias {bias.shape}")
+    _class_indices("linear_cross_entropy", _Shaped(x.shape[:1] + bias.shape), targets)
+    rows = _linear_rows(x, weight, bias, targets)
+    total = np.zeros(1)
+    if rows is None or not fused.run("linear_nll", *rows, np.empty((len(targets), len(bias)), x.dtype), total):
+        return softmax_cross_entropy.forward(x @ weight.T + bias, targets)
+    return -(np.asarray(total[0], x.dtype) * np.asarray(_mean_factor(len(targets)), x.dtype))
+
+
+class _Shaped:
+    """What _class_indices reads of the logits, for an op that never makes them."""
+
+    def __init__(self, shape):
+        self.shape, self.ndim = shape, len(shape)
+
+
+def _linear_rows(x, weight, bias, targets):
+    """(x, weight, bias, targets) for the compiled loops: contiguous, one dtype (float64 or float32), the
+    targets as intp; None where they have nothing to do or cannot take them (NumPy's path then)."""
+    if not len(targets) or not (x.dtype == weight.dtype == bias.dtype) or x.dtype.char not in "df":
+        return None
+    return (np.ascontiguousarray(x), np.ascontiguousarray(weight), np.ascontiguousarray(bias),
+            targets.astype(np.intp, copy=False))
+
+
+@linear_cross_entropy.vjp
+def _(g, out, x, weight, bias, targets):
+    idx = getattr(targets, "_data", targets)
+    rows = None if isinstance(g, Tensor) else _linear_rows(x, weight, bias, idx)
+    if rows is not None:
+        X, W, b, y = rows
+        P, dx, dw, db = np.empty((len(y), len(b)), X.dtype), np.empty_like(X), np.empty_like(W), np.empty_like(b)
+        if fused.run("linear_nll", X, W, b, y, P, np.zeros(1)) and \
+                fused.run("linear_nll_grad", X, W, P, y, X.dtype.type(g * _mean_factor(len(y))), dx, dw, db):
+            return dx, dw, db, None
+    logits = ops.add(ops.matmul(x, ops.transpose(weight)), bias)
+    dlogits, _ = softmax_cross_entropy.vjp_rule(g, None, logits, targets)
+    return ops.matmul(dlogits, weight), ops.matmul(ops.transpose(dlogits), x), ops.sum(dlogits, axis=0), None

@@ -49,6 +49,14 @@ class CharModel(Module):
         result = rnn.run(self.cell, self.inputs(ids), state, backend=backend)
         return self.logits(result.outputs), result
 
+    def loss(self, ids, targets, state=None, backend="auto"):
+        """The mean cross-entropy of predicting `targets` (T, B) from ids (T, B), and the run: the read-out
+        and the loss as one op (mg.linear_cross_entropy) — a training step needs no logits."""
+        result = rnn.run(self.cell, self.inputs(ids), state, backend=backend)
+        T, B, H = result.outputs.shape
+        return mg.linear_cross_entropy(result.outputs.reshape(T * B, H), self.head.weight, self.head.bias,
+                                       np.asarray(targets).reshape(-1)), result
+
 
 def streams(ids, batch, seq_len):
     """Cut the text into `batch` equal streams (fewer when the text is short), each long enough for one window.
@@ -84,8 +92,7 @@ class Trainer:
         if self.step % self.windows == 0:
             self.state = None  # the streams start over: so does the memory
         inputs, targets = self.window(self.step)
-        logits, result = self.model(inputs, self.state, backend=self.backend)
-        loss = mg.softmax_cross_entropy(logits, targets.reshape(-1))  # one node: bit for bit mg.cross_entropy
+        loss, result = self.model.loss(inputs, targets, self.state, backend=self.backend)
         for p in self.params:
             p.grad = None
         loss.backward()

@@ -132,6 +132,15 @@ def class_scores_args(draw):
     return (draw(arrays(s, low=-4, high=4)),), {"targets": targets}
 
 
+@st.composite
+def linear_read_out_args(draw):
+    """x (N, H), weight (K, H), bias (K,) and class indices (N,): linear_cross_entropy's arguments."""
+    n, h, k = draw(st.integers(1, 5)), draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    targets = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, k - 1)))
+    return (draw(arrays((n, h), low=-2, high=2)), draw(arrays((k, h), low=-2, high=2)),
+            draw(arrays((k,), low=-2, high=2))), {"targets": targets}
+
+
 def np_softmax_cross_entropy(x, targets):
     return -np.mean(np_pick(scipy.special.log_softmax(x, axis=-1), targets)) if targets.size else np.nan
 
@@ -245,6 +254,8 @@ OPS = [
     ("logsumexp",       softmax_args(),                      mg.logsumexp,                                  np_logsumexp),
     ("cross_entropy",   cross_entropy_args(),                mg.cross_entropy,                              np_cross_entropy),
     ("softmax_cross_entropy", class_scores_args(),           mg.softmax_cross_entropy,                      np_softmax_cross_entropy),
+    ("linear_cross_entropy", linear_read_out_args(),         mg.linear_cross_entropy,
+                                                   lambda x, w, b, targets: np_softmax_cross_entropy(x @ w.T + b, targets)),
     ("mse_loss",        mse_args(),                          mg.mse_loss,                                   lambda p, t: np.mean((p - t) ** 2)),
 ]
 OP_IDS = [name for name, *_ in OPS]
@@ -536,6 +547,59 @@ def test_softmax_cross_entropy_keeping_an_axis_is_one_mean_per_entry(xtw):
 def test_softmax_cross_entropy_refuses_more_axes_to_keep_than_targets_have():
     with pytest.raises(ValueError, match=r"keep=2: targets of shape \(3,\) have 1 axes to keep"):
         mg.softmax_cross_entropy(mg.tensor(np.zeros((3, 4))), np.zeros(3, dtype=np.int64), keep=2)
+
+
+@given(linear_read_out_args(), st.sampled_from([np.float64, np.float32]))
+def test_linear_cross_entropy_is_the_read_out_and_its_loss_to_rounding(args, dtype):
+    """One op for softmax_cross_entropy(x @ weight.T + bias): the same value and gradients, up to where
+    the compiled loops round differently (another BLAS, libm's exp and log)."""
+    (x, w, b), kw = args
+    fused = [mg.tensor(v.astype(dtype), requires_grad=True) for v in (x, w, b)]
+    apart = [mg.tensor(v.astype(dtype), requires_grad=True) for v in (x, w, b)]
+    one = mg.linear_cross_entropy(*fused, kw["targets"])
+    two = mg.softmax_cross_entropy(apart[0] @ apart[1].T + apart[2], kw["targets"])
+    one.backward()
+    two.backward()
+    assert one.dtype == dtype and len(mg.trace(one).nodes) == 5  # x, weight, bias, targets, the loss
+    tol = 64 * np.finfo(dtype).eps
+    np.testing.assert_allclose(one.data, two.data, rtol=tol, atol=tol)
+    for f, a in zip(fused, apart):
+        assert f.grad.dtype == dtype
+        np.testing.assert_allclose(f.grad, a.grad, rtol=tol, atol=tol)
+
+
+def test_linear_cross_entropy_without_numba_is_the_composite_to_the_last_bit(monkeypatch):
+    from minigrad import fused
+    monkeypatch.setattr(fused, "run", lambda *args: False)
+    rng = np.random.default_rng(0)
+    x, w, b, targets = rng.normal(size=(6, 4)), rng.normal(size=(5, 4)), rng.normal(size=5), rng.integers(0, 5, 6)
+    fused_in = [mg.tensor(v, requires_grad=True) for v in (x, w, b)]
+    apart = [mg.tensor(v, requires_grad=True) for v in (x, w, b)]
+    one = mg.linear_cross_entropy(*fused_in, targets)
+    two = mg.softmax_cross_entropy(apart[0] @ apart[1].T + apart[2], targets)
+    one.backward()
+    two.backward()
+    assert one.item() == two.item()
+    for f, a in zip(fused_in, apart):
+        np.testing.assert_allclose(f.grad, a.grad, rtol=1e-15, atol=1e-17)
+
+
+@pytest.mark.parametrize("shapes, targets, error, message", [
+    (((3, 4), (5, 4), (5,)), [0, 1, 2], None, None),
+    (((3, 4), (5, 3), (5,)), [0, 1, 2], ValueError,
+     r"linear_cross_entropy: cannot apply to shapes \(3, 4\), \(5, 3\), \(5,\), \(3,\): x must be \(N, H\), "
+     r"weight \(K, H\) and bias \(K,\); got x \(3, 4\), weight \(5, 3\), bias \(5,\)"),
+    (((3, 4), (5, 4), (4,)), [0, 1, 2], ValueError, r"bias \(4,\)"),
+    (((3, 4), (5, 4), (5,)), [0, 1], ValueError, r"targets must have the shape .* \(3,\); got \(2,\)"),
+    (((3, 4), (5, 4), (5,)), [0, 1, 5], ValueError, r"targets must lie in \[0, 5\)"),
+])
+def test_linear_cross_entropy_names_what_is_wrong(shapes, targets, error, message):
+    args = [mg.tensor(np.ones(s), requires_grad=True) for s in shapes]
+    if error is None:
+        assert np.isfinite(mg.linear_cross_entropy(*args, np.array(targets)).item())
+        return
+    with pytest.raises(error, match=message):
+        mg.linear_cross_entropy(*args, np.array(targets))
 
 
 def test_softmax_cross_entropy_is_one_node():
