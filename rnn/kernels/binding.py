@@ -8,6 +8,7 @@ engine as usual:
     W.T of a parameter W                     -> read off W by this node: no engine op
     slices of W, other parameter-only nodes  -> engine ops, once per call
     x(t) @ W for all t (hoisted products)    -> one GEMM over (T*B, I) in this node, two in its vjp
+                                                (one-hot x(t): a gather of rows of W.T, a scatter back)
     the loop                                 -> this node: all new states, (T, B, sum of widths)
     outputs, final state                     -> engine slices of that node
 """
@@ -36,7 +37,7 @@ from ..run import RunResult, total
 from ..unfold import unfold
 from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
-from .blas import blas_rows, carve, carve_plan, matmul2d, staggered
+from .blas import blas_rows, carve, carve_plan, gather_rows, matmul2d, one_hot_rows, scatter_rows, staggered
 from .emit import generate, ident
 from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
@@ -284,11 +285,12 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
             arrays[name][0] = state0[state_index[key]]._data
         elif what == "hoist":  # x(t) @ W for all t: one GEMM, its two gradients two GEMMs in the vjp
             left, (right, folded) = env[plan.nodes[key].args[0]], _right(prep, env, named, key)
-            arrays[name] = matmul2d(left._data.reshape(T * B, -1), right._data.T if folded else right._data
-                                    ).reshape(T, B, -1)
+            L, R = left._data.reshape(T * B, -1), right._data.T if folded else right._data
+            hot = None if left.requires_grad else one_hot_rows(L)  # one-hot x(t), a char model's: a gather
+            arrays[name] = (matmul2d(L, R) if hot is None else gather_rows(hot, R)).reshape(T, B, -1)
             parents.extend((left, right))
             # the arrays as the forward saw them: the vjp must not read a .data replaced since
-            operands = (key, left._data, left.requires_grad, right._data, right.requires_grad, folded)
+            operands = (key, left._data, left.requires_grad, right._data, right.requires_grad, folded, hot)
             which.extend((("hoist_left", operands), ("hoist_right", operands)))
         elif what == "rec_weight":
             right, folded = _right(prep, env, named, key)
@@ -468,11 +470,14 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
             if kind == "x":
                 out.append(grads[kinds.name("grad_x")])
             elif kind in ("hoist_left", "hoist_right"):
-                key, left, left_grad, right, right_grad, folded = name
+                key, left, left_grad, right, right_grad, folded, hot = name
                 dXA = grads[kinds.name("grad_hoist", ident(key))].reshape(T * B, -1)
                 if kind == "hoist_left":
                     out.append(matmul2d(dXA, right if folded else right.T).reshape(left.shape)
                                if left_grad else None)
+                elif right_grad and hot is not None:  # onehot(hot).T @ dXA: dXA's rows added up by column
+                    dR = scatter_rows(hot, dXA, left.shape[-1])
+                    out.append(dR.T if folded else dR)
                 elif right_grad:
                     L = left.reshape(T * B, -1)
                     out.append(matmul2d(dXA.T, L) if folded else matmul2d(L.T, dXA))

@@ -83,3 +83,35 @@ def matmul2d(a, b):
     out = staggered((m, n), a.dtype, 0)
     _PICK[ta, tb](a, b, out)
     return out
+
+
+def one_hot_rows(a):
+    """The column of the single 1 in each row of `a` (2-d float) when every row is one-hot, else None: a
+    product with such rows is a gather of the other operand's rows (a char-level model's input)."""
+    if a.shape[1] < _ONE_HOT_MIN or not a.shape[0]:
+        return None
+    idx = a.argmax(axis=1)
+    if np.count_nonzero(a) != len(idx) or not (a[np.arange(len(idx)), idx] == 1).all():
+        return None
+    return idx
+
+
+_ONE_HOT_MIN = 16  # narrower rows: the product is as cheap as looking
+
+
+def gather_rows(idx, b):
+    """onehot(idx) @ b: b's rows picked out, each exactly as the product would sum it (1 * b[i] + 0s)."""
+    return np.ascontiguousarray(b[idx])
+
+
+@njit(cache=True)
+def _add_rows(idx, g, out):
+    for r in range(idx.shape[0]):
+        out[idx[r]] += g[r]
+
+
+def scatter_rows(idx, g, rows):
+    """onehot(idx).T @ g, (rows, g's width): each row of g added into the row idx names."""
+    out = np.zeros((rows, g.shape[1]), g.dtype)
+    _add_rows(idx, np.ascontiguousarray(g), out)
+    return out
