@@ -90,10 +90,23 @@ def one_hot_rows(a):
     product with such rows is a gather of the other operand's rows (a char-level model's input)."""
     if a.shape[1] < _ONE_HOT_MIN or not a.shape[0]:
         return None
-    idx = a.argmax(axis=1)
-    if np.count_nonzero(a) != len(idx) or not (a[np.arange(len(idx)), idx] == 1).all():
-        return None
-    return idx
+    idx = np.empty(a.shape[0], np.intp)
+    return idx if _find_ones(np.ascontiguousarray(a), idx) else None
+
+
+@njit(cache=True)
+def _find_ones(a, idx):
+    for r in range(a.shape[0]):
+        idx[r] = -1
+        for c in range(a.shape[1]):
+            v = a[r, c]
+            if v != 0:
+                if v != 1 or idx[r] >= 0:
+                    return False
+                idx[r] = c
+        if idx[r] < 0:
+            return False
+    return True
 
 
 _ONE_HOT_MIN = 16  # narrower rows: the product is as cheap as looking
