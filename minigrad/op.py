@@ -39,29 +39,29 @@ except ImportError:  # another NumPy: the public context manager, ~1 us dearer p
     _extobj_contextvar = None
 
 
-_QUIET: dict = {}  # NumPy error state -> that state with over and under ignored
+class _QuietStates(dict):
+    """NumPy error state -> the error state a forward runs in, entered from it: overflow and underflow
+    give inf and 0 without a warning, as inside `np.errstate(over="ignore", under="ignore")` — whose
+    enter and exit cost more than a small op's arithmetic (1.4 us against 0.5).  Derived once per state
+    it is entered from (`_make_extobj` starts from the current one, as errstate does), so a user's own
+    errstate or seterr is honoured; a look-up that finds it is one dict subscript, in C."""
+
+    def __missing__(self, current):
+        if len(self) > 32:  # each np.errstate makes a new state: keep the table small
+            self.clear()
+        state = self[current] = _make_extobj(over="ignore", under="ignore")
+        return state
 
 
-def _quiet_state():
-    """The error state a forward runs in: overflow and underflow give inf and 0 without a warning, as
-    inside `np.errstate(over="ignore", under="ignore")` — whose enter and exit cost more than a small
-    op's arithmetic (1.4 us against 0.5).  Derived once per state it is entered from (`_make_extobj`
-    starts from the current one, as errstate does), so a user's own errstate or seterr is honoured."""
-    current = _extobj_contextvar.get()
-    state = _QUIET.get(current)
-    if state is None:
-        if len(_QUIET) > 32:  # each np.errstate makes a new state: keep the table small
-            _QUIET.clear()
-        state = _QUIET[current] = _make_extobj(over="ignore", under="ignore")
-    return state
+_QUIET = _QuietStates()
 
 
 def _forward_quietly(forward, arrays, attrs):
-    """forward(*arrays, **attrs) in the quiet error state (see _quiet_state)."""
+    """forward(*arrays, **attrs) in the quiet error state (see _QuietStates)."""
     if _extobj_contextvar is None:
         with np.errstate(over="ignore", under="ignore"):
             return forward(*arrays, **attrs)
-    token = _extobj_contextvar.set(_quiet_state())
+    token = _extobj_contextvar.set(_QUIET[_extobj_contextvar.get()])
     try:
         return forward(*arrays, **attrs)
     finally:
