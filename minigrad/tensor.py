@@ -349,8 +349,11 @@ _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def _same_bits(arr, copy):
-    """Whether `arr` still holds `copy`'s values bit for bit (a NaN that stays a NaN is unchanged): the
-    arrays compared as unsigned integers of their width, without tobytes' two copies of each."""
+    """Whether `arr` still holds `copy`'s values bit for bit (a NaN that stays a NaN is unchanged).  Up to
+    tens of kB as bytes: two short copies and a memcmp (0.1 us at 64 B, where a ufunc and a reduction
+    take 1.8); above, as unsigned integers of their width, without tobytes' two copies of each."""
+    if arr.nbytes <= 32768:
+        return arr.tobytes() == copy.tobytes()
     u = _UINT[arr.dtype.itemsize]
     return bool((arr.view(u) == copy.view(u)).all())
 
