@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import types
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def _result(data):
     if type(data) is not np.ndarray or data.dtype not in _KEPT:
         return Tensor(data)
     out = _new(Tensor)
-    out._data, out.attrs = data, {}
+    out._data = data
     return out
 
 
@@ -139,6 +140,7 @@ class Tensor:
     _rule = None            # the primitive's VJP rule, run on tensors when a backward is recorded
     _seq = 0                # when an op was recorded (1, 2, ...; 0 for a leaf): see grad()
     # What __init__ sets, as defaults too: `_result` makes an op's output setting only its array.
+    attrs = types.MappingProxyType({})  # read-only: a default shared by every tensor must not be written
     requires_grad = False
     name = None
     grad = None
@@ -320,7 +322,7 @@ def record(out, op, parents, vjp, attrs=None, rule=None):
     if scope._stack:
         out._scope = tuple(scope._stack)
     out.requires_grad = True
-    out.op, out.attrs, out._parents, out._vjp, out._saved = op, attrs or {}, tuple(parents), vjp, saved
+    out.op, out.attrs, out._parents, out._vjp, out._saved = op, {} if attrs is None else attrs, tuple(parents), vjp, saved
     out._rule, out._seq = rule, next(_RECORDED)
     return out
 
