@@ -31,7 +31,7 @@ from functools import partial
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import Tensor, _GradMode, _as_array, _result, record
+from .tensor import _KEPT, Tensor, _GradMode, _as_array, record
 
 try:  # NumPy keeps its floating-point error state in a context variable (NumPy >= 2)
     from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
@@ -68,6 +68,7 @@ def _forward_quietly(forward, arrays, attrs):
         _extobj_contextvar.reset(token)
 
 
+_new = object.__new__
 PRIMITIVES: dict = {}  # op name -> its Primitive, so a traced graph can be evaluated again
 
 
@@ -129,7 +130,11 @@ class Primitive:
             data = _forward_quietly(self.forward, arrays, attrs)
         except (ValueError, IndexError) as e:
             raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
-        out = _result(data)
+        if type(data) is np.ndarray and data.dtype in _KEPT:  # the common case: what Tensor(data) would make,
+            out = _new(Tensor)                                # without converting and checking it again
+            out._data = data
+        else:
+            out = Tensor(data)
         # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
         if _GradMode.enabled and out._data.dtype.kind == "f":
             for t in tensors:

@@ -89,21 +89,9 @@ class scope:
         scope._stack.pop()
 
 
-# The array dtypes a tensor keeps as they are (see _as_array): float32, float64, integers, bool.
+# The array dtypes a tensor keeps as they are (see _as_array): float32, float64, integers, bool.  An op's
+# result of one of these is wrapped as it is (op.Primitive.__call__).
 _KEPT = frozenset(np.dtype(c) for c in "fd?" + np.typecodes["AllInteger"])
-
-
-def _result(data):
-    """An op's result as a Tensor: what Tensor(data) makes, without converting or checking again an array
-    whose dtype a tensor keeps as it is (the common case, ~0.5 us of each small op)."""
-    if type(data) is not np.ndarray or data.dtype not in _KEPT:
-        return Tensor(data)
-    out = _new(Tensor)
-    out._data = data
-    return out
-
-
-_new = object.__new__
 
 
 def _as_array(data, dtype=None, what="Tensor"):
@@ -139,7 +127,7 @@ class Tensor:
     _scope = ()             # the scopes (mg.scope) an op was recorded in, outermost first
     _rule = None            # the primitive's VJP rule, run on tensors when a backward is recorded
     _seq = 0                # when an op was recorded (1, 2, ...; 0 for a leaf): see grad()
-    # What __init__ sets, as defaults too: `_result` makes an op's output setting only its array.
+    # What __init__ sets, as defaults too: a primitive's call makes its output setting only its array.
     attrs = types.MappingProxyType({})  # read-only: a default shared by every tensor must not be written
     requires_grad = False
     name = None
