@@ -16,9 +16,9 @@ A primitive keeps in one place everything the project knows about an op:
                                               name under which the kernel reads that number
 
 Calling a primitive on tensors runs its forward and, when any input requires
-grad, records it (`minigrad.tensor.record`) with its VJP twice over: bound to
-the arrays the forward saw, for backward(), and as the rule itself, which a
-recorded backward (create_graph=True) runs on the tensors.  `ops.<name>` calls the same
+grad, records it (`minigrad.tensor.record`) with its VJP rule and the arrays
+the forward saw: backward() runs the rule on those arrays, a recorded backward
+(create_graph=True) on the tensors.  `ops.<name>` calls the same
 primitive on whatever it is given: arrays in, arrays out, nothing recorded;
 tensors in, the engine op.  The shared `unbroadcast` in backward() undoes
 broadcasting for every rule.
@@ -26,7 +26,6 @@ broadcasting for every rule.
 from __future__ import annotations
 
 import inspect
-from functools import partial
 
 import numpy as np
 
@@ -140,17 +139,9 @@ class Primitive:
             for t in tensors:
                 if t.requires_grad:
                     rule = self.vjp_rule
-                    record(out, name, tensors, partial(_bound_vjp, rule, data, arrays, attrs), attrs, rule)
+                    record(out, name, tensors, rule, attrs, rule, (data, *arrays))
                     break
         return out
-
-
-def _bound_vjp(rule, out, arrays, attrs, g):
-    """rule(g, out, *arrays, **attrs): an op's VJP bound, with functools.partial, to the arrays its forward
-    saw.  Not a closure: a closure over four names is six objects for the garbage collector to track,
-    and its passes over them cost more than a small op's arithmetic (1.2 of 7 us per op on the chain);
-    a partial is made and called in C (50 ns less than an object of four slots, on every op)."""
-    return rule(g, out, *arrays, **attrs)
 
 
 _KEYWORDS: dict = {}
