@@ -316,7 +316,8 @@ def record(out, op, parents, vjp, attrs=None, rule=None, saw=None):
     if scope._stack:
         out._scope = tuple(scope._stack)
     out.requires_grad = True
-    out.op, out.attrs, out._parents, out._vjp, out._saved = op, {} if attrs is None else attrs, tuple(parents), vjp, saved
+    out.op, out.attrs = op, {} if attrs is None else attrs
+    out._parents, out._vjp, out._saved = tuple(parents), vjp, saved
     out._rule, out._seq, out._saw = rule, next(_RECORDED), saw
     return out
 
@@ -335,8 +336,9 @@ def check_saved(order, create_graph=False, who="backward"):
             if replaced or not _same_bits(arr, copy):
                 tensor = f"the tensor {leaf.name!r}" if leaf.name else "a tensor"
                 how = "given new values (.data = ...)" if replaced else "changed in place"
+                i = node._parents.index(leaf)  # by identity: a Tensor has no __eq__
                 raise RuntimeError(
-                    f"{who}: {tensor} of shape {leaf.shape} (argument {node._parents.index(leaf)} of {node.op}) was {how} after "
+                    f"{who}: {tensor} of shape {leaf.shape} (argument {i} of {node.op}) was {how} after "
                     f"{node.op} recorded it, so its gradients would mix old and new values; recompute the "
                     "forward after changing it, or change a copy")
 
