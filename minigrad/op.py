@@ -16,9 +16,9 @@ A primitive keeps in one place everything the project knows about an op:
                                               name under which the kernel reads that number
 
 Calling a primitive on tensors runs its forward and, when any input requires
-grad, records it (`minigrad.tensor.record`) with its VJP twice over: bound to
-the arrays the forward saw, for backward(), and as the rule itself, which a
-recorded backward (create_graph=True) runs on the tensors.  `ops.<name>` calls the same
+grad, records it (`minigrad.tensor.record`) with its VJP rule and the arrays
+the forward saw: backward() runs the rule on those arrays, a recorded backward
+(create_graph=True) on the tensors.  `ops.<name>` calls the same
 primitive on whatever it is given: arrays in, arrays out, nothing recorded;
 tensors in, the engine op.  The shared `unbroadcast` in backward() undoes
 broadcasting for every rule.
@@ -30,7 +30,7 @@ import inspect
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import Tensor, _GradMode, _as_array, _result, record
+from .tensor import _KEPT, Tensor, _GradMode, _as_array, record
 
 try:  # NumPy keeps its floating-point error state in a context variable (NumPy >= 2)
     from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
@@ -38,35 +38,36 @@ except ImportError:  # another NumPy: the public context manager, ~1 us dearer p
     _extobj_contextvar = None
 
 
-_QUIET: dict = {}  # NumPy error state -> that state with over and under ignored
+class _QuietStates(dict):
+    """NumPy error state -> the error state a forward runs in, entered from it: overflow and underflow
+    give inf and 0 without a warning, as inside `np.errstate(over="ignore", under="ignore")` — whose
+    enter and exit cost more than a small op's arithmetic (1.4 us against 0.5).  Derived once per state
+    it is entered from (`_make_extobj` starts from the current one, as errstate does), so a user's own
+    errstate or seterr is honoured; a look-up that finds it is one dict subscript, in C."""
+
+    def __missing__(self, current):
+        if len(self) > 32:  # each np.errstate makes a new state: keep the table small
+            self.clear()
+        state = self[current] = _make_extobj(over="ignore", under="ignore")
+        return state
 
 
-def _quiet_state():
-    """The error state a forward runs in: overflow and underflow give inf and 0 without a warning, as
-    inside `np.errstate(over="ignore", under="ignore")` — whose enter and exit cost more than a small
-    op's arithmetic (1.4 us against 0.5).  Derived once per state it is entered from (`_make_extobj`
-    starts from the current one, as errstate does), so a user's own errstate or seterr is honoured."""
-    current = _extobj_contextvar.get()
-    state = _QUIET.get(current)
-    if state is None:
-        if len(_QUIET) > 32:  # each np.errstate makes a new state: keep the table small
-            _QUIET.clear()
-        state = _QUIET[current] = _make_extobj(over="ignore", under="ignore")
-    return state
+_QUIET = _QuietStates()
 
 
 def _forward_quietly(forward, arrays, attrs):
-    """forward(*arrays, **attrs) in the quiet error state (see _quiet_state)."""
+    """forward(*arrays, **attrs) in the quiet error state (see _QuietStates)."""
     if _extobj_contextvar is None:
         with np.errstate(over="ignore", under="ignore"):
             return forward(*arrays, **attrs)
-    token = _extobj_contextvar.set(_quiet_state())
+    token = _extobj_contextvar.set(_QUIET[_extobj_contextvar.get()])
     try:
         return forward(*arrays, **attrs)
     finally:
         _extobj_contextvar.reset(token)
 
 
+_new = object.__new__
 PRIMITIVES: dict = {}  # op name -> its Primitive, so a traced graph can be evaluated again
 
 
@@ -128,28 +129,19 @@ class Primitive:
             data = _forward_quietly(self.forward, arrays, attrs)
         except (ValueError, IndexError) as e:
             raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
-        out = _result(data)
+        if type(data) is np.ndarray and data.dtype in _KEPT:  # the common case: what Tensor(data) would make,
+            out = _new(Tensor)                                # without converting and checking it again
+            out._data = data
+        else:
+            out = Tensor(data)
         # An integer result (astype('int64')) has no gradient, and int tensors never require grad.
         if _GradMode.enabled and out._data.dtype.kind == "f":
             for t in tensors:
                 if t.requires_grad:
                     rule = self.vjp_rule
-                    record(out, name, tensors, _BoundVJP(rule, data, arrays, attrs), attrs, rule)
+                    record(out, name, tensors, rule, attrs, rule, (data, *arrays))
                     break
         return out
-
-
-class _BoundVJP:
-    """`vjp(g)` = rule(g, out, *arrays, **attrs) on the arrays one call's forward saw.  An object of four
-    slots, not a lambda: a closure over four names is six objects for the garbage collector to track,
-    and its passes over them cost more than a small op's arithmetic (1.2 of 7 us per op on the chain)."""
-    __slots__ = ("rule", "out", "arrays", "attrs")
-
-    def __init__(self, rule, out, arrays, attrs):
-        self.rule, self.out, self.arrays, self.attrs = rule, out, arrays, attrs
-
-    def __call__(self, g):
-        return self.rule(g, self.out, *self.arrays, **self.attrs)
 
 
 _KEYWORDS: dict = {}
