@@ -13,8 +13,8 @@ Clipping by norm rescales all gradients in one such loop (minigrad.clip), bitwis
 its norm is a BLAS dot per gradient (minigrad.clip._l2).
 
 A linear read-out and its cross-entropy (minigrad.primitives.linear_cross_entropy) are two calls: the
-forward's product (BLAS) and then each row's softmax and loss in one loop; the backward's
-softmax-minus-one-hot and its three products (BLAS).  NumPy and the engine take some forty passes
+forward's product (BLAS) and then each row's softmax (kept for the backward) and loss in one loop; the
+backward's softmax-minus-one-hot and its three products (BLAS).  NumPy and the engine take some forty passes
 and ops for the same; at the char-RNN's (25, 116) logits that was a quarter of a training step.
 They are not bitwise NumPy's: Numba's product runs on SciPy's BLAS, and its exp and log are libm's.
 
@@ -73,18 +73,18 @@ def _linear_nll(X, W, b, y, P, total):
     total[0] = acc
 
 
-def _linear_nll_grad(X, W, P, y, g, dX, dW, db):
-    """Gradients of g * Σ_i -log softmax(X W^T + b)[i, y[i]] from P = that softmax; P is overwritten."""
+def _linear_nll_grad(X, W, P, y, g, dL, dX, dW, db):
+    """Gradients of g * Σ_i -log softmax(X W^T + b)[i, y[i]] from P = that softmax (dL: the logits')."""
     for i in range(P.shape[0]):
         for k in range(P.shape[1]):
-            P[i, k] *= g
-        P[i, y[i]] -= g
-    np.dot(P, W, dX)
-    np.dot(P.T, X, dW)
+            dL[i, k] = P[i, k] * g
+        dL[i, y[i]] -= g
+    np.dot(dL, W, dX)
+    np.dot(dL.T, X, dW)
     for k in range(P.shape[1]):
         acc = 0.0
         for i in range(P.shape[0]):
-            acc += P[i, k]
+            acc += dL[i, k]
         db[k] = acc
 
 

@@ -14,6 +14,10 @@ A primitive keeps in one place everything the project knows about an op:
                                               where there is none).  Each gets, by keyword, the op's
                                               attributes it names, and `const`: const(2.5) is the
                                               name under which the kernel reads that number
+    saves=True                                the forward returns (array, residuals): what its vjp
+                                              would otherwise compute again (a softmax), handed to
+                                              the vjp as `saved=` by backward() — and not when a
+                                              recorded backward runs it on tensors
 
 Calling a primitive on tensors runs its forward and, when any input requires
 grad, records it (`minigrad.tensor.record`) with its VJP rule and the arrays
@@ -25,6 +29,7 @@ broadcasting for every rule.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import numpy as np
@@ -75,9 +80,10 @@ class Primitive:
     """One engine op; see the module docstring.  Register with `@primitive(name, ...)` on the forward,
     then `@that.vjp` on the vector-Jacobian product."""
 
-    def __init__(self, name, forward, *, float_only=False, variadic=False, scalar=None, partials=None):
+    def __init__(self, name, forward, *, float_only=False, variadic=False, scalar=None, partials=None,
+                 saves=False):
         self.name, self.forward = name, forward
-        self.float_only, self.variadic = float_only, variadic
+        self.float_only, self.variadic, self.saves = float_only, variadic, saves
         self.scalar, self.partials = scalar, partials
         self.vjp_rule = None
         self.__doc__, self.__name__ = forward.__doc__, name
@@ -129,6 +135,8 @@ class Primitive:
             data = _forward_quietly(self.forward, arrays, attrs)
         except (ValueError, IndexError) as e:
             raise ShapeError(f"{name}: cannot apply to {_describe(tensors, attrs)}: {e}") from None
+        if self.saves:
+            data, saved = data
         if type(data) is np.ndarray and data.dtype in _KEPT:  # the common case: what Tensor(data) would make,
             out = _new(Tensor)                                # without converting and checking it again
             out._data = data
@@ -139,7 +147,8 @@ class Primitive:
             for t in tensors:
                 if t.requires_grad:
                     rule = self.vjp_rule
-                    record(out, name, tensors, rule, attrs, rule, (data, *arrays))
+                    vjp = functools.partial(rule, saved=saved) if self.saves else rule
+                    record(out, name, tensors, vjp, attrs, rule, (data, *arrays))
                     break
         return out
 
@@ -158,10 +167,10 @@ def _named(fn, attrs, const):
     return given if names is None else {k: v for k, v in given.items() if k in names}
 
 
-def primitive(name, *, float_only=False, variadic=False, scalar=None, partials=None):
+def primitive(name, *, float_only=False, variadic=False, scalar=None, partials=None, saves=False):
     """Decorator: make `forward(*arrays, **attrs) -> array` the engine op `name` (see Primitive)."""
     return lambda forward: Primitive(name, forward, float_only=float_only, variadic=variadic, scalar=scalar,
-                                     partials=partials)
+                                     partials=partials, saves=saves)
 
 
 class _Ops:
@@ -173,6 +182,8 @@ class _Ops:
             raise AttributeError(f"ops has no primitive {name!r}")
 
         forward, variadic = prim.forward, prim.variadic
+        if prim.saves:  # on arrays the output alone; what it saves is for a recorded call's backward
+            forward = lambda *a, **k: prim.forward(*a, **k)[0]  # noqa: E731
 
         def call(*args, **attrs):  # on arrays this runs in every backward: kept to a loop and a call
             for a in (args[0] if variadic else args):

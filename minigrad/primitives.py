@@ -472,13 +472,14 @@ def _(g, out, logits, targets, keep=0):
     return at_targets + -g2 / s * e, None
 
 
-@primitive("linear_cross_entropy")
+@primitive("linear_cross_entropy", saves=True)
 def linear_cross_entropy(x, weight, bias, targets):
     """softmax_cross_entropy(x @ weight.T + bias, targets) for x (N, H), weight (K, H), bias (K,) and class
     indices targets (N,): a linear read-out and its loss as one op (nn.Linear's layout) — what a language
     model's training step needs of its logits.  With Numba the forward is one product and one loop over
-    the rows, the backward one loop and three products (minigrad.fused); without it, the logits and
-    softmax_cross_entropy's passes.  Its value and gradients are softmax_cross_entropy's to rounding."""
+    the rows, saving the softmax, the backward one loop and three products (minigrad.fused); without
+    it, the logits and softmax_cross_entropy's passes.  Its value and gradients are
+    softmax_cross_entropy's to rounding."""
     if not x.dtype.kind == weight.dtype.kind == bias.dtype.kind == "f":
         raise TypeError(f"x, weight and bias must be floating point, got {x.dtype}, {weight.dtype}, {bias.dtype}")
     if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1] or x.shape[1:] != weight.shape[1:]:
@@ -486,10 +487,10 @@ def linear_cross_entropy(x, weight, bias, targets):
                          f"{weight.shape}, bias {bias.shape}")
     _class_indices("linear_cross_entropy", _Shaped(x.shape[:1] + bias.shape), targets)
     rows = _linear_rows(x, weight, bias, targets)
-    total = np.zeros(1)
-    if rows is None or not fused.run("linear_nll", *rows, np.empty((len(targets), len(bias)), x.dtype), total):
-        return softmax_cross_entropy.forward(x @ weight.T + bias, targets)
-    return -(np.asarray(total[0], x.dtype) * np.asarray(_mean_factor(len(targets)), x.dtype))
+    total, softmax = np.zeros(1), np.empty((len(targets), len(bias)), x.dtype)
+    if rows is None or not fused.run("linear_nll", *rows, softmax, total):
+        return softmax_cross_entropy.forward(x @ weight.T + bias, targets), None
+    return -(np.asarray(total[0], x.dtype) * np.asarray(_mean_factor(len(targets)), x.dtype)), softmax
 
 
 class _Shaped:
@@ -509,14 +510,12 @@ def _linear_rows(x, weight, bias, targets):
 
 
 @linear_cross_entropy.vjp
-def _(g, out, x, weight, bias, targets):
-    idx = getattr(targets, "_data", targets)
-    rows = None if isinstance(g, Tensor) else _linear_rows(x, weight, bias, idx)
-    if rows is not None:
-        X, W, b, y = rows
-        P, dx, dw, db = np.empty((len(y), len(b)), X.dtype), np.empty_like(X), np.empty_like(W), np.empty_like(b)
-        if fused.run("linear_nll", X, W, b, y, P, np.zeros(1)) and \
-                fused.run("linear_nll_grad", X, W, P, y, X.dtype.type(g * _mean_factor(len(y))), dx, dw, db):
+def _(g, out, x, weight, bias, targets, saved=None):
+    idx, softmax = getattr(targets, "_data", targets), saved
+    if softmax is not None:  # a plain backward after the compiled forward, which saved the softmax
+        X, W, _, y = _linear_rows(x, weight, bias, idx)
+        dl, dx, dw, db = np.empty_like(softmax), np.empty_like(X), np.empty_like(W), np.empty_like(bias)
+        if fused.run("linear_nll_grad", X, W, softmax, y, X.dtype.type(g * _mean_factor(len(y))), dl, dx, dw, db):
             return dx, dw, db, None
     logits = ops.add(ops.matmul(x, ops.transpose(weight)), bias)
     dlogits, _ = softmax_cross_entropy.vjp_rule(g, None, logits, targets)

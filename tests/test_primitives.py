@@ -73,6 +73,40 @@ def test_every_primitive_has_a_vjp():
         [n for n, p in mg.PRIMITIVES.items() if p.vjp_rule is None]
 
 
+# --- what a forward saves for its vjp ---------------------------------------------------------------
+
+SEEN = []
+
+
+@mg.primitive("test_primitives__cube_saving_square", saves=True)
+def _cube_saving_square(a):
+    square = a * a
+    return square * a, square
+
+
+@_cube_saving_square.vjp
+def _(g, out, a, saved=None):
+    SEEN.append(saved)
+    square = saved if saved is not None else a * a   # recorded (create_graph): on tensors, made again
+    return (g * 3.0 * square,)
+
+
+def test_a_saving_primitive_hands_its_residuals_to_a_plain_backward_only():
+    x = mg.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    y = _cube_saving_square(x)
+    np.testing.assert_array_equal(y.data, x.data ** 3)
+    np.testing.assert_array_equal(ops.test_primitives__cube_saving_square(x.data), x.data ** 3)  # arrays: output only
+    SEEN.clear()
+    y.sum().backward()
+    np.testing.assert_array_equal(SEEN[0], x.data ** 2)
+    np.testing.assert_array_equal(x.grad, 3 * x.data ** 2)
+    SEEN.clear()
+    (g,) = mg.grad(_cube_saving_square(x).sum(), [x], create_graph=True)
+    assert SEEN == [None]
+    g.sum().backward()
+    np.testing.assert_allclose(x.grad, 3 * x.data ** 2 + 6 * x.data)
+
+
 # --- a new op, in one place: the README's softplus ------------------------------------------------
 
 @mg.primitive("softplus", scalar=lambda a: f"(max({a}, zero) + math.log1p(math.exp(-abs({a}))))",
