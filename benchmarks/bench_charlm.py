@@ -15,7 +15,7 @@ first 35000 characters of README.md.  Beside it:
   fused  that NumPy loop's step written as one Numba function (min_char_rnn.fused_step): no Python
          between its parts — the floor for a training step compiled whole, not a general engine.
 
-All three start from the same weights, and the first steps' losses are checked to agree (so the
+All start from the same weights, and the first steps' losses are checked to agree (so the
 rates are of the same computation).  Each runs in a process of its own, one thread each
 (OPENBLAS_NUM_THREADS=1, as the command sets; torch.set_num_threads(1)), the rounds alternating
 the loops; a rate is the best of the rounds' timed runs of `--steps` steps.

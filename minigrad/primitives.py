@@ -11,7 +11,6 @@ these to the forward and the VJP.
 from __future__ import annotations
 
 import builtins
-
 import math
 
 import numpy as np

@@ -113,7 +113,8 @@ _ONE_HOT_MIN = 16  # narrower rows: the product is as cheap as looking
 
 
 def gather_rows(idx, b):
-    """onehot(idx) @ b: b's rows picked out, each exactly as the product would sum it (1 * b[i] + 0s)."""
+    """onehot(idx) @ b: b's rows picked out — what the product gives wherever b is finite (1 * b[i] plus
+    zeros; the product would make an inf elsewhere in b's column a NaN)."""
     return np.ascontiguousarray(b[idx])
 
 
