@@ -156,3 +156,7 @@ def main(argv=None):
 def _one_line(error):
     # A message may quote what the user gave us (a file name, an exception from their module) verbatim.
     return " ".join(str(error).split())
+
+
+if __name__ == "__main__":  # python -m minigrad_cli.main, as python -m minigrad_cli
+    sys.exit(main())

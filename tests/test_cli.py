@@ -249,3 +249,11 @@ def test_bench_prints_a_table_row_per_configuration(capsys):
     body = [r for r in rows if r and r[0] in ("elman", "gru")]
     assert [(r[0], r[1], r[2]) for r in body] == [("elman", "float64", "3,1,2,2"), ("gru", "float64", "3,1,2,2")]
     assert all(float(r[3]) > 0 for r in body)  # a measured time in ms, whatever it is
+
+
+@pytest.mark.parametrize("module", ["minigrad_cli", "minigrad_cli.main"])
+def test_the_command_runs_as_a_module(module):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith("usage: minigrad"), run.stderr
