@@ -18,6 +18,9 @@ backward's softmax-minus-one-hot and its three products (BLAS).  NumPy and the e
 and ops for the same; at the char-RNN's (25, 116) logits that was a quarter of a training step.
 They are not bitwise NumPy's: Numba's product runs on SciPy's BLAS, and its exp and log are libm's.
 
+The backward's check that a recorded leaf was not changed in place (minigrad.tensor.check_saved)
+compares a large leaf with its copy bit for bit in one such loop.
+
 Only float64 parameters go this way: NumPy computes a float32 parameter's update in float32 (a Python
 float is a weak scalar), which a kernel taking float64 hyperparameters would not.  `kernel(name)` is
 None when Numba cannot compile or load it here; the optimizers then use NumPy.
@@ -88,7 +91,17 @@ def _linear_nll_grad(X, W, P, y, g, dL, dX, dW, db):
         db[k] = acc
 
 
-_PYTHON = {"adagrad": _adagrad, "scale": _scale, "linear_nll": _linear_nll, "linear_nll_grad": _linear_nll_grad}
+def _same_words(a, b, same):
+    """same[0] = whether a and b (1-d unsigned integers, the bits of two arrays) are equal: their XORs
+    OR-ed together over the whole length, which vectorises (a loop stopping at the first difference
+    does not) — 2.3x faster than NumPy's == and all() at 93 kB."""
+    diff = a[0] ^ b[0]
+    for j in range(1, a.size):
+        diff |= a[j] ^ b[j]
+    same[0] = diff == 0
+
+
+_PYTHON = {"adagrad": _adagrad, "scale": _scale, "same_words": _same_words, "linear_nll": _linear_nll, "linear_nll_grad": _linear_nll_grad}
 _ADAGRAD_ONE = _adagrad_one  # compiled beside _adagrad (see _compile): a loop of its own per array vectorises
 
 

@@ -295,3 +295,22 @@ def test_a_kernel_that_fails_to_compile_falls_back(monkeypatch):
     monkeypatch.setattr(kernel_cache, "reload_clean", lambda m: m)
     res = rnn.run(cell, np.ones((3, 1, 2)))
     assert res.backend == "graph" and "boom" in res.fallback
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "int8"])
+@pytest.mark.parametrize("where", [0, 4097, -1])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_large_leaf_changed_in_one_bit_anywhere_is_caught(dtype, where, compiled, monkeypatch):
+    """Past 32 kB a leaf is compared in a compiled loop (NumPy's == without Numba): any one bit, at the
+    start, in the middle, at the end, is a change; a leaf left alone, NaNs and all, is not."""
+    if not compiled:
+        from minigrad import fused
+        monkeypatch.setattr(fused, "run", lambda *args: False)
+    n = 40000  # 40 kB of int8 and up
+    x = mg.tensor(np.full(n, np.nan if dtype.startswith("float") else 3).astype(dtype))
+    w = mg.tensor(np.ones(n), requires_grad=True)
+    (w * x).sum().backward()                                # nothing changed: fine
+    y = (w * x).sum()
+    x.data.view(np.uint8)[where * x.dtype.itemsize] ^= 1
+    with pytest.raises(RuntimeError, match="changed in place"):
+        y.backward()
