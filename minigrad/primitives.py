@@ -433,15 +433,16 @@ def _shifted_exp(logits):
     return m, e, ops.sum(e, axis=-1, keepdims=True)
 
 
-@primitive("softmax_cross_entropy")
+@primitive("softmax_cross_entropy", saves=True)
 def softmax_cross_entropy(logits, targets, keep=0):
     """Mean negative log-likelihood of the class indices `targets` (...) under `logits` (..., C): the value
     and gradient of functional.cross_entropy, which takes about fifteen engine ops, as one.
 
     Its arithmetic is that composite's, operation for operation (so a loop may switch between them and
     keep its numbers to the last bit, as tests/test_ops.py checks): log-softmax picked at the targets,
-    summed, times 1/n, negated.  keep=k keeps the first k axes of targets: one mean per entry of them
-    over the rest (rnn.kernels.head computes the losses of all T steps, each a mean over the batch, so)."""
+    summed, times 1/n, negated; exp(logits - max) and its sums are kept for the backward.  keep=k keeps
+    the first k axes of targets: one mean per entry of them over the rest (rnn.kernels.head computes the
+    losses of all T steps, each a mean over the batch, so)."""
     _class_indices("softmax_cross_entropy", logits, targets)
     if not 0 <= keep <= targets.ndim:
         raise ValueError(f"keep={keep}: targets of shape {targets.shape} have {targets.ndim} axes to keep")
@@ -449,21 +450,21 @@ def softmax_cross_entropy(logits, targets, keep=0):
     rows = (*np.indices(targets.shape, sparse=True), targets)
     nll = logits[rows] - (np.log(s) + m)[..., 0]
     if not keep:
-        return -(np.sum(nll) * np.asarray(_mean_factor(targets.size), logits.dtype))
+        return -(np.sum(nll) * np.asarray(_mean_factor(targets.size), logits.dtype)), (e, s)
     over = targets.shape[keep:]
     return -(np.sum(nll, axis=tuple(range(keep, targets.ndim))) * np.asarray(_mean_factor(math.prod(over)),
-                                                                                logits.dtype))
+                                                                                logits.dtype)), (e, s)
 
 
 @softmax_cross_entropy.vjp
-def _(g, out, logits, targets, keep=0):
+def _(g, out, logits, targets, keep=0, saved=None):
     # The composite's backward, in its order: -g / n reaches each row's target through pick, and the
     # same, negated and divided by the row's sum, reaches every entry through the log-sum-exp.
     idx = getattr(targets, "_data", targets)  # class indices are never differentiated
     g2 = -g * _mean_factor(math.prod(idx.shape[keep:]))
     if keep:  # one mean per kept entry: its gradient spreads over that entry's rows
         g2 = ops.reshape(g2, shape=g2.shape + (1,) * (idx.ndim - keep))
-    _, e, s = _shifted_exp(logits)
+    e, s = saved if saved is not None else _shifted_exp(logits)[1:]
     at_targets = ops.scatter(ops.broadcast_to(g2, shape=idx.shape),
                              index=(*np.indices(idx.shape, sparse=True), idx), shape=logits.shape)
     if keep:
@@ -488,7 +489,7 @@ def linear_cross_entropy(x, weight, bias, targets):
     rows = _linear_rows(x, weight, bias, targets)
     total, softmax = np.zeros(1), np.empty((len(targets), len(bias)), x.dtype)
     if rows is None or not fused.run("linear_nll", *rows, softmax, total):
-        return softmax_cross_entropy.forward(x @ weight.T + bias, targets), None
+        return softmax_cross_entropy.forward(x @ weight.T + bias, targets)[0], None
     return -(np.asarray(total[0], x.dtype) * np.asarray(_mean_factor(len(targets)), x.dtype)), softmax
 
 
