@@ -410,15 +410,16 @@ def _(g, out, a, b):
 
 # --- losses ------------------------------------------------------------------------------------
 
-def _class_indices(op, logits, targets):
-    """Check that `targets` are class indices for `logits` (..., C): integers of shape (...) in [0, C)."""
+def _class_indices(op, shape, targets):
+    """Check that `targets` are class indices for logits of `shape` (..., C): integers of shape (...) in
+    [0, C).  (The shape alone: linear_cross_entropy never makes its logits.)"""
     if targets.dtype.kind not in "iu":
         raise TypeError(f"{op}: targets must be integer class indices, got {targets.dtype} of shape {targets.shape}")
-    if logits.ndim == 0 or targets.shape != logits.shape[:-1]:
+    if not shape or targets.shape != shape[:-1]:
         raise ValueError(f"targets must have the shape of logits without its last axis (the classes), "
-                         f"{logits.shape[:-1] if logits.ndim else '(logits need a class axis)'}; got {targets.shape}")
-    if targets.size and (targets.min() < 0 or targets.max() >= logits.shape[-1]):
-        raise ValueError(f"targets must lie in [0, {logits.shape[-1]}), got values in [{targets.min()}, {targets.max()}]")
+                         f"{shape[:-1] if shape else '(logits need a class axis)'}; got {targets.shape}")
+    if targets.size and (targets.min() < 0 or targets.max() >= shape[-1]):
+        raise ValueError(f"targets must lie in [0, {shape[-1]}), got values in [{targets.min()}, {targets.max()}]")
 
 
 def _mean_factor(n):
@@ -443,17 +444,15 @@ def softmax_cross_entropy(logits, targets, keep=0):
     summed, times 1/n, negated; exp(logits - max) and its sums are kept for the backward.  keep=k keeps
     the first k axes of targets: one mean per entry of them over the rest (rnn.kernels.head computes the
     losses of all T steps, each a mean over the batch, so)."""
-    _class_indices("softmax_cross_entropy", logits, targets)
+    _class_indices("softmax_cross_entropy", logits.shape, targets)
     if not 0 <= keep <= targets.ndim:
         raise ValueError(f"keep={keep}: targets of shape {targets.shape} have {targets.ndim} axes to keep")
     m, e, s = _shifted_exp(logits)
     rows = (*np.indices(targets.shape, sparse=True), targets)
     nll = logits[rows] - (np.log(s) + m)[..., 0]
-    if not keep:
-        return -(np.sum(nll) * np.asarray(_mean_factor(targets.size), logits.dtype)), (e, s)
-    over = targets.shape[keep:]
-    return -(np.sum(nll, axis=tuple(range(keep, targets.ndim))) * np.asarray(_mean_factor(math.prod(over)),
-                                                                                logits.dtype)), (e, s)
+    over = tuple(range(keep, targets.ndim)) if keep else None  # None: all of them, as the composite sums
+    n = math.prod(targets.shape[keep:])
+    return -(np.sum(nll, axis=over) * np.asarray(_mean_factor(n), logits.dtype)), (e, s)
 
 
 @softmax_cross_entropy.vjp
@@ -485,19 +484,12 @@ def linear_cross_entropy(x, weight, bias, targets):
     if x.ndim != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1] or x.shape[1:] != weight.shape[1:]:
         raise ValueError(f"x must be (N, H), weight (K, H) and bias (K,); got x {x.shape}, weight "
                          f"{weight.shape}, bias {bias.shape}")
-    _class_indices("linear_cross_entropy", _Shaped(x.shape[:1] + bias.shape), targets)
+    _class_indices("linear_cross_entropy", x.shape[:1] + bias.shape, targets)
     rows = _linear_rows(x, weight, bias, targets)
     total, softmax = np.zeros(1), np.empty((len(targets), len(bias)), x.dtype)
     if rows is None or not fused.run("linear_nll", *rows, softmax, total):
         return softmax_cross_entropy.forward(x @ weight.T + bias, targets)[0], None
     return -(np.asarray(total[0], x.dtype) * np.asarray(_mean_factor(len(targets)), x.dtype)), softmax
-
-
-class _Shaped:
-    """What _class_indices reads of the logits, for an op that never makes them."""
-
-    def __init__(self, shape):
-        self.shape, self.ndim = shape, len(shape)
 
 
 def _linear_rows(x, weight, bias, targets):
