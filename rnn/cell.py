@@ -77,8 +77,13 @@ class Cell(Module, metaclass=ABCMeta):
 
     def initial_state(self, batch):
         dtype = self.dtype
-        zeros = tuple(mg.zeros(batch, self.hidden_size, dtype=dtype) for _ in self.state_names)
+        zeros = tuple(mg.zeros(*shape, dtype=dtype) for shape in self._zero_shapes(batch))
         return zeros[0] if len(zeros) == 1 else zeros
+
+    def _zero_shapes(self, batch):
+        """The shapes of Cell.initial_state's zeros: one (batch, hidden_size) per state name (rnn.run
+        checks a given state0 against them without making the zeros)."""
+        return [(batch, self.hidden_size)] * len(self.state_names)
 
     def output(self, state):
         """What the cell emits at each step, o(t): the hidden state (the first state tensor) by default."""

@@ -177,7 +177,7 @@ def _expected_state(cell, B):
     if type(cell).initial_state is not Cell.initial_state:
         return cell.initial_state(B)
     dtype = cell.dtype
-    like = tuple(_Like((B, cell.hidden_size), dtype) for _ in cell.state_names)
+    like = tuple(_Like(shape, dtype) for shape in cell._zero_shapes(B))
     return like[0] if len(like) == 1 else like
 
 
