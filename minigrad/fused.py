@@ -42,6 +42,42 @@ def _adagrad_one(p, g, s, lr, eps):
         p[i] -= lr * gi / (math.sqrt(si) + eps)
 
 
+def _sgd_one(p, g, lr):
+    for i in range(p.size):
+        p[i] -= lr * g[i]
+
+
+def _momentum_one(p, g, buf, lr, momentum):
+    for i in range(p.size):
+        bi = buf[i] * momentum + g[i]
+        buf[i] = bi
+        p[i] -= lr * bi
+
+
+def _adam_one(p, g, m, v, step_size, beta1, beta2, root_bias2, eps):
+    """Adam's update as minigrad.optim.Adam's NumPy lines compute it: step_size = lr / (1 - beta1^t),
+    root_bias2 = sqrt(1 - beta2^t)."""
+    a, c = 1 - beta1, 1 - beta2
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] * beta1 + a * gi
+        vi = v[i] * beta2 + c * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * mi / (math.sqrt(vi) / root_bias2 + eps)
+
+
+def _scale_one(g, coef):
+    for i in range(g.size):
+        g[i] *= coef
+
+
+def _clamp_one(g, c):
+    """np.clip(g, -c, c, out=g) for finite g."""
+    for i in range(g.size):
+        g[i] = min(max(g[i], -c), c)
+
+
 def _adagrad(ps, gs, ss, lr, eps):
     for k in range(len(ps)):
         _ADAGRAD_ONE(ps[k], gs[k], ss[k], lr, eps)
@@ -101,7 +137,11 @@ def _same_words(a, b, same):
     same[0] = diff == 0
 
 
-_PYTHON = {"adagrad": _adagrad, "scale": _scale, "same_words": _same_words, "linear_nll": _linear_nll, "linear_nll_grad": _linear_nll_grad}
+_PYTHON = {"adagrad": _adagrad, "scale": _scale, "same_words": _same_words, "linear_nll": _linear_nll,
+           "linear_nll_grad": _linear_nll_grad,
+           # per-array forms, which rnn.kernels.training compiles into a whole training step
+           "sgd_one": _sgd_one, "momentum_one": _momentum_one, "adagrad_one": _adagrad_one, "adam_one": _adam_one,
+           "scale_one": _scale_one, "clamp_one": _clamp_one}
 _ADAGRAD_ONE = _adagrad_one  # compiled beside _adagrad (see _compile): a loop of its own per array vectorises
 
 

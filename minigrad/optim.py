@@ -32,6 +32,10 @@ class Optimizer(ABC):
 
     hyperparameters: tuple = ()   # names of the float hyperparameters, saved as 0-d arrays
     buffers: tuple = ()           # names of the per-parameter state arrays, shaped like the parameter
+    # The name of this update's per-array form in minigrad.fused, update(p, g, *buffers, *fused_scalars(t))
+    # over 1-d float64 views, bitwise `_update`: what a compiled training step (rnn.kernels.training)
+    # runs.  None: it has none.
+    fused_update = None
 
     def __init__(self, params, **hyper):
         named = _named_params(params, type(self).__name__)
@@ -66,6 +70,10 @@ class Optimizer(ABC):
 
     def _buffer_names(self):
         return self.buffers
+
+    def fused_scalars(self, step):
+        """The scalar arguments of `fused_update` for a parameter at its step `step` (counted from 1)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-array update")
 
     @abstractmethod
     def _update(self, p, g, state, step):
@@ -183,6 +191,13 @@ class SGD(Optimizer):
         # Plain SGD keeps no buffer, as in PyTorch; so its state has none to save either.
         return ("momentum_buffer",) if self.momentum != 0 else ()
 
+    @property
+    def fused_update(self):
+        return "momentum_one" if self.momentum != 0 else "sgd_one"
+
+    def fused_scalars(self, step):
+        return (self.lr, self.momentum) if self.momentum != 0 else (self.lr,)
+
     def _update(self, p, g, state, step):
         if self.momentum != 0:
             buf = state["momentum_buffer"]
@@ -203,6 +218,7 @@ class Adagrad(Optimizer):
 
     hyperparameters = ("lr", "eps")
     buffers = ("sum",)
+    fused_update = "adagrad_one"
 
     def __init__(self, params, lr=1e-2, eps=1e-8):
         super().__init__(params, lr=float(lr), eps=float(eps))
@@ -211,6 +227,9 @@ class Adagrad(Optimizer):
         super()._check_hyper(hyper)
         if hyper["eps"] < 0:
             raise ValueError(f"Adagrad: eps must be >= 0, got {hyper['eps']}")
+
+    def fused_scalars(self, step):
+        return (self.lr, self.eps)
 
     def _update(self, p, g, state, step):
         s = state["sum"]
@@ -243,6 +262,7 @@ class Adam(Optimizer):
 
     hyperparameters = ("lr", "beta1", "beta2", "eps")
     buffers = ("exp_avg", "exp_avg_sq")
+    fused_update = "adam_one"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         beta1, beta2 = betas
@@ -259,6 +279,9 @@ class Adam(Optimizer):
                 raise ValueError(f"Adam: {k} must lie in [0, 1), got {hyper[k]}")
         if hyper["eps"] < 0:
             raise ValueError(f"Adam: eps must be >= 0, got {hyper['eps']}")
+
+    def fused_scalars(self, step):
+        return (self.lr / (1 - self.beta1 ** step), self.beta1, self.beta2, math.sqrt(1 - self.beta2 ** step), self.eps)
 
     def _update(self, p, g, state, step):
         m, v = state["exp_avg"], state["exp_avg_sq"]

@@ -15,6 +15,7 @@ import numpy as np
 import minigrad as mg
 import rnn
 from minigrad.nn import Embedding, Linear, Module
+from rnn.kernels.ir import KernelError, UnsupportedCellError
 from rnn.rolled import as_tuple, detach_state
 
 from .errors import UsageError
@@ -82,6 +83,8 @@ class Trainer:
         self.step, self.losses, self.state, self.skipped = 0, [], None, 0
         self.backend_used = None
         self.params = model.parameters()  # the optimizer's, fixed as its are: not looked up again each step
+        self._compiled = None if backend == "graph" else False  # False: not tried yet
+        self.why_not_compiled = None if backend != "graph" else "the graph backend was asked for"
 
     def window(self, step):
         pos = (step % self.windows) * self.seq_len
@@ -92,6 +95,46 @@ class Trainer:
         if self.step % self.windows == 0:
             self.state = None  # the streams start over: so does the memory
         inputs, targets = self.window(self.step)
+        value = self.compiled_step(inputs, targets)
+        if value is None:
+            value = self.engine_step(inputs, targets)
+        self.step += 1
+        self.losses.append(value)
+        return value
+
+    def compiled(self):
+        """The whole training step compiled (rnn.kernels.training.TrainStep), or None where it cannot
+        be: the graph backend, an embedding, a cell or optimizer it does not cover, no Numba
+        (why_not_compiled says which); the engine step then runs."""
+        if self._compiled is False:
+            self._compiled = None
+            try:
+                from rnn.kernels.training import TrainStep
+                if self.model.embed is not None:
+                    raise UnsupportedCellError("an embedding is read by the engine path")
+                step = TrainStep(self.model.cell, self.model.head.weight, self.model.head.bias, self.opt, self.clip)
+                self._compiled = _verified(step, self.data.shape[0], self.seq_len)
+            except (ImportError, UnsupportedCellError, KernelError) as e:
+                self.why_not_compiled = str(e) or type(e).__name__
+        return self._compiled
+
+    def compiled_step(self, inputs, targets):
+        """The step compiled whole: its loss, or None (nothing done) where it cannot run."""
+        compiled = self.compiled()
+        if compiled is None:
+            return None
+        try:
+            value, state, updated = compiled(inputs, targets, self.state)
+        except UnsupportedCellError as e:  # e.g. a parameter's array replaced by one of another shape
+            self._compiled, self.why_not_compiled = None, str(e)
+            return None
+        self.state = tuple(mg.Tensor(s) for s in state)
+        self.skipped += not updated
+        self.backend_used = "numba, whole step"
+        return value
+
+    def engine_step(self, inputs, targets):
+        """One step through the engine: rnn.run, the read-out's loss, backward, clipping, the update."""
         loss, result = self.model.loss(inputs, targets, self.state, backend=self.backend)
         for p in self.params:
             p.grad = None
@@ -99,11 +142,8 @@ class Trainer:
         if self.clip_and_check():
             self.opt.step()
         self.state = as_tuple(detach_state(result.state))
-        self.step += 1
-        value = loss.item()
-        self.losses.append(value)
         self.backend_used = result.backend
-        return value
+        return loss.item()
 
     def clip_and_check(self):
         """Clip as asked; False (skip the update) when the gradient is not finite."""
@@ -121,6 +161,19 @@ class Trainer:
         dtype = self.model.cell.dtype
         self.state = None if meta["carry"] is None else tuple(mg.Tensor(np.array(s, dtype=dtype))
                                                                for s in meta["carry"])
+
+
+def _verified(step, batch, seq_len):
+    """`step` once it has compiled (or loaded) on a window of zeros and a copy of the model, so that a
+    failure surfaces here, where the trainer can still take the engine path; KernelError if not."""
+    import copy
+    try:
+        import numba
+        trial = copy.deepcopy(step)  # the model, optimizer and all: the trial step updates nothing of the user's
+        trial(np.zeros((seq_len, batch), np.intp), np.zeros((seq_len, batch), np.intp))
+    except numba.core.errors.NumbaError as e:
+        raise KernelError(f"the compiled training step does not compile: {str(e).splitlines()[0]}") from None
+    return step
 
 
 def clip_and_check(params, clip):

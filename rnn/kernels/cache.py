@@ -113,3 +113,12 @@ def reload_clean(module):
     _MODULES.pop(key, None)
     mod = _MODULES[key] = _import(path, key)
     return mod
+
+
+def loaded(stem):
+    """The module loaded from the cache folder's `stem`.py (a generated training step imports the
+    kernels it calls this way: they are loaded before it, by rnn.kernels.binding.prepare)."""
+    mod = _MODULES.get(stem[len("rnn_kernel_"):])
+    if mod is None:
+        raise KernelError(f"numba backend: the kernels {stem} are not loaded")
+    return mod

@@ -1,0 +1,349 @@
+"""A recurrent classifier's whole training step as one generated Numba function.
+
+    step = TrainStep(cell, weight, bias, optimizer, clip=("norm", 5.0))
+    loss, state, updated = step(ids, targets, state)     # ids, targets: (T, B) class indices
+
+is roughly this, through the engine (what minigrad_cli's Trainer does when it cannot compile):
+
+    xs = one_hot(ids, V)                                          # (T, B, V)
+    result = rnn.run(cell, xs, state, backend="numba")
+    loss = mg.linear_cross_entropy(result.outputs.reshape(T * B, H), weight, bias, targets.reshape(-1))
+    for p in optimizer.params: p.grad = None
+    loss.backward()
+    norm = mg.clip_grad_norm_(optimizer.params, c, error_if_nonfinite=False)   # or grad_norm / value
+    if isfinite(norm): optimizer.step()
+    state = result.state, detached
+
+but as one call: the cell's generated forward kernel, the read-out's softmax and loss, their gradient,
+the generated BPTT kernel, the weight gradients (GEMMs; the one-hot input's a scatter), the joint
+norm, the clip and the optimizer's update of every parameter (minigrad.fused's per-array form of
+it) — no Python and no engine op between them.  At the notes' char-RNN setting a step costs less
+than a third of the engine path's (docs/performance.md).  The numbers are the engine path's: the
+same kernels, loops and update arithmetic; only the BLAS library of a product and of the norm's
+dots may differ (SciPy's here, NumPy's there), in the last bits.
+
+What it compiles: a cell the kernels compile (rnn.kernels) whose output o(t) is its first state
+and whose step reads x(t) only through products with parameters (or their transposes) and
+parameters and constants otherwise; float64 parameters; every optimizer parameter is the cell's
+or the read-out's, learning, and the read-out's are not the cell's.  Anything else raises
+UnsupportedCellError saying why, and the caller runs the engine path.
+
+A step whose gradient norm is not finite changes nothing (updated False), as the engine path's
+skip; one whose sum of squares is so small or large that the norm must be rescaled to be right
+(minigrad.clip._l2) does its clipping and update through minigrad.clip and optimizer.step(),
+which are exactly right there.  After a step every parameter's .grad is its (clipped)
+gradient, in an array the next step overwrites.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+
+from minigrad import Tensor, fused
+from minigrad.clip import _TINY, clip_grad_norm_, clip_grad_value_, grad_norm
+
+from ..cell import Cell
+from . import arrays as kinds, cache as kernel_cache
+from .arrays import KINDS
+from .binding import _param_transpose, _shape, prepare
+from .emit import GENERATOR_VERSION, ident
+from .ir import UnsupportedCellError
+
+TRAINING_VERSION = 1
+# minigrad.fused's loops are compiled into the generated step: their text is part of its hash
+FUSED_HASH = hashlib.sha256(Path(fused.__file__).read_bytes()).hexdigest()[:16]
+CLIPS = {None: 0, "norm": 1, "value": 2}
+UPDATED, NOT_PLAIN, BAD_INDEX = 0, 1, 2  # what the generated step returns as its status
+
+
+class TrainStep:
+    """One training step of ids -> cell -> linear read-out -> mean cross-entropy, compiled whole
+    (see the module docstring).  Raises UnsupportedCellError when it cannot be."""
+
+    def __init__(self, cell, weight, bias, optimizer, clip=None):
+        kind, value = clip or (None, None)
+        if kind not in CLIPS:
+            raise ValueError(f"TrainStep: clip must be None, ('norm', c) or ('value', c), got {clip!r}")
+        self.cell, self.weight, self.bias, self.opt = cell, weight, bias, optimizer
+        self.clip_kind, self.clip_value = CLIPS[kind], float(value or 0.0)
+        self.update = optimizer.fused_update
+        if self.update is None:
+            raise UnsupportedCellError(f"{type(optimizer).__name__} has no compiled update")
+        if type(cell).output is not Cell.output:
+            raise UnsupportedCellError(f"{type(cell).__name__}'s output o(t) is not its state")
+        params = optimizer.params
+        for label, p in zip(optimizer.labels, params):
+            if p.dtype != np.float64 or not p.requires_grad:
+                raise UnsupportedCellError(f"parameter {label} is {'frozen' if not p.requires_grad else p.dtype}: "
+                                           "the compiled step updates float64 parameters that all learn")
+        self.named = dict(cell.named_parameters())
+        index = {id(p): k for k, p in enumerate(params)}
+        self.cell_index = {name: index.get(id(p)) for name, p in self.named.items()}
+        self.head_index = (index.get(id(weight)), index.get(id(bias)))
+        if None in self.head_index or set(self.head_index) & set(self.cell_index.values()):
+            raise UnsupportedCellError("the read-out's weight and bias must be the optimizer's and not the cell's")
+        if weight.ndim != 2 or bias.shape != weight.shape[:1]:
+            raise UnsupportedCellError(f"the read-out must be weight (K, H) and bias (K,), got {weight.shape}, "
+                                       f"{bias.shape}")
+        self._built = {}  # (T, B) -> _Built
+
+    def __call__(self, ids, targets, state=None):
+        """(mean loss, the final state as arrays (one per state name), whether the parameters were updated).
+
+        Raises UnsupportedCellError, having changed nothing, when a parameter's array is no longer one
+        the step was built for (replaced by one of another shape, dtype or layout)."""
+        ids, targets = np.asarray(ids), np.asarray(targets)
+        if ids.ndim != 2 or targets.shape != ids.shape or ids.dtype.kind not in "iu" or targets.dtype.kind not in "iu":
+            raise TypeError(f"TrainStep: ids and targets must be integer arrays of one shape (T, B), got "
+                            f"{ids.dtype} {ids.shape} and {targets.dtype} {targets.shape}")
+        T, B = ids.shape
+        prep = prepare(self.cell, B)  # the cell as it is now: a changed one is traced again
+        built = self._built.get((T, B))
+        if built is None or built.prep is not prep:
+            if len(self._built) >= 8:
+                self._built.clear()
+            built = self._built[(T, B)] = _Built(self, prep, T, B)
+        return built.run(ids, targets, state)
+
+
+class _Built:
+    """The generated step for one (cell as traced, T, B): its module and the arrays it works in."""
+
+    def __init__(self, owner, prep, T, B):
+        self.owner, self.prep, self.T, self.B = owner, prep, T, B
+        source, self.args = _source(owner, prep)
+        self.fn = kernel_cache.load(source).train_step
+        opt, dtype = owner.opt, np.float64
+        lay = prep.layout
+        self.state_widths = [lay.arrays[kinds.name("state", prep.sname[n])][2][-1] for n in prep.snames]
+        self.arrays = {}
+        for name in self.args:
+            what, key, spec = lay.arrays[name]
+            if what == "grad_out":  # dL/d(all new states), side by side
+                self.arrays[name] = np.zeros((T, B, sum(self.state_widths)), dtype)
+            elif what == "engine":  # a constant (parameters are read where they are), as rnn.kernels.binding passes it
+                value = np.array(prep.consts[key], dtype)
+                whole = name in lay.full or (value.ndim == 2 and value.shape[0] != 1)
+                self.arrays[name] = value if whole else value.reshape(-1)
+            else:
+                self.arrays[name] = np.zeros(_shape(spec, T, B), dtype)
+        V, H = owner.weight.shape
+        self.head = [np.zeros((T * B, V)), np.zeros((T * B, V)), np.zeros((T * B, H)), np.zeros(1)]  # P, dL, dX, total
+        self.grads = [np.zeros(p.shape) for p in opt.params]
+        self.dims, self.consts = prep.dims, prep.kernel_consts(dtype)
+        self.zero_state = [np.zeros((B, w)) for w in self.state_widths]
+
+    def run(self, ids, targets, state):
+        owner, opt, T, B = self.owner, self.owner.opt, self.T, self.B
+        V = owner.weight.shape[0]
+        states = self.zero_state if state is None else [
+            np.ascontiguousarray(s._data if isinstance(s, Tensor) else s, np.float64)
+            for s in (state if isinstance(state, (tuple, list)) else (state,))]
+        if [s.shape for s in states] != [z.shape for z in self.zero_state]:
+            raise ValueError(f"TrainStep: state must be {len(self.zero_state)} array(s) of shape "
+                             f"{self.zero_state[0].shape}, got {[s.shape for s in states]}")
+        params = [p._data for p in opt.params]
+        for label, p, g in zip(opt.labels, params, self.grads):
+            if p.shape != g.shape or p.dtype != np.float64 or not p.flags.c_contiguous or not p.flags.writeable:
+                raise UnsupportedCellError(f"TrainStep: parameter {label}'s array is now {p.dtype} {p.shape}"
+                                           f"{'' if p.flags.c_contiguous and p.flags.writeable else ', a view'}; "
+                                           f"the step was built for a writable float64 {g.shape} array")
+        steps = opt.steps + 1
+        rows = {s: opt.fused_scalars(s) for s in set(steps.tolist())}  # one step count for all, as a rule
+        hyper = np.array([rows[s] for s in steps.tolist()], dtype=np.float64)
+        buffers = [opt.state[k][b] for k in range(len(params)) for b in opt._buffer_names()]
+        a = self.arrays
+        loss, norm, status = self.fn(T, B, self.dims, self.consts,
+                                   np.ascontiguousarray(ids, np.intp), np.ascontiguousarray(targets, np.intp),
+                                   *states, *params, *self.grads, *buffers, hyper, *self.head,
+                                   owner.clip_kind, owner.clip_value, *[a[n] for n in self.args])
+        if status == BAD_INDEX:  # found before anything was computed
+            raise ValueError(f"TrainStep: class indices must lie in [0, {V}), got ids in [{ids.min()}, {ids.max()}] "
+                             f"and targets in [{targets.min()}, {targets.max()}]")
+        for p, g in zip(opt.params, self.grads):
+            p.grad = g
+        if status == UPDATED:
+            opt.steps[:] = steps
+            for p in opt.params:
+                p._version += 1  # changed in place, as `p.data -= ...` would have said
+            updated = True
+        else:
+            updated = self._finish(norm)
+        final = [a[kinds.name("state", self.prep.sname[n])][T].copy() for n in self.prep.snames]
+        return float(loss), final, updated
+
+    def _finish(self, total):
+        """The clip and update for a sum of squares outside the plain norm's range, through minigrad.clip
+        and optimizer.step(): False, changing nothing, when the norm is not finite."""
+        owner, params = self.owner, self.owner.opt.params
+        if owner.clip_kind == CLIPS["norm"]:
+            norm = clip_grad_norm_(params, owner.clip_value, error_if_nonfinite=False)
+        else:
+            norm = grad_norm(params)
+        if not math.isfinite(norm):
+            return False
+        if owner.clip_kind == CLIPS["value"]:
+            clip_grad_value_(params, owner.clip_value)
+        owner.opt.step()
+        return True
+
+
+def _source(owner, prep):
+    """(the generated module's source, the kernel arrays it takes after the fixed arguments)."""
+    plan, lay = prep.plan, prep.layout
+    opt = owner.opt
+    n = len(opt.params)
+    nbuf = len(opt._buffer_names())
+    cell_index = owner.cell_index
+    pname = {pid: plan.params[pid] for pid in plan.params}  # plan node -> parameter name
+
+    def param_of(nid):
+        """(optimizer index, folded) of the parameter a product's right operand is (or is the transpose of)."""
+        node = plan.nodes[nid]
+        if node.kind == "param":
+            return cell_index[pname[nid]], False
+        if _param_transpose(plan, nid):
+            return cell_index[pname[node.args[0]]], True
+        raise UnsupportedCellError(f"a product's right operand ({node.op}) is computed from parameters per call")
+
+    if prep.pre or plan.xpre:
+        raise UnsupportedCellError("the step computes values from parameters or x(t) alone before its loop")
+    if any(i is None for name, i in cell_index.items() if any(plan.params[p] == name for p in plan.params)):
+        raise UnsupportedCellError("a parameter the step reads is not the optimizer's")
+    used = {cell_index[plan.params[p]] for p in plan.params if p in plan.nodes}
+    if used | set(owner.head_index) != set(range(n)):
+        raise UnsupportedCellError("an optimizer parameter is neither the step's nor the read-out's")
+
+    args = [name for name in lay.arrays if name not in lay.same
+            and not (lay.arrays[name][0] == "engine" and lay.arrays[name][1] in plan.params)]
+    snames = prep.snames
+    body, contrib = [], {k: [] for k in range(n)}  # contrib: per parameter, code adding into its gradient
+
+    for name, what, key in prep.inputs:
+        if what == "x":
+            if plan.nodes[plan.x].width != owner.weight.shape[0]:
+                raise UnsupportedCellError("x(t) is wider than the classes")
+            body += [f"{name}[:] = 0.0",
+                     "for t in range(T):", "    for b in range(B):", f"        {name}[t, b, ids[t, b]] = 1.0"]
+        elif what == "state":
+            body.append(f"{name}[0] = s{snames.index(key)}")
+        elif what == "hoist":
+            left, right = plan.nodes[key].args
+            if left != plan.x:
+                raise UnsupportedCellError("a hoisted product's left operand is not x(t)")
+            k, folded = param_of(right)
+            pick = f"p{k}[j, c]" if folded else f"p{k}[c, j]"
+            body += ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
+                     f"        for j in range({name}.shape[2]):", f"            {name}[t, b, j] = {pick}"]
+            grad = kinds.name("grad_hoist", ident(key))
+            grad = lay.same.get(grad, grad)
+            add = f"g{k}[j, c] += {grad}[t, b, j]" if folded else f"g{k}[c, j] += {grad}[t, b, j]"
+            contrib[k].append(("scatter", ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
+                                           f"        for j in range({grad}.shape[2]):", f"            {add}"]))
+        elif what in ("rec_weight", "rec_weight_t"):
+            k, folded = param_of(plan.nodes[key].args[1])
+            transposed = folded == (what == "rec_weight")
+            body.append(f"{name}[:, :] = p{k}.T" if transposed else f"{name}[:, :] = p{k}")
+            if what == "rec_weight":
+                arr, offset, grad = prep.weight_arrays[key]
+                left = arr if offset is None else f"{arr}[{offset}:{offset} + T]"
+                L, dA = f"{left}.reshape(T * B, -1)", f"{grad}.reshape(T * B, -1)"
+                contrib[k].append(("product", f"np.dot({dA}.T, {L})" if folded else f"np.dot({L}.T, {dA})"))
+        elif what == "engine":
+            if key in plan.params:
+                k = cell_index[pname[key]]
+                whole = name in lay.full or (len(plan.nodes[key].shape) == 2 and plan.nodes[key].shape[0] != 1)
+                body.append(f"{name} = p{k}" if whole else f"{name} = p{k}.reshape(p{k}.size)")
+                if plan.nodes[key].grad:
+                    grad = kinds.name("grad_engine", ident(key))
+                    grad = lay.same.get(grad, grad)
+                    contrib[k].append(("engine", grad))
+            elif key not in prep.consts:
+                raise UnsupportedCellError(f"the step reads a value ({plan.nodes[key].op}) computed per call")
+    for alias, same in lay.same.items():
+        body.append(f"{alias} = {same}")
+
+    first = kinds.name("state", prep.sname[snames[0]])
+    width0 = lay.arrays[first][2][-1]
+    kw, kb = owner.head_index
+    body = ["for t in range(T):", "    for b in range(B):",
+            f"        if not (0 <= ids[t, b] < {owner.weight.shape[0]} and 0 <= targets[t, b] < {owner.weight.shape[0]}):",
+            f"            return 0.0, 0.0, {BAD_INDEX}"] + body
+    body += [f"forward(T, B, dims, K, {', '.join(lay.forward_args)})",
+             "# the read-out and its mean cross-entropy; its gradient, the kernels' dL/d(states)",
+             f"X = {first}[1:].reshape(T * B, {width0})",
+             "y = targets.reshape(T * B)",
+             f"linear_nll(X, p{kw}, p{kb}, y, P, total)",
+             "factor = 1.0 / (T * B)",
+             "loss = -(total[0] * factor)",
+             f"linear_nll_grad(X, p{kw}, P, y, 1.0 * factor, dL, dX, g{kw}, g{kb})",
+             "G[:] = 0.0",
+             f"G[:, :, 0:{width0}] = dX.reshape(T, B, {width0})"]
+    body += [f"{name}[:] = 0.0" for name, (what, _, _) in lay.arrays.items()
+             if KINDS[what].zeroed and KINDS[what].grad and name not in lay.same]
+    body.append(f"backward(T, B, dims, K, {', '.join(lay.backward_args)})")
+    body.append("# the parameters' gradients, in their own layout")
+    for k, parts in contrib.items():
+        for i, (how, what) in enumerate(parts):
+            if how == "scatter":
+                body += ([f"g{k}[:] = 0.0"] if i == 0 else []) + what
+            elif how == "product":
+                body.append(f"{what[:-1]}, g{k})" if i == 0 else f"g{k} += {what}")
+            else:
+                body.append(f"g{k}.reshape({what}.size)[:] {'=' if i == 0 else '+='} {what}")
+    flats = [f"g{k}.reshape(g{k}.size)" for k in range(n)]
+    body += ["# the joint norm (minigrad.clip's plain sum of squares; outside its range, Python finishes)",
+             "sq = 0.0"] + [f"sq += np.dot({g}, {g})" for g in flats]
+    body += ["if not (TINY < sq < np.inf):", f"    return loss, sq, {NOT_PLAIN}",
+             "norm = math.sqrt(sq)",
+             "if clip_kind == 1:", "    coef = clip / (norm + 1e-6)", "    if coef < 1.0:"]
+    body += [f"        scale({g}, coef)" for g in flats]
+    body += ["elif clip_kind == 2:"] + [f"    clamp({g}, clip)" for g in flats]
+    for k in range(n):
+        bufs = "".join(f", b{k}_{j}.reshape(b{k}_{j}.size)" for j in range(nbuf))
+        scalars = "".join(f", hyper[{k}, {j}]" for j in range(len(opt.fused_scalars(1))))
+        body.append(f"update(p{k}.reshape(p{k}.size), {flats[k]}{bufs}{scalars})")
+    body.append(f"return loss, norm, {UPDATED}")
+
+    head = (["T", "B", "dims", "K", "ids", "targets"] + [f"s{i}" for i in range(len(snames))]
+            + [f"p{k}" for k in range(n)] + [f"g{k}" for k in range(n)]
+            + [f"b{k}_{j}" for k in range(n) for j in range(nbuf)]
+            + ["hyper", "P", "dL", "dX", "total", "clip_kind", "clip"] + args)
+    source = HEADER.format(version=TRAINING_VERSION, generator=GENERATOR_VERSION, fused=FUSED_HASH,
+                           cell=plan.cell, kernels=Path(prep.module.__file__).stem, update=owner.update,
+                           tiny=_TINY)
+    names = {k: f"the cell's {name}" for name, k in cell_index.items() if k is not None}
+    names.update({kw: "the read-out's weight", kb: "the read-out's bias"})
+    legend = [f"# p{k} {names[k]}" for k in range(n)]
+    legend.append("# gK: pK's gradient" + "".join(f"; bK_{j}: its {b}" for j, b in enumerate(opt._buffer_names()))
+                  + f" ({type(opt).__name__})")
+    body = legend + ["# s0...: the initial states; status: 0 updated, 1 Python finishes the update, 2 a class "
+                     "index out of range"] + body
+    source += f"\n\n@njit(cache=True, error_model='numpy')\ndef train_step({', '.join(head)}):\n"
+    source += "".join(f"    {line}\n" for line in body)
+    return source, args
+
+
+HEADER = '''"""The whole training step of {cell} with a linear read-out, its mean cross-entropy and {update}'s update,
+generated by rnn.kernels.training (version {version}, kernels version {generator}) around the kernels in
+{kernels}.py; built on minigrad.fused {fused}.
+
+Generated code: the file name is the hash of this text, and a file whose bytes differ is written again.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from minigrad import fused as _fused
+from rnn.kernels.cache import loaded as _loaded
+
+_kernels = _loaded("{kernels}")
+forward, backward = _kernels.forward, _kernels.backward
+linear_nll, linear_nll_grad = _fused.kernel("linear_nll"), _fused.kernel("linear_nll_grad")
+scale, clamp, update = _fused.kernel("scale_one"), _fused.kernel("clamp_one"), _fused.kernel("{update}")
+TINY = {tiny!r}
+'''
