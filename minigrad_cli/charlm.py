@@ -73,7 +73,7 @@ def streams(ids, batch, seq_len):
 class Trainer:
     """Truncated BPTT over windows; everything needed to resume lives in `meta()`."""
 
-    def __init__(self, model, optimizer, ids, seq_len, batch, clip=None, backend="auto"):
+    def __init__(self, model, optimizer, ids, seq_len, batch, clip=None, backend="auto", whole_step=True):
         self.model, self.opt, self.seq_len, self.clip, self.backend = model, optimizer, seq_len, clip, backend
         if len(ids) < chars_needed(seq_len):
             raise UsageError(f"text has {len(ids)} characters; --seq-len {seq_len} needs "
@@ -83,8 +83,10 @@ class Trainer:
         self.step, self.losses, self.state, self.skipped = 0, [], None, 0
         self.backend_used = None
         self.params = model.parameters()  # the optimizer's, fixed as its are: not looked up again each step
-        self._compiled = None if backend == "graph" else False  # False: not tried yet
-        self.why_not_compiled = None if backend != "graph" else "the graph backend was asked for"
+        # the step compiled whole (see compiled()); False: not tried yet
+        self._compiled = False if whole_step and backend != "graph" else None
+        self.why_not_compiled = (None if self._compiled is False else
+                                 "the graph backend was asked for" if backend == "graph" else "whole_step=False")
 
     def window(self, step):
         pos = (step % self.windows) * self.seq_len

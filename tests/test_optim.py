@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import minigrad as mg
 from minigrad import nn, optim
@@ -299,3 +300,28 @@ def test_a_kernel_that_fails_to_compile_leaves_the_numpy_update(monkeypatch):
     for p, q in zip(a, b):
         assert p.data.tobytes() == q.data.tobytes()
     assert fast.steps.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@settings(max_examples=15)
+@given(shape=st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 2**16),
+       scale=st.integers(-30, 30), steps=st.integers(1, 4))
+def test_each_optimizers_per_array_form_is_bitwise_its_numpy_update(name, shape, seed, scale, steps):
+    """`fused_update` (what a compiled training step runs, rnn.kernels.training) over 1-d views computes
+    each element as `_update`'s NumPy lines do: the same bits, buffers included, over steps and scales."""
+    from minigrad import fused
+    kernel = fused.kernel(CASES[name][0]([nn.Parameter(np.zeros(1))]).fused_update)
+    if kernel is None:
+        pytest.skip("numba cannot compile here")
+    rng = np.random.default_rng(seed)
+    p = nn.Parameter(rng.standard_normal(shape))
+    q = nn.Parameter(p.data.copy())
+    ref, opt = CASES[name][0]([p]), CASES[name][0]([q])
+    for t in range(1, steps + 1):
+        g = rng.standard_normal(shape) * 10.0 ** scale
+        ref._update(p, g, ref.state[0], t)
+        kernel(q.data.reshape(-1), g.reshape(-1), *[opt.state[0][b].reshape(-1) for b in opt._buffer_names()],
+               *opt.fused_scalars(t))
+    assert p.data.tobytes() == q.data.tobytes()
+    for b in ref._buffer_names():
+        assert ref.state[0][b].tobytes() == opt.state[0][b].tobytes()
