@@ -6,21 +6,26 @@ characters, batch 1, Adagrad at lr 0.1, gradients clipped to a joint norm of 5 �
     minigrad train --text FILE --cell elman --hidden 100 --embed 0 --seq-len 25 --batch 1 \\
                    --optim adagrad --lr 0.1 --clip norm:5
 
-timed through the command's own training step (`minigrad_cli.charlm.Trainer.train_step`) on the
-first 35000 characters of README.md.  Beside it:
+timed through the command's own training step (`minigrad_cli.charlm.Trainer.train_step`: the step
+compiled whole, rnn.kernels.training) on the first 35000 characters of README.md.  Beside it:
 
+  engine the same Trainer with whole_step=False: rnn.run's kernels, the engine's ops and backward(),
+         minigrad.clip and optimizer.step() — what a model the whole-step compiler does not cover runs;
   numpy  the same model trained by a 40-line loop with hand-written BPTT (min-char-rnn's, with the
          joint-norm clip and PyTorch's Adagrad), the reference a general engine is measured against;
   torch  a PyTorch eager loop: nn.RNN, a linear head, cross_entropy, clip_grad_norm_, Adagrad;
-  fused  that NumPy loop's step written as one Numba function (min_char_rnn.fused_step): no Python
-         between its parts — the floor for a training step compiled whole, not a general engine.
+  fused  that NumPy loop's step written by hand as one Numba function (min_char_rnn.fused_step): what
+         minigrad's generated whole step is measured against.
+
+With `--demo lstm` (or elman) it times `minigrad demo`'s character model instead — that cell of 64
+units, batch 8, Adam at 3e-3, clip norm:5 — compiled whole and through the engine only.
 
 All start from the same weights, and the first steps' losses are checked to agree (so the
 rates are of the same computation).  Each runs in a process of its own, one thread each
 (OPENBLAS_NUM_THREADS=1, as the command sets; torch.set_num_threads(1)), the rounds alternating
 the loops; a rate is the best of the rounds' timed runs of `--steps` steps.
 
-    .venv/bin/python benchmarks/bench_charlm.py [--rounds 3] [--steps 400]
+    .venv/bin/python benchmarks/bench_charlm.py [--rounds 3] [--steps 400] [--demo lstm]
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from min_char_rnn import fused_step, hand_written_step
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDDEN, SEQ_LEN, LR, CLIP, EPS = 100, 25, 0.1, 5.0, 1e-8
-LOOPS = ("minigrad", "numpy", "torch", "fused")
+LOOPS = ("minigrad", "engine", "numpy", "torch", "fused")
 
 
 def text_ids(chars=35000):
@@ -48,14 +53,21 @@ def text_ids(chars=35000):
     return vocab.encode(text), len(vocab)
 
 
-def minigrad_loop():
-    """(one training step -> loss, the initial weights as arrays), through the command's own Trainer."""
+def minigrad_loop(whole_step=True, demo=None):
+    """(one training step -> loss, the initial weights as arrays), through the command's own Trainer;
+    `demo`: the cell of `minigrad demo`'s model, at its setting."""
     import minigrad as mg
     from minigrad_cli.charlm import CharModel, Trainer
     ids, V = text_ids()
+    if demo:
+        from minigrad_cli.demo import BATCH, HIDDEN as DEMO_HIDDEN
+        model = CharModel(V, demo, DEMO_HIDDEN, 0, seed=0)
+        trainer = Trainer(model, mg.optim.Adam(model.parameters(), lr=3e-3), ids, SEQ_LEN, BATCH, ("norm", CLIP),
+                          "auto", whole_step=whole_step)
+        return trainer.train_step, BATCH
     model = CharModel(V, "elman", HIDDEN, 0, seed=0)
     opt = mg.optim.Adagrad(model.parameters(), lr=LR, eps=EPS)
-    trainer = Trainer(model, opt, ids, SEQ_LEN, 1, ("norm", CLIP), "auto")
+    trainer = Trainer(model, opt, ids, SEQ_LEN, 1, ("norm", CLIP), "auto", whole_step=whole_step)
     weights = [p.data.copy() for p in model.parameters()]  # weight_ih, weight_hh, bias_ih, bias_hh, head w, b
     return trainer.train_step, weights
 
@@ -100,10 +112,10 @@ def torch_loop(weights):
 
 
 def make(loop):
-    step, weights = minigrad_loop()
+    step, weights = minigrad_loop(whole_step=loop != "engine")
     if loop == "fused":
         return fused_step(weights, text_ids()[0], SEQ_LEN, CLIP, LR, EPS)
-    return step if loop == "minigrad" else numpy_loop(weights) if loop == "numpy" else torch_loop(weights)
+    return step if loop in ("minigrad", "engine") else numpy_loop(weights) if loop == "numpy" else torch_loop(weights)
 
 
 def check_same_losses(loops, steps=5):
@@ -119,9 +131,9 @@ def check_same_losses(loops, steps=5):
                              f"{got[loop][worst]!r} vs {got[loops[0]][worst]!r}")
 
 
-def measure(loop, steps, reps):
+def measure(loop, steps, reps, demo=None):
     """Characters per second: the fastest of `reps` runs of `steps` training steps, after a warm-up."""
-    step = make(loop)
+    step, batch = minigrad_loop(loop != "engine", demo) if demo else (make(loop), 1)
     for _ in range(50):
         step()
     rates = []
@@ -129,12 +141,12 @@ def measure(loop, steps, reps):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
-        rates.append(steps * SEQ_LEN / (time.perf_counter() - t0))
+        rates.append(steps * SEQ_LEN * batch / (time.perf_counter() - t0))
     return max(rates)
 
 
 def available():
-    out = ["minigrad", "numpy"]
+    out = ["minigrad", "engine", "numpy"]
     try:
         import torch  # noqa: F401
         out.append("torch")
@@ -149,19 +161,25 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=400, help="training steps per timed run")
     ap.add_argument("--reps", type=int, default=3, help="timed runs per process")
     ap.add_argument("--loops", default=",".join(LOOPS))
+    ap.add_argument("--demo", choices=["lstm", "elman"], help="time minigrad demo's model of this cell instead")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child process: time one loop, print JSON
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.reps)))
+        print(json.dumps(measure(args.one, args.steps, args.reps, args.demo)))
         return
-    loops = [lp for lp in available() if lp in args.loops.split(",")]
-    check_same_losses(loops)
-    rates = alternating_rounds(__file__, loops, args.rounds, ["--steps", args.steps, "--reps", args.reps])
-    print(f"min-char-rnn setting: elman {HIDDEN}, one-hot, seq-len {SEQ_LEN}, batch 1, adagrad {LR}, clip norm:{CLIP}; "
-          f"README.md[:35000]; best of {args.rounds} alternating rounds  [load {os.getloadavg()[0]:.2f}]")
+    loops = [lp for lp in available() if lp in args.loops.split(",") and (not args.demo or lp in ("minigrad", "engine"))]
+    extra = ["--steps", args.steps, "--reps", args.reps] + (["--demo", args.demo] if args.demo else [])
+    if not args.demo:
+        check_same_losses(loops)
+    rates = alternating_rounds(__file__, loops, args.rounds, extra)
+    setting = (f"minigrad demo's model: {args.demo} 64, one-hot, seq-len {SEQ_LEN}, batch 8, adam 3e-3, clip norm:{CLIP}"
+               if args.demo else
+               f"min-char-rnn setting: elman {HIDDEN}, one-hot, seq-len {SEQ_LEN}, batch 1, adagrad {LR}, clip norm:{CLIP}")
+    print(f"{setting}; README.md[:35000]; best of {args.rounds} alternating rounds  [load {os.getloadavg()[0]:.2f}]")
+    chars = SEQ_LEN * (8 if args.demo else 1)  # per step
     for loop in loops:
         best = max(rates[loop])
-        print(f"  {loop:9s} {best:9,.0f} chars/s  {SEQ_LEN / best * 1e3:6.3f} ms/step   "
+        print(f"  {loop:9s} {best:9,.0f} chars/s  {chars / best * 1e3:6.3f} ms/step   "
               f"(rounds {min(rates[loop]):,.0f} – {best:,.0f})")
 
 
