@@ -176,7 +176,8 @@ def main(argv=None):
                if args.demo else
                f"min-char-rnn setting: elman {HIDDEN}, one-hot, seq-len {SEQ_LEN}, batch 1, adagrad {LR}, clip norm:{CLIP}")
     print(f"{setting}; README.md[:35000]; best of {args.rounds} alternating rounds  [load {os.getloadavg()[0]:.2f}]")
-    chars = SEQ_LEN * (8 if args.demo else 1)  # per step
+    from minigrad_cli.demo import BATCH
+    chars = SEQ_LEN * (BATCH if args.demo else 1)  # per step
     for loop in loops:
         best = max(rates[loop])
         print(f"  {loop:9s} {best:9,.0f} chars/s  {chars / best * 1e3:6.3f} ms/step   "

@@ -207,7 +207,9 @@ def train(args):
         how = "terminated (SIGTERM)" if isinstance(interrupted, Terminated) else "interrupted"
         print(f"{how} at step {trainer.step}" + (f"; checkpoint saved to {ckpt}" if ckpt else ""), file=sys.stderr)
         return 128 + signal.SIGTERM if isinstance(interrupted, Terminated) else 130
-    print(f"done: step {trainer.step}, loss {trainer.losses[-1]:.4f} (backend {trainer.backend_used})"
+    why = (f"; the step is not compiled whole: {trainer.why_not_compiled}"
+           if trainer.why_not_compiled and args.backend != "graph" else "")
+    print(f"done: step {trainer.step}, loss {trainer.losses[-1]:.4f} (backend {trainer.backend_used}{why})"
           + (f"; checkpoint {ckpt}" if ckpt else ""))
     return 0
 

@@ -43,12 +43,21 @@ def test_train_then_sample(zen, tmp_path, capsys):
     assert set(text) <= set(zen_of_python())
 
 
-def test_resume_continues_exactly(zen, tmp_path):
+@pytest.mark.parametrize("backend", ["graph", "auto"])  # auto: the step compiled whole (rnn.kernels.training)
+def test_resume_continues_exactly(zen, tmp_path, capsys, backend):
     straight, resumed = tmp_path / "a.npz", tmp_path / "b.npz"
-    assert train(zen, straight, 8, "--optim", "adagrad") == 0
-    assert train(zen, resumed, 5, "--optim", "adagrad") == 0  # crosses a stream restart (6 windows) on resume
-    assert train(zen, resumed, 8, "--optim", "adagrad", "--resume") == 0
+    opts = ["--optim", "adam", "--backend", backend]
+    assert train(zen, straight, 8, *opts) == 0
+    assert train(zen, resumed, 5, *opts) == 0  # crosses a stream restart (6 windows) on resume
+    assert train(zen, resumed, 8, *opts, "--resume") == 0
     assert saved_losses(resumed) == saved_losses(straight)
+    assert capsys.readouterr().out.count("(backend graph)" if backend == "graph" else "(backend numba, whole step)") == 3
+
+
+def test_train_says_why_its_step_is_not_compiled_whole(zen, tmp_path, capsys):
+    assert train(zen, tmp_path / "m.npz", 2, "--embed", "4", "--backend", "auto") == 0
+    assert "(backend numba; the step is not compiled whole: an embedding is read by the engine path)" \
+        in capsys.readouterr().out
 
 
 def test_ctrl_c_saves_a_checkpoint(zen, tmp_path, monkeypatch, capsys):
