@@ -106,15 +106,15 @@ class Trainer:
 
     def compiled(self):
         """The whole training step compiled (rnn.kernels.training.TrainStep), or None where it cannot
-        be: the graph backend, an embedding, a cell or optimizer it does not cover, no Numba
+        be: the graph backend, a cell or optimizer it does not cover, no Numba
         (why_not_compiled says which); the engine step then runs."""
         if self._compiled is False:
             self._compiled = None
             try:
                 from rnn.kernels.training import TrainStep
-                if self.model.embed is not None:
-                    raise UnsupportedCellError("an embedding is read by the engine path")
-                step = TrainStep(self.model.cell, self.model.head.weight, self.model.head.bias, self.opt, self.clip)
+                m = self.model
+                step = TrainStep(m.cell, m.head.weight, m.head.bias, self.opt, self.clip,
+                                 embedding=None if m.embed is None else m.embed.weight)
                 self._compiled = _verified(step, self.data.shape[0], self.seq_len)
             except (ImportError, UnsupportedCellError, KernelError) as e:
                 self.why_not_compiled = str(e) or type(e).__name__

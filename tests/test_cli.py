@@ -54,10 +54,9 @@ def test_resume_continues_exactly(zen, tmp_path, capsys, backend):
     assert capsys.readouterr().out.count("(backend graph)" if backend == "graph" else "(backend numba, whole step)") == 3
 
 
-def test_train_says_why_its_step_is_not_compiled_whole(zen, tmp_path, capsys):
+def test_train_with_an_embedding_compiles_its_step_whole(zen, tmp_path, capsys):
     assert train(zen, tmp_path / "m.npz", 2, "--embed", "4", "--backend", "auto") == 0
-    assert "(backend numba; the step is not compiled whole: an embedding is read by the engine path)" \
-        in capsys.readouterr().out
+    assert "(backend numba, whole step)" in capsys.readouterr().out
 
 
 def test_ctrl_c_saves_a_checkpoint(zen, tmp_path, monkeypatch, capsys):

@@ -66,6 +66,18 @@ def test_the_compiled_step_is_the_engine_step(cell, optimizer, clip, T, B, seed)
     assert_same(compiled, engine)
 
 
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@settings(max_examples=4)
+@given(clip=st.sampled_from([None, ("norm", 0.3)]), T=st.integers(1, 5), B=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_with_an_embedding_the_compiled_step_is_the_engine_step(cell, clip, T, B, seed):
+    """x(t) = E[ids]: the hoisted product a GEMM, the embedding's gradient the rows added back."""
+    compiled, engine = twins(cell, "adam", clip, T, B, seed, embed=5)
+    for _ in range(5):
+        compiled.train_step(), engine.train_step()
+    assert compiled.backend_used == "numba, whole step"
+    assert_same(compiled, engine)
+
+
 def test_a_non_finite_gradient_skips_the_update_as_the_engine_does():
     compiled, engine = twins("lstm", "adam", ("norm", 1.0), 4, 2, 0)
     for t in (compiled, engine):
@@ -114,7 +126,7 @@ class TanhOut(rnn.ElmanCell):
 
 
 @pytest.mark.parametrize("why, make", [
-    ("embedding", lambda: twins("elman", "sgd", None, 3, 1, 0, embed=4)[0]),
+    ("neither the step's nor the read-out's", lambda: _extra_parameter()),
     ("output o(t) is not its state", lambda: _with_cell(TanhOut(V, H, rng=np.random.default_rng(0)))),
     ("frozen", lambda: _frozen()),
 ])
@@ -129,6 +141,11 @@ def _with_cell(cell):
     model = CharModel(V, "elman", H, 0, seed=0)
     model.cell = cell
     return Trainer(model, mg.optim.SGD(model.parameters(), lr=0.1), np.arange(40) % V, 4, 1)
+
+
+def _extra_parameter():
+    model = CharModel(V, "gru", H, 0, seed=0)
+    return Trainer(model, mg.optim.Adam(model.parameters() + [mg.nn.Parameter(np.zeros(3))]), np.arange(40) % V, 4, 1)
 
 
 def _frozen():

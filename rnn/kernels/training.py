@@ -1,11 +1,11 @@
 """A recurrent classifier's whole training step as one generated Numba function.
 
-    step = TrainStep(cell, weight, bias, optimizer, clip=("norm", 5.0))
+    step = TrainStep(cell, weight, bias, optimizer, clip=("norm", 5.0), embedding=None)
     loss, state, updated = step(ids, targets, state)     # ids, targets: (T, B) class indices
 
 is roughly this, through the engine (what minigrad_cli's Trainer does when it cannot compile):
 
-    xs = one_hot(ids, V)                                          # (T, B, V)
+    xs = one_hot(ids, V)                   # (T, B, V); with an embedding E: E[ids], (T, B, width)
     result = rnn.run(cell, xs, state, backend="numba")
     loss = mg.linear_cross_entropy(result.outputs.reshape(T * B, H), weight, bias, targets.reshape(-1))
     for p in optimizer.params: p.grad = None
@@ -15,18 +15,19 @@ is roughly this, through the engine (what minigrad_cli's Trainer does when it ca
     state = result.state, detached
 
 but as one call: the cell's generated forward kernel, the read-out's softmax and loss, their gradient,
-the generated BPTT kernel, the weight gradients (GEMMs; the one-hot input's a scatter), the joint
-norm, the clip and the optimizer's update of every parameter (minigrad.fused's per-array form of
-it) — no Python and no engine op between them.  At the notes' char-RNN setting a step costs less
-than a third of the engine path's (docs/performance.md).  The numbers are the engine path's: the
-same kernels, loops and update arithmetic; only the BLAS library of a product and of the norm's
-dots may differ (SciPy's here, NumPy's there), in the last bits.
+the generated BPTT kernel, the weight gradients (GEMMs; a one-hot input's a scatter, an embedding's
+rows added back where the ids picked them), the joint norm, the clip and the optimizer's update of
+every parameter (minigrad.fused's per-array form of it) — no Python and no engine op between them.
+At the notes' char-RNN setting a step costs less than half the engine path's (docs/performance.md).
+The numbers are the engine path's: the same kernels, loops and update arithmetic in the same order;
+only the BLAS library of a product and of the norm's dots may differ (SciPy's here, NumPy's
+there), in the last bits.
 
-What it compiles: a cell the kernels compile (rnn.kernels) whose output o(t) is its first state
-and whose step reads x(t) only through products with parameters (or their transposes) and
-parameters and constants otherwise; float64 parameters; every optimizer parameter is the cell's
-or the read-out's, learning, and the read-out's are not the cell's.  Anything else raises
-UnsupportedCellError saying why, and the caller runs the engine path.
+What it compiles: a cell the kernels compile (rnn.kernels) whose output o(t) is its first state,
+which computes nothing from parameters alone per call (its products' right operands are parameters
+or their transposes); float64 parameters, all learning; every optimizer parameter the cell's, the
+read-out's or the embedding's, none shared between them.  Anything else raises UnsupportedCellError
+saying why, and the caller runs the engine path.
 
 A step whose gradient norm is not finite changes nothing (updated False), as the engine path's
 skip; one whose sum of squares is so small or large that the norm must be rescaled to be right
@@ -63,7 +64,7 @@ class TrainStep:
     """One training step of ids -> cell -> linear read-out -> mean cross-entropy, compiled whole
     (see the module docstring).  Raises UnsupportedCellError when it cannot be."""
 
-    def __init__(self, cell, weight, bias, optimizer, clip=None):
+    def __init__(self, cell, weight, bias, optimizer, clip=None, embedding=None):
         kind, value = clip or (None, None)
         if kind not in CLIPS:
             raise ValueError(f"TrainStep: clip must be None, ('norm', c) or ('value', c), got {clip!r}")
@@ -85,6 +86,11 @@ class TrainStep:
         self.head_index = (index.get(id(weight)), index.get(id(bias)))
         if None in self.head_index or set(self.head_index) & set(self.cell_index.values()):
             raise UnsupportedCellError("the read-out's weight and bias must be the optimizer's and not the cell's")
+        self.embedding = embedding
+        self.embed_index = None if embedding is None else index.get(id(embedding))
+        if embedding is not None and (self.embed_index is None or embedding.ndim != 2
+                                      or self.embed_index in set(self.head_index) | set(self.cell_index.values())):
+            raise UnsupportedCellError("the embedding must be a (classes, width) parameter of the optimizer's alone")
         if weight.ndim != 2 or bias.shape != weight.shape[:1]:
             raise UnsupportedCellError(f"the read-out must be weight (K, H) and bias (K,), got {weight.shape}, "
                                        f"{bias.shape}")
@@ -132,6 +138,8 @@ class _Built:
                 self.arrays[name] = np.zeros(_shape(spec, T, B), dtype)
         V, H = owner.weight.shape
         self.head = [np.zeros((T * B, V)), np.zeros((T * B, V)), np.zeros((T * B, H)), np.zeros(1)]  # P, dL, dX, total
+        if owner.embedding is not None:  # x(t) for every step, and its gradient
+            self.head += [np.zeros((T * B, owner.embedding.shape[1])) for _ in range(2)]
         self.grads = [np.zeros(p.shape) for p in opt.params]
         self.dims, self.consts = prep.dims, prep.kernel_consts(dtype)
         self.zero_state = [np.zeros((B, w)) for w in self.state_widths]
@@ -214,18 +222,27 @@ def _source(owner, prep):
     if any(i is None for name, i in cell_index.items() if any(plan.params[p] == name for p in plan.params)):
         raise UnsupportedCellError("a parameter the step reads is not the optimizer's")
     used = {cell_index[plan.params[p]] for p in plan.params if p in plan.nodes}
-    if used | set(owner.head_index) != set(range(n)):
+    ke = owner.embed_index  # x(t) = its rows picked by the ids; else x(t) = one-hot(ids)
+    if used | set(owner.head_index) | ({ke} - {None}) != set(range(n)):
         raise UnsupportedCellError("an optimizer parameter is neither the step's nor the read-out's")
+    classes = owner.weight.shape[0]
+    if plan.nodes[plan.x].width != (classes if ke is None else owner.embedding.shape[1]):
+        raise UnsupportedCellError(f"x(t) is {plan.nodes[plan.x].width} wide, not "
+                                   + ("the classes" if ke is None else "the embedding"))
 
     args = [name for name in lay.arrays if name not in lay.same
             and not (lay.arrays[name][0] == "engine" and lay.arrays[name][1] in plan.params)]
     snames = prep.snames
     body, contrib = [], {k: [] for k in range(n)}  # contrib: per parameter, code adding into its gradient
+    dx = []  # with an embedding: code adding into dL/dx(t), dXe (T*B, width)
+    if ke is not None:
+        body += ["idf = ids.reshape(T * B)", "for r in range(T * B):", f"    Xe[r, :] = p{ke}[idf[r], :]"]
 
     for name, what, key in prep.inputs:
-        if what == "x":
-            if plan.nodes[plan.x].width != owner.weight.shape[0]:
-                raise UnsupportedCellError("x(t) is wider than the classes")
+        if what == "x" and ke is not None:
+            body.append(f"{name}.reshape(T * B, {name}.shape[2])[:, :] = Xe")
+            dx.append(f"dXe += {kinds.name('grad_x')}.reshape(T * B, {name}.shape[2])")
+        elif what == "x":
             body += [f"{name}[:] = 0.0",
                      "for t in range(T):", "    for b in range(B):", f"        {name}[t, b, ids[t, b]] = 1.0"]
         elif what == "state":
@@ -235,11 +252,17 @@ def _source(owner, prep):
             if left != plan.x:
                 raise UnsupportedCellError("a hoisted product's left operand is not x(t)")
             k, folded = param_of(right)
+            grad = kinds.name("grad_hoist", ident(key))
+            grad = lay.same.get(grad, grad)
+            if ke is not None:  # x(t) @ W for all t: one GEMM; its gradients two
+                R, dA = f"p{k}.T" if folded else f"p{k}", f"{grad}.reshape(T * B, {grad}.shape[2])"
+                body.append(f"np.dot(Xe, {R}, {name}.reshape(T * B, {name}.shape[2]))")
+                contrib[k].append(("product", f"np.dot({dA}.T, Xe)" if folded else f"np.dot(Xe.T, {dA})"))
+                dx.append(f"dXe += np.dot({dA}, p{k})" if folded else f"dXe += np.dot({dA}, p{k}.T)")
+                continue
             pick = f"p{k}[j, c]" if folded else f"p{k}[c, j]"
             body += ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
                      f"        for j in range({name}.shape[2]):", f"            {name}[t, b, j] = {pick}"]
-            grad = kinds.name("grad_hoist", ident(key))
-            grad = lay.same.get(grad, grad)
             add = f"g{k}[j, c] += {grad}[t, b, j]" if folded else f"g{k}[c, j] += {grad}[t, b, j]"
             contrib[k].append(("scatter", ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
                                            f"        for j in range({grad}.shape[2]):", f"            {add}"]))
@@ -270,7 +293,8 @@ def _source(owner, prep):
     width0 = lay.arrays[first][2][-1]
     kw, kb = owner.head_index
     body = ["for t in range(T):", "    for b in range(B):",
-            f"        if not (0 <= ids[t, b] < {owner.weight.shape[0]} and 0 <= targets[t, b] < {owner.weight.shape[0]}):",
+            f"        if not (0 <= ids[t, b] < {classes if ke is None else owner.embedding.shape[0]} "
+            f"and 0 <= targets[t, b] < {classes}):",
             f"            return 0.0, 0.0, {BAD_INDEX}"] + body
     body += [f"forward(T, B, dims, K, {', '.join(lay.forward_args)})",
              "# the read-out and its mean cross-entropy; its gradient, the kernels' dL/d(states)",
@@ -286,6 +310,8 @@ def _source(owner, prep):
              if KINDS[what].zeroed and KINDS[what].grad and name not in lay.same]
     body.append(f"backward(T, B, dims, K, {', '.join(lay.backward_args)})")
     body.append("# the parameters' gradients, in their own layout")
+    if ke is not None:  # the embedding's: dL/dx(t) added into the rows the ids picked
+        body += ["dXe[:] = 0.0"] + dx + [f"g{ke}[:] = 0.0", "for r in range(T * B):", f"    g{ke}[idf[r], :] += dXe[r, :]"]
     for k, parts in contrib.items():
         for i, (how, what) in enumerate(parts):
             if how == "scatter":
@@ -311,12 +337,13 @@ def _source(owner, prep):
     head = (["T", "B", "dims", "K", "ids", "targets"] + [f"s{i}" for i in range(len(snames))]
             + [f"p{k}" for k in range(n)] + [f"g{k}" for k in range(n)]
             + [f"b{k}_{j}" for k in range(n) for j in range(nbuf)]
-            + ["hyper", "P", "dL", "dX", "total", "clip_kind", "clip"] + args)
+            + ["hyper", "P", "dL", "dX", "total"] + (["Xe", "dXe"] if ke is not None else [])
+            + ["clip_kind", "clip"] + args)
     source = HEADER.format(version=TRAINING_VERSION, generator=GENERATOR_VERSION, fused=FUSED_HASH,
                            cell=plan.cell, kernels=Path(prep.module.__file__).stem, update=owner.update,
                            tiny=_TINY)
     names = {k: f"the cell's {name}" for name, k in cell_index.items() if k is not None}
-    names.update({kw: "the read-out's weight", kb: "the read-out's bias"})
+    names.update({kw: "the read-out's weight", kb: "the read-out's bias", ke: "the embedding"})
     legend = [f"# p{k} {names[k]}" for k in range(n)]
     legend.append("# gK: pK's gradient" + "".join(f"; bK_{j}: its {b}" for j, b in enumerate(opt._buffer_names()))
                   + f" ({type(opt).__name__})")
