@@ -120,6 +120,35 @@ def test_a_class_index_out_of_range_is_refused_and_changes_nothing():
     assert list(opt.steps) == [0] * len(before)
 
 
+class DeepTransition(rnn.Cell):
+    """A cell written outside the package (Fig. 10.13b): h(t) = tanh(W2 z + b2), z = tanh(W1 h(t−1) + U x(t) + b1)
+    — a product whose left operand the step computes, a stored value, two biases."""
+
+    def __init__(self, input_size, hidden_size, rng):
+        super().__init__(input_size, hidden_size)
+        self.U, self.W1, self.W2, self.b1, self.b2 = self._init(
+            rng, (hidden_size, input_size), (hidden_size, hidden_size), (hidden_size, hidden_size),
+            (hidden_size,), (hidden_size,))
+
+    def step(self, x, h):
+        z = (x @ self.U.T + h @ self.W1.T + self.b1).tanh()
+        return (z @ self.W2.T + self.b2).tanh()
+
+
+@pytest.mark.parametrize("embed", [0, 4])
+def test_a_custom_cell_compiles_whole_and_is_the_engine_step(embed):
+    trainers = []
+    for whole in (True, False):
+        model = CharModel(V, "elman", H, embed, seed=0)
+        model.cell = DeepTransition(embed or V, H, np.random.default_rng(1))
+        trainers.append(Trainer(model, mg.optim.Adam(model.parameters(), lr=0.01), np.arange(90) % V, 5, 2,
+                                ("norm", 0.5), "numba", whole_step=whole))
+    for _ in range(4):
+        trainers[0].train_step(), trainers[1].train_step()
+    assert trainers[0].backend_used == "numba, whole step", trainers[0].why_not_compiled
+    assert_same(*trainers)
+
+
 class TanhOut(rnn.ElmanCell):
     def output(self, state):
         return mg.tanh(state)
