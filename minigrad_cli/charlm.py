@@ -167,14 +167,17 @@ class Trainer:
 
 def _verified(step, batch, seq_len):
     """`step` once it has compiled (or loaded) on a window of zeros and a copy of the model, so that a
-    failure surfaces here, where the trainer can still take the engine path; KernelError if not."""
+    failure — a typing error, a damaged cache file — surfaces here, where the trainer can still take
+    the engine path; KernelError if not."""
     import copy
+    trial = copy.deepcopy(step)  # the model, optimizer and all: the trial step updates nothing of the user's
     try:
-        import numba
-        trial = copy.deepcopy(step)  # the model, optimizer and all: the trial step updates nothing of the user's
         trial(np.zeros((seq_len, batch), np.intp), np.zeros((seq_len, batch), np.intp))
-    except numba.core.errors.NumbaError as e:
-        raise KernelError(f"the compiled training step does not compile: {str(e).splitlines()[0]}") from None
+    except UnsupportedCellError:
+        raise
+    except Exception as e:  # noqa: BLE001 — whatever stops it, the engine step is still right
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise KernelError(f"the compiled training step does not run here: {type(e).__name__}: {first}") from None
     return step
 
 

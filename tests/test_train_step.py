@@ -211,3 +211,15 @@ def test_the_generated_step_in_python_is_the_compiled_one():
     for a, b in zip(args_py, seen["args"]):
         if isinstance(a, np.ndarray):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_a_step_that_fails_to_compile_leaves_the_engine_step(monkeypatch):
+    def broken(self, ids, targets, state=None):
+        raise RuntimeError("numba: the cache index is damaged")
+    monkeypatch.setattr(TrainStep, "__call__", broken)
+    compiled, engine = twins("elman", "adagrad", ("norm", 1.0), 3, 2, 0)
+    for _ in range(3):
+        compiled.train_step(), engine.train_step()
+    assert "RuntimeError: numba: the cache index is damaged" in compiled.why_not_compiled
+    assert compiled.backend_used == "numba"
+    assert_same(compiled, engine)
