@@ -16,6 +16,7 @@ import rnn
 from minigrad_cli.charlm import CharModel, Trainer
 from rnn.kernels.ir import UnsupportedCellError
 from rnn.kernels.training import TrainStep
+from rnn_helpers import LeakyCell
 
 pytest.importorskip("numba")
 
@@ -149,6 +150,38 @@ def test_a_custom_cell_compiles_whole_and_is_the_engine_step(embed):
     assert_same(*trainers)
 
 
+class SlicedWeights(rnn.Cell):
+    """One stacked weight sliced per use (values computed from parameters alone, the kernels' right operands)
+    and a gain through a softplus: the engine computes them each call, their gradients go back through it."""
+
+    def __init__(self, input_size, hidden_size, rng):
+        super().__init__(input_size, hidden_size)
+        self.W, self.b, self.gain = self._init(rng, (hidden_size, input_size + hidden_size), (hidden_size,),
+                                               (hidden_size,))
+
+    def step(self, x, h):
+        I = self.input_size
+        gain = (self.gain.exp() + 1.0).log()
+        return (gain * (x @ self.W[:, :I].T + h @ self.W[:, I:].T + self.b)).tanh()
+
+
+@pytest.mark.parametrize("make", [lambda I: LeakyCell(I, H, rng=np.random.default_rng(1)),
+                                  lambda I: SlicedWeights(I, H, np.random.default_rng(1))],
+                         ids=["leaky", "sliced"])
+@pytest.mark.parametrize("embed", [0, 4])
+def test_values_computed_from_parameters_alone_go_through_the_engine_and_the_step_is_still_compiled(make, embed):
+    trainers = []
+    for whole in (True, False):
+        model = CharModel(V, "elman", H, embed, seed=0)
+        model.cell = make(embed or V)
+        trainers.append(Trainer(model, mg.optim.Adagrad(model.parameters(), lr=0.1), np.arange(90) % V, 5, 2,
+                                ("norm", 0.5), "numba", whole_step=whole))
+    for _ in range(4):
+        trainers[0].train_step(), trainers[1].train_step()
+    assert trainers[0].backend_used == "numba, whole step", trainers[0].why_not_compiled
+    assert_same(*trainers)
+
+
 class TanhOut(rnn.ElmanCell):
     def output(self, state):
         return mg.tanh(state)
@@ -194,21 +227,27 @@ def test_a_parameter_array_replaced_by_a_view_sends_the_trainer_to_the_engine_st
 
 
 def test_the_generated_step_in_python_is_the_compiled_one():
-    """Once through train_step.py_func (the generated source run by Python, the kernels it calls compiled)."""
+    """Once through train_grads.py_func and train_update.py_func (the generated source run by Python; the
+    kernels and loops it calls compiled) against train_step, which is the two compiled."""
     model = CharModel(V, "lstm", H, 0, seed=2)
-    step = TrainStep(model.cell, model.head.weight, model.head.bias, mg.optim.Adam(model.parameters()), ("norm", 0.5))
+    opt = mg.optim.Adam(model.parameters())
+    step = TrainStep(model.cell, model.head.weight, model.head.bias, opt, ("norm", 0.5))
     ids = np.random.default_rng(2).integers(0, V, (4, 2))
     step(ids, ids)
     built = step._built[(4, 2)]
     seen = {}
-    fn = built.fn
-    built.fn = lambda *args: seen.setdefault("args", copy.deepcopy(args)) and fn(*args)
+    fn = built.step_fn
+    built.step_fn = lambda *args: seen.setdefault("args", copy.deepcopy(args)) and fn(*args)
     step(ids, ids[::-1])
-    args_py = copy.deepcopy(seen["args"])
-    got, want = fn.py_func(*args_py), fn(*seen["args"])
-    assert got[2] == want[2] == 0
-    np.testing.assert_allclose(got[:2], want[:2], rtol=1e-13)
-    for a, b in zip(args_py, seen["args"]):
+    args = copy.deepcopy(seen["args"])
+    n = len(opt.params)
+    split = len(args) - (len(opt._buffer_names()) * n + 3)  # the update's own: buffers, hyper, clip kind, value
+    loss, status = built.grads_fn.py_func(*args[:split])
+    norm, status2 = built.update_fn.py_func(*args[6 + 2:6 + 2 + 2 * n], *args[split:])  # p..., g... after s0, s1
+    want = fn(*seen["args"])
+    assert status == status2 == want[2] == 0
+    np.testing.assert_allclose([loss, norm], want[:2], rtol=1e-13)
+    for a, b in zip(args, seen["args"]):
         if isinstance(a, np.ndarray):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 

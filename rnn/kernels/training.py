@@ -45,6 +45,8 @@ import numpy as np
 
 from minigrad import Tensor, fused
 from minigrad.clip import _TINY, clip_grad_norm_, clip_grad_value_, grad_norm
+from minigrad.graph import run_ops
+from minigrad.tensor import enable_grad, grad as mg_grad
 
 from ..cell import Cell
 from . import arrays as kinds, cache as kernel_cache
@@ -120,8 +122,10 @@ class _Built:
 
     def __init__(self, owner, prep, T, B):
         self.owner, self.prep, self.T, self.B = owner, prep, T, B
-        source, self.args = _source(owner, prep)
-        self.fn = kernel_cache.load(source).train_step
+        source, self.args, self.pre = _source(owner, prep)
+        module = kernel_cache.load(source)
+        self.step_fn = getattr(module, "train_step", None)
+        self.grads_fn, self.update_fn = module.train_grads, module.train_update
         opt, dtype = owner.opt, np.float64
         lay = prep.layout
         self.state_widths = [lay.arrays[kinds.name("state", prep.sname[n])][2][-1] for n in prep.snames]
@@ -141,6 +145,11 @@ class _Built:
         if owner.embedding is not None:  # x(t) for every step, and its gradient
             self.head += [np.zeros((T * B, owner.embedding.shape[1])) for _ in range(2)]
         self.grads = [np.zeros(p.shape) for p in opt.params]
+        self.pre_grads = [np.zeros(prep.plan.nodes[nid].shape) for nid in self.pre]
+        # the parameters the values computed from parameters alone read: their gradients come back through those
+        plan = prep.plan
+        reads = {a for nid in prep.pre for a in plan.nodes[nid].args if plan.nodes[a].kind == "param"}
+        self.pre_params = [(owner.cell_index[plan.params[a]], a) for a in sorted(reads)]
         self.dims, self.consts = prep.dims, prep.kernel_consts(dtype)
         self.zero_state = [np.zeros((B, w)) for w in self.state_widths]
 
@@ -162,12 +171,22 @@ class _Built:
         steps = opt.steps + 1
         rows = {s: opt.fused_scalars(s) for s in set(steps.tolist())}  # one step count for all, as a rule
         hyper = np.array([rows[s] for s in steps.tolist()], dtype=np.float64)
-        buffers = [opt.state[k][b] for k in range(len(params)) for b in opt._buffer_names()]
+        update = [*[opt.state[k][b] for k in range(len(params)) for b in opt._buffer_names()], hyper,
+                  owner.clip_kind, owner.clip_value]
+        ids, targets = np.ascontiguousarray(ids, np.intp), np.ascontiguousarray(targets, np.intp)
         a = self.arrays
-        loss, norm, status = self.fn(T, B, self.dims, self.consts,
-                                   np.ascontiguousarray(ids, np.intp), np.ascontiguousarray(targets, np.intp),
-                                   *states, *params, *self.grads, *buffers, hyper, *self.head,
-                                   owner.clip_kind, owner.clip_value, *[a[n] for n in self.args])
+        kernel = [a[n] for n in self.args]
+        if not self.pre:  # the common case: one call
+            loss, norm, status = self.step_fn(T, B, self.dims, self.consts, ids, targets, *states, *params,
+                                              *self.grads, *self.head, *kernel, *update)
+        else:
+            env = self._pre_values()
+            values = [np.ascontiguousarray(env[nid]._data) for nid in self.pre]
+            loss, status = self.grads_fn(T, B, self.dims, self.consts, ids, targets, *states, *params, *values,
+                                         *self.grads, *self.pre_grads, *self.head, *kernel)
+            if status != BAD_INDEX:
+                self._pre_backward(env)
+                norm, status = self.update_fn(*params, *self.grads, *update)
         if status == BAD_INDEX:  # found before anything was computed
             raise ValueError(f"TrainStep: class indices must lie in [0, {V}), got ids in [{ids.min()}, {ids.max()}] "
                              f"and targets in [{targets.min()}, {targets.max()}]")
@@ -182,6 +201,25 @@ class _Built:
             updated = self._finish(norm)
         final = [a[kinds.name("state", self.prep.sname[n])][T].copy() for n in self.prep.snames]
         return float(loss), final, updated
+
+    def _pre_values(self):
+        """The values the step computes from parameters alone (a gate's sigmoid of a parameter, a slice
+        of one), by engine ops, recorded: their gradients go back through them (see _pre_backward)."""
+        plan, named = self.prep.plan, self.owner.named
+        env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
+        env.update((cid, Tensor(v)) for cid, v in self.prep.consts.items())
+        node = lambda nid: (plan.nodes[nid].op, plan.nodes[nid].args, plan.nodes[nid].attrs)  # noqa: E731
+        with enable_grad():
+            return run_ops(self.prep.pre, node, env)
+
+    def _pre_backward(self, env):
+        """Add the gradients that reach parameters through those values into the parameters' own."""
+        outs = [(env[nid], g) for nid, g in zip(self.pre, self.pre_grads) if env[nid].requires_grad]
+        if not outs or not self.pre_params:
+            return
+        got = mg_grad([t for t, _ in outs], [env[a] for _, a in self.pre_params], [g for _, g in outs])
+        for (k, _), g in zip(self.pre_params, got):
+            self.grads[k] += g._data
 
     def _finish(self, total):
         """The clip and update for a sum of squares outside the plain norm's range, through minigrad.clip
@@ -200,25 +238,34 @@ class _Built:
 
 
 def _source(owner, prep):
-    """(the generated module's source, the kernel arrays it takes after the fixed arguments)."""
+    """(the generated module's source, the kernel arrays it takes after the fixed arguments, the values
+    computed from parameters alone that it reads, in the order of its arguments v0, v1, ...)."""
     plan, lay = prep.plan, prep.layout
     opt = owner.opt
     n = len(opt.params)
     nbuf = len(opt._buffer_names())
     cell_index = owner.cell_index
-    pname = {pid: plan.params[pid] for pid in plan.params}  # plan node -> parameter name
+    pname = plan.params  # plan node -> parameter name
+    pre = []  # the values computed from parameters alone the kernels read: v{m} = pre[m], dv{m} its gradient
 
-    def param_of(nid):
-        """(optimizer index, folded) of the parameter a product's right operand is (or is the transpose of)."""
+    def source(nid, fold=True):
+        """(array, its gradient, folded): the parameter (or value computed from parameters alone) the
+        kernels read as `nid` — folded: nid is the transpose of a parameter, read off the parameter."""
         node = plan.nodes[nid]
         if node.kind == "param":
-            return cell_index[pname[nid]], False
-        if _param_transpose(plan, nid):
-            return cell_index[pname[node.args[0]]], True
-        raise UnsupportedCellError(f"a product's right operand ({node.op}) is computed from parameters per call")
+            return f"p{cell_index[pname[nid]]}", f"g{cell_index[pname[nid]]}", False
+        if fold and _param_transpose(plan, nid):
+            k = cell_index[pname[node.args[0]]]
+            return f"p{k}", f"g{k}", True
+        if nid in prep.pre:
+            if nid not in pre:
+                pre.append(nid)
+            return f"v{pre.index(nid)}", f"dv{pre.index(nid)}", False
+        raise UnsupportedCellError(f"the kernels read a value ({node.op}) that is neither a parameter nor "
+                                   "computed from parameters alone")
 
-    if prep.pre or plan.xpre:
-        raise UnsupportedCellError("the step computes values from parameters or x(t) alone before its loop")
+    if plan.xpre:
+        raise UnsupportedCellError("the step computes values from x(t) alone before its loop")
     if any(i is None for name, i in cell_index.items() if any(plan.params[p] == name for p in plan.params)):
         raise UnsupportedCellError("a parameter the step reads is not the optimizer's")
     used = {cell_index[plan.params[p]] for p in plan.params if p in plan.nodes}
@@ -231,9 +278,9 @@ def _source(owner, prep):
                                    + ("the classes" if ke is None else "the embedding"))
 
     args = [name for name in lay.arrays if name not in lay.same
-            and not (lay.arrays[name][0] == "engine" and lay.arrays[name][1] in plan.params)]
+            and not (lay.arrays[name][0] == "engine" and lay.arrays[name][1] not in prep.consts)]
     snames = prep.snames
-    body, contrib = [], {k: [] for k in range(n)}  # contrib: per parameter, code adding into its gradient
+    body, contrib = [], {}  # contrib: per gradient array (gK, dvM), code adding into it
     dx = []  # with an embedding: code adding into dL/dx(t), dXe (T*B, width)
     if ke is not None:
         body += ["idf = ids.reshape(T * B)", "for r in range(T * B):", f"    Xe[r, :] = p{ke}[idf[r], :]"]
@@ -251,41 +298,40 @@ def _source(owner, prep):
             left, right = plan.nodes[key].args
             if left != plan.x:
                 raise UnsupportedCellError("a hoisted product's left operand is not x(t)")
-            k, folded = param_of(right)
+            R, dR, folded = source(right)
             grad = kinds.name("grad_hoist", ident(key))
             grad = lay.same.get(grad, grad)
             if ke is not None:  # x(t) @ W for all t: one GEMM; its gradients two
-                R, dA = f"p{k}.T" if folded else f"p{k}", f"{grad}.reshape(T * B, {grad}.shape[2])"
-                body.append(f"np.dot(Xe, {R}, {name}.reshape(T * B, {name}.shape[2]))")
-                contrib[k].append(("product", f"np.dot({dA}.T, Xe)" if folded else f"np.dot(Xe.T, {dA})"))
-                dx.append(f"dXe += np.dot({dA}, p{k})" if folded else f"dXe += np.dot({dA}, p{k}.T)")
+                dA = f"{grad}.reshape(T * B, {grad}.shape[2])"
+                body.append(f"np.dot(Xe, {R + '.T' if folded else R}, {name}.reshape(T * B, {name}.shape[2]))")
+                contrib.setdefault(dR, []).append(("product", f"np.dot({dA}.T, Xe)" if folded else
+                                                   f"np.dot(Xe.T, {dA})"))
+                dx.append(f"dXe += np.dot({dA}, {R})" if folded else f"dXe += np.dot({dA}, {R}.T)")
                 continue
-            pick = f"p{k}[j, c]" if folded else f"p{k}[c, j]"
+            pick = f"{R}[j, c]" if folded else f"{R}[c, j]"
             body += ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
                      f"        for j in range({name}.shape[2]):", f"            {name}[t, b, j] = {pick}"]
-            add = f"g{k}[j, c] += {grad}[t, b, j]" if folded else f"g{k}[c, j] += {grad}[t, b, j]"
-            contrib[k].append(("scatter", ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
-                                           f"        for j in range({grad}.shape[2]):", f"            {add}"]))
+            add = f"{dR}[j, c] += {grad}[t, b, j]" if folded else f"{dR}[c, j] += {grad}[t, b, j]"
+            contrib.setdefault(dR, []).append(("scatter", [
+                "for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
+                f"        for j in range({grad}.shape[2]):", f"            {add}"]))
         elif what in ("rec_weight", "rec_weight_t"):
-            k, folded = param_of(plan.nodes[key].args[1])
+            R, dR, folded = source(plan.nodes[key].args[1])
             transposed = folded == (what == "rec_weight")
-            body.append(f"{name}[:, :] = p{k}.T" if transposed else f"{name}[:, :] = p{k}")
+            body.append(f"{name}[:, :] = {R}.T" if transposed else f"{name}[:, :] = {R}")
             if what == "rec_weight":
                 arr, offset, grad = prep.weight_arrays[key]
                 left = arr if offset is None else f"{arr}[{offset}:{offset} + T]"
                 L, dA = f"{left}.reshape(T * B, -1)", f"{grad}.reshape(T * B, -1)"
-                contrib[k].append(("product", f"np.dot({dA}.T, {L})" if folded else f"np.dot({L}.T, {dA})"))
-        elif what == "engine":
-            if key in plan.params:
-                k = cell_index[pname[key]]
-                whole = name in lay.full or (len(plan.nodes[key].shape) == 2 and plan.nodes[key].shape[0] != 1)
-                body.append(f"{name} = p{k}" if whole else f"{name} = p{k}.reshape(p{k}.size)")
-                if plan.nodes[key].grad:
-                    grad = kinds.name("grad_engine", ident(key))
-                    grad = lay.same.get(grad, grad)
-                    contrib[k].append(("engine", grad))
-            elif key not in prep.consts:
-                raise UnsupportedCellError(f"the step reads a value ({plan.nodes[key].op}) computed per call")
+                contrib.setdefault(dR, []).append(("product", f"np.dot({dA}.T, {L})" if folded else
+                                                   f"np.dot({L}.T, {dA})"))
+        elif what == "engine" and key not in prep.consts:
+            R, dR, _ = source(key, fold=False)
+            whole = name in lay.full or (len(plan.nodes[key].shape) == 2 and plan.nodes[key].shape[0] != 1)
+            body.append(f"{name} = {R}" if whole else f"{name} = {R}.reshape({R}.size)")
+            if plan.nodes[key].grad:
+                grad = kinds.name("grad_engine", ident(key))
+                contrib.setdefault(dR, []).append(("engine", lay.same.get(grad, grad)))
     for alias, same in lay.same.items():
         body.append(f"{alias} = {same}")
 
@@ -295,7 +341,7 @@ def _source(owner, prep):
     body = ["for t in range(T):", "    for b in range(B):",
             f"        if not (0 <= ids[t, b] < {classes if ke is None else owner.embedding.shape[0]} "
             f"and 0 <= targets[t, b] < {classes}):",
-            f"            return 0.0, 0.0, {BAD_INDEX}"] + body
+            f"            return 0.0, {BAD_INDEX}"] + body
     body += [f"forward(T, B, dims, K, {', '.join(lay.forward_args)})",
              "# the read-out and its mean cross-entropy; its gradient, the kernels' dL/d(states)",
              f"X = {first}[1:].reshape(T * B, {width0})",
@@ -309,49 +355,66 @@ def _source(owner, prep):
     body += [f"{name}[:] = 0.0" for name, (what, _, _) in lay.arrays.items()
              if KINDS[what].zeroed and KINDS[what].grad and name not in lay.same]
     body.append(f"backward(T, B, dims, K, {', '.join(lay.backward_args)})")
-    body.append("# the parameters' gradients, in their own layout")
+    body.append("# the gradients of the parameters and of the values computed from them, in their own layout")
     if ke is not None:  # the embedding's: dL/dx(t) added into the rows the ids picked
         body += ["dXe[:] = 0.0"] + dx + [f"g{ke}[:] = 0.0", "for r in range(T * B):", f"    g{ke}[idf[r], :] += dXe[r, :]"]
-    for k, parts in contrib.items():
+    reached = set(contrib) | {f"g{kw}", f"g{kb}", f"g{ke}"}
+    body += [f"g{k}[:] = 0.0  # reached only through values computed from it" for k in sorted(used)
+             if f"g{k}" not in reached]
+    for g, parts in contrib.items():
         for i, (how, what) in enumerate(parts):
             if how == "scatter":
-                body += ([f"g{k}[:] = 0.0"] if i == 0 else []) + what
+                body += ([f"{g}[:] = 0.0"] if i == 0 else []) + what
             elif how == "product":
-                body.append(f"{what[:-1]}, g{k})" if i == 0 else f"g{k} += {what}")
+                body.append(f"{what[:-1]}, {g})" if i == 0 else f"{g} += {what}")
             else:
-                body.append(f"g{k}.reshape({what}.size)[:] {'=' if i == 0 else '+='} {what}")
+                body.append(f"{g}.reshape({what}.size)[:] {'=' if i == 0 else '+='} {what}")
+    body.append(f"return loss, {UPDATED}")
+
     flats = [f"g{k}.reshape(g{k}.size)" for k in range(n)]
-    body += ["# the joint norm (minigrad.clip's plain sum of squares; outside its range, Python finishes)",
-             "sq = 0.0"] + [f"sq += np.dot({g}, {g})" for g in flats]
-    body += ["if not (TINY < sq < np.inf):", f"    return loss, sq, {NOT_PLAIN}",
-             "norm = math.sqrt(sq)",
-             "if clip_kind == 1:", "    coef = clip / (norm + 1e-6)", "    if coef < 1.0:"]
-    body += [f"        scale({g}, coef)" for g in flats]
-    body += ["elif clip_kind == 2:"] + [f"    clamp({g}, clip)" for g in flats]
+    update = ["# the joint norm (minigrad.clip's plain sum of squares; outside its range, Python finishes)",
+              "sq = 0.0"] + [f"sq += np.dot({g}, {g})" for g in flats]
+    update += ["if not (TINY < sq < np.inf):", f"    return sq, {NOT_PLAIN}",
+               "norm = math.sqrt(sq)",
+               "if clip_kind == 1:", "    coef = clip / (norm + 1e-6)", "    if coef < 1.0:"]
+    update += [f"        scale({g}, coef)" for g in flats]
+    update += ["elif clip_kind == 2:"] + [f"    clamp({g}, clip)" for g in flats]
     for k in range(n):
         bufs = "".join(f", b{k}_{j}.reshape(b{k}_{j}.size)" for j in range(nbuf))
         scalars = "".join(f", hyper[{k}, {j}]" for j in range(len(opt.fused_scalars(1))))
-        body.append(f"update(p{k}.reshape(p{k}.size), {flats[k]}{bufs}{scalars})")
-    body.append(f"return loss, norm, {UPDATED}")
+        update.append(f"update(p{k}.reshape(p{k}.size), {flats[k]}{bufs}{scalars})")
+    update.append(f"return norm, {UPDATED}")
 
-    head = (["T", "B", "dims", "K", "ids", "targets"] + [f"s{i}" for i in range(len(snames))]
-            + [f"p{k}" for k in range(n)] + [f"g{k}" for k in range(n)]
-            + [f"b{k}_{j}" for k in range(n) for j in range(nbuf)]
-            + ["hyper", "P", "dL", "dX", "total"] + (["Xe", "dXe"] if ke is not None else [])
-            + ["clip_kind", "clip"] + args)
-    source = HEADER.format(version=TRAINING_VERSION, generator=GENERATOR_VERSION, fused=FUSED_HASH,
-                           cell=plan.cell, kernels=Path(prep.module.__file__).stem, update=owner.update,
-                           tiny=_TINY)
+    ps, gs = [f"p{k}" for k in range(n)], [f"g{k}" for k in range(n)]
+    grads_args = (["T", "B", "dims", "K", "ids", "targets"] + [f"s{i}" for i in range(len(snames))] + ps
+                  + [f"v{m}" for m in range(len(pre))] + gs + [f"dv{m}" for m in range(len(pre))]
+                  + ["P", "dL", "dX", "total"] + (["Xe", "dXe"] if ke is not None else []) + args)
+    update_args = ps + gs + [f"b{k}_{j}" for k in range(n) for j in range(nbuf)] + ["hyper", "clip_kind", "clip"]
     names = {k: f"the cell's {name}" for name, k in cell_index.items() if k is not None}
     names.update({kw: "the read-out's weight", kb: "the read-out's bias", ke: "the embedding"})
     legend = [f"# p{k} {names[k]}" for k in range(n)]
-    legend.append("# gK: pK's gradient" + "".join(f"; bK_{j}: its {b}" for j, b in enumerate(opt._buffer_names()))
+    legend += [f"# v{m} {plan.nodes[nid].op} of parameters, computed by the engine" for m, nid in enumerate(pre)]
+    legend.append("# gK: pK's gradient, dvM: vM's" + "".join(f"; bK_{j}: pK's {b}" for j, b in enumerate(opt._buffer_names()))
                   + f" ({type(opt).__name__})")
-    body = legend + ["# s0...: the initial states; status: 0 updated, 1 Python finishes the update, 2 a class "
-                     "index out of range"] + body
-    source += f"\n\n@njit(cache=True, error_model='numpy')\ndef train_step({', '.join(head)}):\n"
-    source += "".join(f"    {line}\n" for line in body)
-    return source, args
+    source = HEADER.format(version=TRAINING_VERSION, generator=GENERATOR_VERSION, fused=FUSED_HASH,
+                           cell=plan.cell, kernels=Path(prep.module.__file__).stem, update=owner.update,
+                           tiny=_TINY)
+    source += _function("train_grads", grads_args, legend + body,
+                        "the loss, and every gradient; status 0, or 2 for a class index out of range")
+    source += _function("train_update", update_args, update,
+                        "clip, and the optimizer's update of every parameter; status 0, or 1 where Python finishes")
+    if not pre:  # one call; else Python adds the gradients that reach parameters through the vM between the two
+        source += _function("train_step", grads_args + update_args[2 * n:], [
+            f"loss, status = train_grads({', '.join(grads_args)})",
+            f"if status != {UPDATED}:", "    return loss, 0.0, status",
+            f"norm, status = train_update({', '.join(update_args)})",
+            "return loss, norm, status"], "train_grads, then train_update")
+    return source, args, pre
+
+
+def _function(name, args, body, doc):
+    return (f"\n\n@njit(cache=True, error_model='numpy')\ndef {name}({', '.join(args)}):\n    \"\"\"{doc}\"\"\"\n"
+            + "".join(f"    {line}\n" for line in body))
 
 
 HEADER = '''"""The whole training step of {cell} with a linear read-out, its mean cross-entropy and {update}'s update,
