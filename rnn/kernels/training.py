@@ -23,11 +23,14 @@ The numbers are the engine path's: the same kernels, loops and update arithmetic
 only the BLAS library of a product and of the norm's dots may differ (SciPy's here, NumPy's
 there), in the last bits.
 
-What it compiles: a cell the kernels compile (rnn.kernels) whose output o(t) is its first state,
-which computes nothing from parameters alone per call (its products' right operands are parameters
-or their transposes); float64 parameters, all learning; every optimizer parameter the cell's, the
-read-out's or the embedding's, none shared between them.  Anything else raises UnsupportedCellError
-saying why, and the caller runs the engine path.
+What it compiles: a cell the kernels compile (rnn.kernels) whose output o(t) is its first state;
+float64 parameters, all learning; every optimizer parameter the cell's, the read-out's or the
+embedding's, none shared between them.  Anything else raises UnsupportedCellError saying why, and
+the caller runs the engine path.  Values a step computes from parameters alone (a leak's sigmoid,
+slices of one stacked weight) are the engine's, as in rnn.run: computed by engine ops each call and
+read by the generated code as v0, v1, ...; their gradients dv0, ... go back through the engine to
+the parameters between the two generated functions, train_grads and train_update, which are
+otherwise one call, train_step.
 
 A step whose gradient norm is not finite changes nothing (updated False), as the engine path's
 skip; one whose sum of squares is so small or large that the norm must be rescaled to be right
