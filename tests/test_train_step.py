@@ -262,3 +262,13 @@ def test_a_step_that_fails_to_compile_leaves_the_engine_step(monkeypatch):
     assert "RuntimeError: numba: the cache index is damaged" in compiled.why_not_compiled
     assert compiled.backend_used == "numba"
     assert_same(compiled, engine)
+
+
+def test_a_cell_parameter_replaced_after_the_step_was_made_sends_the_trainer_to_the_engine_step():
+    compiled, engine = twins("lstm", "sgd", None, 3, 2, 4)
+    compiled.train_step(), engine.train_step()
+    for t in (compiled, engine):
+        t.model.cell.bias_hh = mg.nn.Parameter(t.model.cell.bias_hh.data + 1.0)  # not the optimizer's any more
+    compiled.train_step(), engine.train_step()
+    assert "parameters were replaced" in compiled.why_not_compiled and compiled.backend_used == "numba"
+    np.testing.assert_allclose(compiled.losses, engine.losses, rtol=1e-12)

@@ -104,13 +104,17 @@ class TrainStep:
     def __call__(self, ids, targets, state=None):
         """(mean loss, the final state as arrays (one per state name), whether the parameters were updated).
 
-        Raises UnsupportedCellError, having changed nothing, when a parameter's array is no longer one
-        the step was built for (replaced by one of another shape, dtype or layout)."""
+        Raises UnsupportedCellError, having changed nothing, when a cell's parameter was replaced, or a
+        parameter's array by one of another shape, dtype or layout, since the step was made."""
         ids, targets = np.asarray(ids), np.asarray(targets)
         if ids.ndim != 2 or targets.shape != ids.shape or ids.dtype.kind not in "iu" or targets.dtype.kind not in "iu":
             raise TypeError(f"TrainStep: ids and targets must be integer arrays of one shape (T, B), got "
                             f"{ids.dtype} {ids.shape} and {targets.dtype} {targets.shape}")
         T, B = ids.shape
+        named = self.named
+        if len(named) != sum(named.get(k) is p for k, p in self.cell.named_parameters()):
+            raise UnsupportedCellError("TrainStep: the cell's parameters were replaced since the step was made "
+                                       "(the optimizer updates the ones it was given)")
         prep = prepare(self.cell, B)  # the cell as it is now: a changed one is traced again
         built = self._built.get((T, B))
         if built is None or built.prep is not prep:
