@@ -7,6 +7,8 @@ kernels, never stale cached code (Numba's cache does not follow calls into other
     tanh_f32, sigmoid_f32       float32: a rational approximation within a few ulps, no call
     tanh_f64, sigmoid_f64       float64: call-free exp within ~5e-16 of libm, no call
     matmul(h, W, out, rows)     out = h @ W for one step: loops over W while it fits in L2, else BLAS
+    fill, copy, add             a[:] = v, a[:] = b, a += b over 1-d views, for a whole training step
+                                (rnn.kernels.training): an array assignment takes Numba seconds to compile
 
 Why the call-free forms and the loop product: see docs/performance.md.
 """
@@ -160,3 +162,21 @@ def matmul(h, W, out, blas_rows):
         _rows2(h[b], h[b + 1], W, out[b], out[b + 1])
     if B % 2:
         _rows1(h[B - 1], W, out[B - 1])
+
+
+@jit
+def fill(a, v):
+    for i in range(a.size):
+        a[i] = v
+
+
+@jit
+def copy(a, b):
+    for i in range(a.size):
+        a[i] = b[i]
+
+
+@jit
+def add(a, b):
+    for i in range(a.size):
+        a[i] += b[i]

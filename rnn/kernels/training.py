@@ -55,7 +55,7 @@ from ..cell import Cell
 from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
 from .binding import _param_transpose, _shape, prepare
-from .emit import GENERATOR_VERSION, ident
+from .emit import GENERATOR_VERSION, HELPERS_HASH, ident
 from .ir import UnsupportedCellError
 
 TRAINING_VERSION = 1
@@ -63,6 +63,7 @@ TRAINING_VERSION = 1
 FUSED_HASH = hashlib.sha256(Path(fused.__file__).read_bytes()).hexdigest()[:16]
 CLIPS = {None: 0, "norm": 1, "value": 2}
 UPDATED, NOT_PLAIN, BAD_INDEX = 0, 1, 2  # what the generated step returns as its status
+STATUS = "status 0 updated, 1 a sum of squares the plain norm cannot take (Python finishes), 2 a class index out of range"
 
 
 class TrainStep:
@@ -131,8 +132,8 @@ class _Built:
         self.owner, self.prep, self.T, self.B = owner, prep, T, B
         source, self.args, self.pre = _source(owner, prep)
         module = kernel_cache.load(source)
-        self.step_fn = getattr(module, "train_step", None)
-        self.grads_fn, self.update_fn = module.train_grads, module.train_update
+        self.step_fn, self.grads_fn, self.update_fn = (getattr(module, f, None) for f in
+                                                      ("train_step", "train_grads", "train_update"))
         opt, dtype = owner.opt, np.float64
         lay = prep.layout
         self.state_widths = [lay.arrays[kinds.name("state", prep.sname[n])][2][-1] for n in prep.snames]
@@ -290,17 +291,18 @@ def _source(owner, prep):
     body, contrib = [], {}  # contrib: per gradient array (gK, dvM), code adding into it
     dx = []  # with an embedding: code adding into dL/dx(t), dXe (T*B, width)
     if ke is not None:
-        body += ["idf = ids.reshape(T * B)", "for r in range(T * B):", f"    Xe[r, :] = p{ke}[idf[r], :]"]
+        body += ["idf = ids.reshape(T * B)", "for r in range(T * B):", "    for j in range(Xe.shape[1]):",
+                 f"        Xe[r, j] = p{ke}[idf[r], j]"]
 
     for name, what, key in prep.inputs:
         if what == "x" and ke is not None:
-            body.append(f"{name}.reshape(T * B, {name}.shape[2])[:, :] = Xe")
-            dx.append(f"dXe += {kinds.name('grad_x')}.reshape(T * B, {name}.shape[2])")
+            body.append(f"copy({_flat(name)}, {_flat('Xe')})")
+            dx.append(f"add({_flat('dXe')}, {_flat(kinds.name('grad_x'))})")
         elif what == "x":
-            body += [f"{name}[:] = 0.0",
+            body += [f"fill({_flat(name)}, 0.0)",
                      "for t in range(T):", "    for b in range(B):", f"        {name}[t, b, ids[t, b]] = 1.0"]
         elif what == "state":
-            body.append(f"{name}[0] = s{snames.index(key)}")
+            body.append(f"copy({_flat(name + '[0]')}, {_flat('s' + str(snames.index(key)))})")
         elif what == "hoist":
             left, right = plan.nodes[key].args
             if left != plan.x:
@@ -313,7 +315,7 @@ def _source(owner, prep):
                 body.append(f"np.dot(Xe, {R + '.T' if folded else R}, {name}.reshape(T * B, {name}.shape[2]))")
                 contrib.setdefault(dR, []).append(("product", f"np.dot({dA}.T, Xe)" if folded else
                                                    f"np.dot(Xe.T, {dA})"))
-                dx.append(f"dXe += np.dot({dA}, {R})" if folded else f"dXe += np.dot({dA}, {R}.T)")
+                dx += [f"d = np.dot({dA}, {R})" if folded else f"d = np.dot({dA}, {R}.T)", f"add({_flat('dXe')}, {_flat('d')})"]
                 continue
             pick = f"{R}[j, c]" if folded else f"{R}[c, j]"
             body += ["for t in range(T):", "    for b in range(B):", "        c = ids[t, b]",
@@ -325,7 +327,8 @@ def _source(owner, prep):
         elif what in ("rec_weight", "rec_weight_t"):
             R, dR, folded = source(plan.nodes[key].args[1])
             transposed = folded == (what == "rec_weight")
-            body.append(f"{name}[:, :] = {R}.T" if transposed else f"{name}[:, :] = {R}")
+            body += ([f"for i in range({name}.shape[0]):", f"    for j in range({name}.shape[1]):",
+                      f"        {name}[i, j] = {R}[j, i]"] if transposed else [f"copy({_flat(name)}, {_flat(R)})"])
             if what == "rec_weight":
                 arr, offset, grad = prep.weight_arrays[key]
                 left = arr if offset is None else f"{arr}[{offset}:{offset} + T]"
@@ -348,7 +351,7 @@ def _source(owner, prep):
     body = ["for t in range(T):", "    for b in range(B):",
             f"        if not (0 <= ids[t, b] < {classes if ke is None else owner.embedding.shape[0]} "
             f"and 0 <= targets[t, b] < {classes}):",
-            f"            return 0.0, {BAD_INDEX}"] + body
+            "            @BAD"] + body
     body += [f"forward(T, B, dims, K, {', '.join(lay.forward_args)})",
              "# the read-out and its mean cross-entropy; its gradient, the kernels' dL/d(states)",
              f"X = {first}[1:].reshape(T * B, {width0})",
@@ -357,31 +360,34 @@ def _source(owner, prep):
              "factor = 1.0 / (T * B)",
              "loss = -(total[0] * factor)",
              f"linear_nll_grad(X, p{kw}, P, y, 1.0 * factor, dL, dX, g{kw}, g{kb})",
-             "G[:] = 0.0",
-             f"G[:, :, 0:{width0}] = dX.reshape(T, B, {width0})"]
-    body += [f"{name}[:] = 0.0" for name, (what, _, _) in lay.arrays.items()
+             f"fill({_flat('G')}, 0.0)",
+             "for t in range(T):", "    for b in range(B):", f"        for j in range({width0}):",
+             "            G[t, b, j] = dX[t * B + b, j]"]
+    body += [f"fill({_flat(name)}, 0.0)" for name, (what, _, _) in lay.arrays.items()
              if KINDS[what].zeroed and KINDS[what].grad and name not in lay.same]
     body.append(f"backward(T, B, dims, K, {', '.join(lay.backward_args)})")
     body.append("# the gradients of the parameters and of the values computed from them, in their own layout")
     if ke is not None:  # the embedding's: dL/dx(t) added into the rows the ids picked
-        body += ["dXe[:] = 0.0"] + dx + [f"g{ke}[:] = 0.0", "for r in range(T * B):", f"    g{ke}[idf[r], :] += dXe[r, :]"]
+        body += [f"fill({_flat('dXe')}, 0.0)"] + dx + [f"fill({_flat(f'g{ke}')}, 0.0)", "for r in range(T * B):",
+                                                       "    for j in range(dXe.shape[1]):",
+                                                       f"        g{ke}[idf[r], j] += dXe[r, j]"]
     reached = set(contrib) | {f"g{kw}", f"g{kb}", f"g{ke}"}
-    body += [f"g{k}[:] = 0.0  # reached only through values computed from it" for k in sorted(used)
+    body += [f"fill({_flat(f'g{k}')}, 0.0)  # reached only through values computed from it" for k in sorted(used)
              if f"g{k}" not in reached]
     for g, parts in contrib.items():
         for i, (how, what) in enumerate(parts):
             if how == "scatter":
-                body += ([f"{g}[:] = 0.0"] if i == 0 else []) + what
+                body += ([f"fill({_flat(g)}, 0.0)"] if i == 0 else []) + what
             elif how == "product":
-                body.append(f"{what[:-1]}, {g})" if i == 0 else f"{g} += {what}")
+                body += [f"{what[:-1]}, {g})"] if i == 0 else [f"d = {what}", f"add({_flat(g)}, {_flat('d')})"]
             else:
-                body.append(f"{g}.reshape({what}.size)[:] {'=' if i == 0 else '+='} {what}")
-    body.append(f"return loss, {UPDATED}")
+                body.append(f"{'copy' if i == 0 else 'add'}({_flat(g)}, {_flat(what)})")
+    body.append("@GRADS")
 
     flats = [f"g{k}.reshape(g{k}.size)" for k in range(n)]
     update = ["# the joint norm (minigrad.clip's plain sum of squares; outside its range, Python finishes)",
               "sq = 0.0"] + [f"sq += np.dot({g}, {g})" for g in flats]
-    update += ["if not (TINY < sq < np.inf):", f"    return sq, {NOT_PLAIN}",
+    update += ["if not (TINY < sq < np.inf):", "    @NOT_PLAIN",
                "norm = math.sqrt(sq)",
                "if clip_kind == 1:", "    coef = clip / (norm + 1e-6)", "    if coef < 1.0:"]
     update += [f"        scale({g}, coef)" for g in flats]
@@ -390,7 +396,7 @@ def _source(owner, prep):
         bufs = "".join(f", b{k}_{j}.reshape(b{k}_{j}.size)" for j in range(nbuf))
         scalars = "".join(f", hyper[{k}, {j}]" for j in range(len(opt.fused_scalars(1))))
         update.append(f"update(p{k}.reshape(p{k}.size), {flats[k]}{bufs}{scalars})")
-    update.append(f"return norm, {UPDATED}")
+    update.append("@UPDATED")
 
     ps, gs = [f"p{k}" for k in range(n)], [f"g{k}" for k in range(n)]
     grads_args = (["T", "B", "dims", "K", "ids", "targets"] + [f"s{i}" for i in range(len(snames))] + ps
@@ -399,24 +405,44 @@ def _source(owner, prep):
     update_args = ps + gs + [f"b{k}_{j}" for k in range(n) for j in range(nbuf)] + ["hyper", "clip_kind", "clip"]
     names = {k: f"the cell's {name}" for name, k in cell_index.items() if k is not None}
     names.update({kw: "the read-out's weight", kb: "the read-out's bias", ke: "the embedding"})
-    legend = [f"# p{k} {names[k]}" for k in range(n)]
+    legend = ["# sI: the initial states; ids, targets: (T, B) class indices"] + [f"# p{k} {names[k]}" for k in range(n)]
     legend += [f"# v{m} {plan.nodes[nid].op} of parameters, computed by the engine" for m, nid in enumerate(pre)]
-    legend.append("# gK: pK's gradient, dvM: vM's" + "".join(f"; bK_{j}: pK's {b}" for j, b in enumerate(opt._buffer_names()))
+    legend.append("# gK: pK's gradient" + (", dvM: vM's" if pre else "") + "".join(f"; bK_{j}: pK's {b}" for j, b in enumerate(opt._buffer_names()))
                   + f" ({type(opt).__name__})")
     source = HEADER.format(version=TRAINING_VERSION, generator=GENERATOR_VERSION, fused=FUSED_HASH,
                            cell=plan.cell, kernels=Path(prep.module.__file__).stem, update=owner.update,
-                           tiny=_TINY)
-    source += _function("train_grads", grads_args, legend + body,
-                        "the loss, and every gradient; status 0, or 2 for a class index out of range")
-    source += _function("train_update", update_args, update,
-                        "clip, and the optimizer's update of every parameter; status 0, or 1 where Python finishes")
-    if not pre:  # one call; else Python adds the gradients that reach parameters through the vM between the two
-        source += _function("train_step", grads_args + update_args[2 * n:], [
-            f"loss, status = train_grads({', '.join(grads_args)})",
-            f"if status != {UPDATED}:", "    return loss, 0.0, status",
-            f"norm, status = train_update({', '.join(update_args)})",
-            "return loss, norm, status"], "train_grads, then train_update")
+                           tiny=_TINY, helpers=HELPERS_HASH)
+    if not pre:  # one call
+        source += _function("train_step", grads_args + update_args[2 * n:], _returns(legend + body + update, {
+            "@BAD": f"return 0.0, 0.0, {BAD_INDEX}", "@GRADS": None, "@NOT_PLAIN": f"return loss, sq, {NOT_PLAIN}",
+            "@UPDATED": f"return loss, norm, {UPDATED}"}), "(loss, norm or sum of squares, status): " + STATUS)
+    else:  # two: Python adds the gradients that reach parameters through the vM between them
+        source += _function("train_grads", grads_args, _returns(legend + body, {
+            "@BAD": f"return 0.0, {BAD_INDEX}", "@GRADS": f"return loss, {UPDATED}"}),
+            "(loss, status): every gradient, the vM's too; " + STATUS)
+        source += _function("train_update", update_args, _returns(update, {
+            "@NOT_PLAIN": f"return sq, {NOT_PLAIN}", "@UPDATED": f"return norm, {UPDATED}"}),
+            "(norm or sum of squares, status): clip, and the optimizer's update of every parameter")
     return source, args, pre
+
+
+def _returns(lines, returns):
+    """`lines` with each placeholder line (@BAD, ...) replaced by its return statement, or dropped (None)."""
+    out = []
+    for line in lines:
+        key = line.strip()
+        if key in returns:
+            if returns[key] is not None:
+                out.append(line[:len(line) - len(line.lstrip())] + returns[key])
+        else:
+            out.append(line)
+    return out
+
+
+def _flat(a):
+    """The source of a 1-d view of C-contiguous `a`: the generated code copies, adds and fills through
+    rnn.kernels.helpers' loops over such views (an array assignment costs Numba seconds to compile)."""
+    return f"{a}.reshape({a}.size)"
 
 
 def _function(name, args, body, doc):
@@ -426,7 +452,7 @@ def _function(name, args, body, doc):
 
 HEADER = '''"""The whole training step of {cell} with a linear read-out, its mean cross-entropy and {update}'s update,
 generated by rnn.kernels.training (version {version}, kernels version {generator}) around the kernels in
-{kernels}.py; built on minigrad.fused {fused}.
+{kernels}.py; built on minigrad.fused {fused} and rnn.kernels.helpers {helpers}.
 
 Generated code: the file name is the hash of this text, and a file whose bytes differ is written again.
 """
@@ -437,6 +463,7 @@ from numba import njit
 
 from minigrad import fused as _fused
 from rnn.kernels.cache import loaded as _loaded
+from rnn.kernels.helpers import add, copy, fill
 
 _kernels = _loaded("{kernels}")
 forward, backward = _kernels.forward, _kernels.backward
