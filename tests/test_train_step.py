@@ -54,25 +54,26 @@ def assert_same(a, b, rtol=1e-12):
     assert a.skipped == b.skipped and a.step == b.step
 
 
-@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+# every cell and every optimizer, in pairs (the update's code does not depend on the cell: each pair
+# compiles a step of its own, seconds on an empty cache)
+@pytest.mark.parametrize("cell, optimizer", [("elman", "sgd"), ("elman", "adam"), ("lstm", "momentum"),
+                                             ("lstm", "adagrad"), ("gru", "adam")])
 @settings(max_examples=6)
-@given(clip=st.sampled_from([None, ("norm", 0.3), ("value", 0.01)]), T=st.integers(1, 5), B=st.integers(1, 3),
-       seed=st.integers(0, 2**16))
-def test_the_compiled_step_is_the_engine_step(cell, optimizer, clip, T, B, seed):
-    compiled, engine = twins(cell, optimizer, clip, T, B, seed)
+@given(clip=st.sampled_from([None, ("norm", 0.3), ("value", 0.01)]), T=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_the_compiled_step_is_the_engine_step(cell, optimizer, clip, T, seed):
+    compiled, engine = twins(cell, optimizer, clip, T, 2, seed)  # one batch size: each compiles anew
     for _ in range(5):  # past the end of the text: the state carries, then starts over
         compiled.train_step(), engine.train_step()
     assert compiled.backend_used == "numba, whole step" and engine.backend_used == "numba"
     assert_same(compiled, engine)
 
 
-@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
-@settings(max_examples=4)
-@given(clip=st.sampled_from([None, ("norm", 0.3)]), T=st.integers(1, 5), B=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_with_an_embedding_the_compiled_step_is_the_engine_step(cell, clip, T, B, seed):
+@pytest.mark.parametrize("cell", ["gru"])  # its hoisted product's gradient is an array of its own (LSTM's, Elman's
+@settings(max_examples=4)                  # is the recurrent one's): the custom cells below cover that case
+@given(clip=st.sampled_from([None, ("norm", 0.3)]), T=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_with_an_embedding_the_compiled_step_is_the_engine_step(cell, clip, T, seed):
     """x(t) = E[ids]: the hoisted product a GEMM, the embedding's gradient the rows added back."""
-    compiled, engine = twins(cell, "adam", clip, T, B, seed, embed=5)
+    compiled, engine = twins(cell, "adam", clip, T, 2, seed, embed=5)
     for _ in range(5):
         compiled.train_step(), engine.train_step()
     assert compiled.backend_used == "numba, whole step"
@@ -80,7 +81,7 @@ def test_with_an_embedding_the_compiled_step_is_the_engine_step(cell, clip, T, B
 
 
 def test_a_non_finite_gradient_skips_the_update_as_the_engine_does():
-    compiled, engine = twins("lstm", "adam", ("norm", 1.0), 4, 2, 0)
+    compiled, engine = twins("lstm", "momentum", ("norm", 1.0), 4, 2, 0)
     for t in (compiled, engine):
         t.train_step()
         t.model.cell.weight_hh.data[0, 0] = np.nan
@@ -93,7 +94,7 @@ def test_a_non_finite_gradient_skips_the_update_as_the_engine_does():
 
 
 def test_gradients_too_small_for_the_plain_norm_are_clipped_and_applied_as_the_engine_does():
-    compiled, engine = twins("elman", "adagrad", ("norm", 1.0), 3, 1, 0)
+    compiled, engine = twins("elman", "adam", ("norm", 1.0), 3, 2, 0)
     for t in (compiled, engine):  # the targets' class all but certain: gradients ~ e^-700, squares underflow
         t.data[:] = 4
         t.model.head.bias.data[4] = 700.0
@@ -106,7 +107,7 @@ def test_gradients_too_small_for_the_plain_norm_are_clipped_and_applied_as_the_e
 
 def test_a_class_index_out_of_range_is_refused_and_changes_nothing():
     model = CharModel(V, "elman", H, 0, seed=0)
-    opt = mg.optim.Adagrad(model.parameters())
+    opt = mg.optim.SGD(model.parameters(), lr=0.1)
     step = TrainStep(model.cell, model.head.weight, model.head.bias, opt, ("norm", 1.0))
     before = [p.data.copy() for p in model.parameters()]
     ids = np.zeros((3, 2), np.int64)
@@ -136,7 +137,7 @@ class DeepTransition(rnn.Cell):
         return (z @ self.W2.T + self.b2).tanh()
 
 
-@pytest.mark.parametrize("embed", [0, 4])
+@pytest.mark.parametrize("embed", [4])
 def test_a_custom_cell_compiles_whole_and_is_the_engine_step(embed):
     trainers = []
     for whole in (True, False):
@@ -165,10 +166,9 @@ class SlicedWeights(rnn.Cell):
         return (gain * (x @ self.W[:, :I].T + h @ self.W[:, I:].T + self.b)).tanh()
 
 
-@pytest.mark.parametrize("make", [lambda I: LeakyCell(I, H, rng=np.random.default_rng(1)),
-                                  lambda I: SlicedWeights(I, H, np.random.default_rng(1))],
-                         ids=["leaky", "sliced"])
-@pytest.mark.parametrize("embed", [0, 4])
+@pytest.mark.parametrize("make, embed", [(lambda I: LeakyCell(I, H, rng=np.random.default_rng(1)), 0),
+                                         (lambda I: SlicedWeights(I, H, np.random.default_rng(1)), 4)],
+                         ids=["leaky", "sliced-embedded"])
 def test_values_computed_from_parameters_alone_go_through_the_engine_and_the_step_is_still_compiled(make, embed):
     trainers = []
     for whole in (True, False):
@@ -230,7 +230,8 @@ def test_the_generated_step_in_python_is_the_compiled_one():
     """Once through train_step.py_func: the generated source run by Python (the kernels and loops it calls
     compiled) against the compiled train_step."""
     model = CharModel(V, "lstm", H, 0, seed=2)
-    step = TrainStep(model.cell, model.head.weight, model.head.bias, mg.optim.Adam(model.parameters()), ("norm", 0.5))
+    opt = mg.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    step = TrainStep(model.cell, model.head.weight, model.head.bias, opt, ("norm", 0.5))
     ids = np.random.default_rng(2).integers(0, V, (4, 2))
     step(ids, ids)
     built = step._built[(4, 2)]
@@ -251,7 +252,7 @@ def test_a_step_that_fails_to_compile_leaves_the_engine_step(monkeypatch):
     def broken(self, ids, targets, state=None):
         raise RuntimeError("numba: the cache index is damaged")
     monkeypatch.setattr(TrainStep, "__call__", broken)
-    compiled, engine = twins("elman", "adagrad", ("norm", 1.0), 3, 2, 0)
+    compiled, engine = twins("elman", "sgd", ("norm", 1.0), 3, 2, 0)
     for _ in range(3):
         compiled.train_step(), engine.train_step()
     assert "RuntimeError: numba: the cache index is damaged" in compiled.why_not_compiled
@@ -260,7 +261,7 @@ def test_a_step_that_fails_to_compile_leaves_the_engine_step(monkeypatch):
 
 
 def test_a_cell_parameter_replaced_after_the_step_was_made_sends_the_trainer_to_the_engine_step():
-    compiled, engine = twins("lstm", "sgd", None, 3, 2, 4)
+    compiled, engine = twins("lstm", "momentum", None, 3, 2, 4)
     compiled.train_step(), engine.train_step()
     for t in (compiled, engine):
         t.model.cell.bias_hh = mg.nn.Parameter(t.model.cell.bias_hh.data + 1.0)  # not the optimizer's any more
