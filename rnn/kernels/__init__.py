@@ -15,6 +15,8 @@
     cache.py     generated sources as importable modules, so Numba's disk cache works
     binding.py   the kernels as one engine node: inputs from tensors, gradients back to them
     head.py      o(t) and L(t), which nothing carries forward, over all steps at once around the kernels
+    training.py  a char model's whole training step (kernels, read-out, loss, gradients, clip, update)
+                 as one generated function
     blas.py      the GEMMs around the kernels, on the kernels' BLAS
     fingerprint.py  when a prepared kernel may be reused for a cell
 
