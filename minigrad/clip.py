@@ -15,7 +15,8 @@ untouched, and the training loop skips the update::
         opt.step()
     opt.zero_grad()
 
-`grad_norm` measures the same norm without clipping (e.g. before clip_grad_value_).
+`grad_norm` measures the same norm without clipping (e.g. before clip_grad_value_);
+`clip_and_check(params, ("norm" or "value", c) or None)` is that loop's clip-or-skip in one call.
 """
 from __future__ import annotations
 
@@ -142,3 +143,20 @@ def clip_grad_norm_(params, max_norm, error_if_nonfinite=True):
                 g *= np.asarray(coef, dtype=g.dtype)   # in place, keeping the grad's dtype
             p.grad = g                             # in case .grad was not an ndarray to begin with
     return total
+
+
+def clip_and_check(params, clip):
+    """Clip the gradients as `clip` = (kind, value) or None says; False, touching nothing, if they are not finite.
+
+    The norm is measured before value clipping, which would turn an inf into a finite number.
+    """
+    kind, value = clip or (None, None)
+    if kind == "norm":
+        norm = clip_grad_norm_(params, value, error_if_nonfinite=False)
+    else:
+        norm = grad_norm(params)
+    if not math.isfinite(norm):
+        return False
+    if kind == "value":
+        clip_grad_value_(params, value)
+    return True

@@ -14,6 +14,7 @@ import numpy as np
 
 import minigrad as mg
 import rnn
+from minigrad.clip import clip_and_check
 from minigrad.nn import Embedding, Linear, Module
 from rnn.kernels.ir import KernelError, UnsupportedCellError
 from rnn.rolled import as_tuple, detach_state
@@ -179,23 +180,6 @@ def _verified(step, batch, seq_len):
         first = str(e).splitlines()[0] if str(e) else ""
         raise KernelError(f"the compiled training step does not run here: {type(e).__name__}: {first}") from None
     return step
-
-
-def clip_and_check(params, clip):
-    """Clip the gradients as `clip` = (kind, value) or None says; False, touching nothing, if they are not finite.
-
-    The norm is measured before value clipping, which would turn an inf into a finite number.
-    """
-    kind, value = clip or (None, None)
-    if kind == "norm":
-        norm = mg.clip_grad_norm_(params, value, error_if_nonfinite=False)
-    else:
-        norm = mg.grad_norm(params)
-    if not np.isfinite(norm):
-        return False
-    if kind == "value":
-        mg.clip_grad_value_(params, value)
-    return True
 
 
 @mg.no_grad()

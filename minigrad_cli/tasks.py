@@ -16,9 +16,10 @@ import numpy as np
 
 import minigrad as mg
 import rnn
+from minigrad.clip import clip_and_check
 from minigrad.nn import Linear, Module
 
-from .charlm import CELLS, clip_and_check
+from .charlm import CELLS
 
 COPY_LEN, COPY_SYMBOLS = 10, 8
 BLANK, DELIM = COPY_SYMBOLS, COPY_SYMBOLS + 1

@@ -437,7 +437,7 @@ def test_value_clipping_runs_from_the_command(zen, tmp_path, monkeypatch, capsys
         real(params, value)
         largest.append(max(float(np.abs(p.grad).max()) for p in params if p.grad is not None))
 
-    monkeypatch.setattr(mg, "clip_grad_value_", spy)
+    monkeypatch.setattr(mg.clip, "clip_grad_value_", spy)  # where clip_and_check finds it
     ckpt = tmp_path / "model.npz"
     code, _, _ = run(capsys, ["train", "--text", str(zen), "--checkpoint", str(ckpt), "--steps", "3", *TINY,
                               "--clip", "value:0.01"])
