@@ -99,6 +99,11 @@ class Prepared:
         return got
 
 
+def engine_whole(layout, name, shape):
+    """Whether the kernels read engine array `name` (a value of `shape`) in its own shape; else as (W,) or (1,)."""
+    return name in layout.full or (len(shape) == 2 and shape[0] != 1)
+
+
 def _pre_needed(plan, inputs, folded):
     """The parameter-only nodes the engine still evaluates per call: those the kernel reads, or that
     feed x-only nodes, apart from folded transposes."""
@@ -301,8 +306,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
             arrays[name] = np.ascontiguousarray(right._data if folded else right._data.T)
         elif what == "engine":
             t = env[key]
-            whole = name in lay.full or (t.ndim == 2 and t.shape[0] != 1)  # else read as (W,) or (1,)
-            arrays[name] = np.ascontiguousarray(t._data if whole else t._data.reshape(-1))
+            arrays[name] = np.ascontiguousarray(t._data if engine_whole(lay, name, t.shape) else t._data.reshape(-1))
             if plan.nodes[key].grad:
                 parents.append(t), which.append(("engine", key))
     for i, s in enumerate(state0):

@@ -41,20 +41,18 @@ gradient, in an array the next step overwrites.
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 import numpy as np
 
 from minigrad import Tensor, fused
-from minigrad.clip import _TINY, clip_grad_norm_, clip_grad_value_, grad_norm
-from minigrad.graph import run_ops
+from minigrad.clip import _TINY, clip_and_check
 from minigrad.tensor import enable_grad, grad as mg_grad
 
 from ..cell import Cell
 from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
-from .binding import _param_transpose, _shape, prepare
+from .binding import _engine_values, _param_transpose, _shape, engine_whole, prepare
 from .emit import GENERATOR_VERSION, HELPERS_HASH, ident
 from .ir import UnsupportedCellError
 
@@ -74,7 +72,7 @@ class TrainStep:
         kind, value = clip or (None, None)
         if kind not in CLIPS:
             raise ValueError(f"TrainStep: clip must be None, ('norm', c) or ('value', c), got {clip!r}")
-        self.cell, self.weight, self.bias, self.opt = cell, weight, bias, optimizer
+        self.cell, self.weight, self.bias, self.opt, self.clip = cell, weight, bias, optimizer, clip
         self.clip_kind, self.clip_value = CLIPS[kind], float(value or 0.0)
         self.update = optimizer.fused_update
         if self.update is None:
@@ -144,8 +142,7 @@ class _Built:
                 self.arrays[name] = np.zeros((T, B, sum(self.state_widths)), dtype)
             elif what == "engine":  # a constant (parameters are read where they are), as rnn.kernels.binding passes it
                 value = np.array(prep.consts[key], dtype)
-                whole = name in lay.full or (value.ndim == 2 and value.shape[0] != 1)
-                self.arrays[name] = value if whole else value.reshape(-1)
+                self.arrays[name] = value if engine_whole(lay, name, value.shape) else value.reshape(-1)
             else:
                 self.arrays[name] = np.zeros(_shape(spec, T, B), dtype)
         V, H = owner.weight.shape
@@ -185,7 +182,7 @@ class _Built:
         a = self.arrays
         kernel = [a[n] for n in self.args]
         if not self.pre:  # the common case: one call
-            loss, norm, status = self.step_fn(T, B, self.dims, self.consts, ids, targets, *states, *params,
+            loss, _, status = self.step_fn(T, B, self.dims, self.consts, ids, targets, *states, *params,
                                               *self.grads, *self.head, *kernel, *update)
         else:
             env = self._pre_values()
@@ -194,7 +191,7 @@ class _Built:
                                          *self.grads, *self.pre_grads, *self.head, *kernel)
             if status != BAD_INDEX:
                 self._pre_backward(env)
-                norm, status = self.update_fn(*params, *self.grads, *update)
+                _, status = self.update_fn(*params, *self.grads, *update)
         if status == BAD_INDEX:  # found before anything was computed
             raise ValueError(f"TrainStep: class indices must lie in [0, {V}), got ids in [{ids.min()}, {ids.max()}] "
                              f"and targets in [{targets.min()}, {targets.max()}]")
@@ -206,19 +203,16 @@ class _Built:
                 p._version += 1  # changed in place, as `p.data -= ...` would have said
             updated = True
         else:
-            updated = self._finish(norm)
+            updated = self._finish()
         final = [a[kinds.name("state", self.prep.sname[n])][T].copy() for n in self.prep.snames]
         return float(loss), final, updated
 
     def _pre_values(self):
         """The values the step computes from parameters alone (a gate's sigmoid of a parameter, a slice
-        of one), by engine ops, recorded: their gradients go back through them (see _pre_backward)."""
-        plan, named = self.prep.plan, self.owner.named
-        env = {pid: named[name] for pid, name in plan.params.items() if pid in plan.nodes}
-        env.update((cid, Tensor(v)) for cid, v in self.prep.consts.items())
-        node = lambda nid: (plan.nodes[nid].op, plan.nodes[nid].args, plan.nodes[nid].attrs)  # noqa: E731
+        of one), by engine ops as rnn.run's binding computes them, recorded: their gradients go back
+        through them (see _pre_backward).  No x(t): the step has no values of x(t) alone."""
         with enable_grad():
-            return run_ops(self.prep.pre, node, env)
+            return _engine_values(self.prep, self.owner.named, None)
 
     def _pre_backward(self, env):
         """Add the gradients that reach parameters through those values into the parameters' own."""
@@ -229,19 +223,12 @@ class _Built:
         for (k, _), g in zip(self.pre_params, got):
             self.grads[k] += g._data
 
-    def _finish(self, total):
+    def _finish(self):
         """The clip and update for a sum of squares outside the plain norm's range, through minigrad.clip
         and optimizer.step(): False, changing nothing, when the norm is not finite."""
-        owner, params = self.owner, self.owner.opt.params
-        if owner.clip_kind == CLIPS["norm"]:
-            norm = clip_grad_norm_(params, owner.clip_value, error_if_nonfinite=False)
-        else:
-            norm = grad_norm(params)
-        if not math.isfinite(norm):
+        if not clip_and_check(self.owner.opt.params, self.owner.clip):
             return False
-        if owner.clip_kind == CLIPS["value"]:
-            clip_grad_value_(params, owner.clip_value)
-        owner.opt.step()
+        self.owner.opt.step()
         return True
 
 
@@ -337,7 +324,7 @@ def _source(owner, prep):
                                                    f"np.dot({L}.T, {dA})"))
         elif what == "engine" and key not in prep.consts:
             R, dR, _ = source(key, fold=False)
-            whole = name in lay.full or (len(plan.nodes[key].shape) == 2 and plan.nodes[key].shape[0] != 1)
+            whole = engine_whole(lay, name, plan.nodes[key].shape)
             body.append(f"{name} = {R}" if whole else f"{name} = {R}.reshape({R}.size)")
             if plan.nodes[key].grad:
                 grad = kinds.name("grad_engine", ident(key))
