@@ -137,18 +137,25 @@ class DeepTransition(rnn.Cell):
         return (z @ self.W2.T + self.b2).tanh()
 
 
-@pytest.mark.parametrize("embed", [4])
-def test_a_custom_cell_compiles_whole_and_is_the_engine_step(embed):
+def custom_twins(make_cell, optimizer, embed, steps=4):
+    """(compiled, engine) trainers of a char model whose cell is make_cell(input width), after `steps` steps."""
     trainers = []
     for whole in (True, False):
         model = CharModel(V, "elman", H, embed, seed=0)
-        model.cell = DeepTransition(embed or V, H, np.random.default_rng(1))
-        trainers.append(Trainer(model, mg.optim.Adam(model.parameters(), lr=0.01), np.arange(90) % V, 5, 2,
-                                ("norm", 0.5), "numba", whole_step=whole))
-    for _ in range(4):
+        model.cell = make_cell(embed or V)
+        trainers.append(Trainer(model, optimizer(model.parameters()), np.arange(90) % V, 5, 2, ("norm", 0.5),
+                                "numba", whole_step=whole))
+    for _ in range(steps):
         trainers[0].train_step(), trainers[1].train_step()
-    assert trainers[0].backend_used == "numba, whole step", trainers[0].why_not_compiled
-    assert_same(*trainers)
+    return trainers
+
+
+@pytest.mark.parametrize("embed", [4])
+def test_a_custom_cell_compiles_whole_and_is_the_engine_step(embed):
+    compiled, engine = custom_twins(lambda I: DeepTransition(I, H, np.random.default_rng(1)),
+                                    lambda ps: mg.optim.Adam(ps, lr=0.01), embed)
+    assert compiled.backend_used == "numba, whole step", compiled.why_not_compiled
+    assert_same(compiled, engine)
 
 
 class SlicedWeights(rnn.Cell):
@@ -170,16 +177,9 @@ class SlicedWeights(rnn.Cell):
                                          (lambda I: SlicedWeights(I, H, np.random.default_rng(1)), 4)],
                          ids=["leaky", "sliced-embedded"])
 def test_values_computed_from_parameters_alone_go_through_the_engine_and_the_step_is_still_compiled(make, embed):
-    trainers = []
-    for whole in (True, False):
-        model = CharModel(V, "elman", H, embed, seed=0)
-        model.cell = make(embed or V)
-        trainers.append(Trainer(model, mg.optim.Adagrad(model.parameters(), lr=0.1), np.arange(90) % V, 5, 2,
-                                ("norm", 0.5), "numba", whole_step=whole))
-    for _ in range(4):
-        trainers[0].train_step(), trainers[1].train_step()
-    assert trainers[0].backend_used == "numba, whole step", trainers[0].why_not_compiled
-    assert_same(*trainers)
+    compiled, engine = custom_twins(make, lambda ps: mg.optim.Adagrad(ps, lr=0.1), embed)
+    assert compiled.backend_used == "numba, whole step", compiled.why_not_compiled
+    assert_same(compiled, engine)
 
 
 class TanhOut(rnn.ElmanCell):
