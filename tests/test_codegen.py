@@ -314,6 +314,20 @@ def test_generated_matmul_matches_numpy(dtype, B, K, N, blas_rows):
     np.testing.assert_allclose(out, h @ W, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
+@given(rows=st.integers(1, 70), cols=st.integers(1, 70), dtype=st.sampled_from([np.float64, np.float32]),
+       layout=st.sampled_from(["C", "F", "strided"]))
+def test_transposed_weights_are_exact_copies(rows, cols, dtype, layout):
+    """A recurrent weight W.T as the per-step products read it (C-contiguous), tiles of 16 cut at
+    any edge; an F-contiguous W is already its transpose's C order and is not copied."""
+    from rnn.kernels.blas import transposed
+    a = np.random.default_rng(rows * 71 + cols).standard_normal((rows, 2 * cols)).astype(dtype)
+    a = {"C": a[:, :cols].copy(), "F": np.asfortranarray(a[:, :cols]), "strided": a[:, ::2]}[layout]
+    t = transposed(a)
+    assert t.flags.c_contiguous and t.dtype == dtype
+    np.testing.assert_array_equal(t, a.T)
+    assert np.shares_memory(t, a) == a.flags.f_contiguous  # F, or a single row or column
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cls", BUILTIN + CUSTOM[:-1], ids=lambda c: c.__name__)
 @settings(max_examples=4)

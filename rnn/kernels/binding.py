@@ -37,7 +37,7 @@ from ..run import RunResult, total
 from ..unfold import unfold
 from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
-from .blas import blas_rows, carve, carve_plan, gather_rows, matmul2d, one_hot_rows, scatter_rows, staggered
+from .blas import blas_rows, carve, carve_plan, gather_rows, matmul2d, one_hot_rows, scatter_rows, staggered, transposed
 from .emit import generate, ident
 from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
@@ -299,11 +299,11 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
             which.extend((("hoist_left", operands), ("hoist_right", operands)))
         elif what == "rec_weight":
             right, folded = _right(prep, env, named, key)
-            arrays[name] = np.ascontiguousarray(right._data.T if folded else right._data)
+            arrays[name] = transposed(right._data) if folded else np.ascontiguousarray(right._data)
             parents.append(right), which.append(("weight", (key, folded, right.requires_grad)))
         elif what == "rec_weight_t":  # the backward's products use W.T row-major
             right, folded = _right(prep, env, named, key)
-            arrays[name] = np.ascontiguousarray(right._data if folded else right._data.T)
+            arrays[name] = np.ascontiguousarray(right._data) if folded else transposed(right._data)
         elif what == "engine":
             t = env[key]
             arrays[name] = np.ascontiguousarray(t._data if engine_whole(lay, name, t.shape) else t._data.reshape(-1))
