@@ -3,6 +3,7 @@
 Kernels compile once per (cell class, dtype) and are shared by every example:
 the generated source does not depend on sizes, so hypothesis can vary T, B, I, H freely.
 """
+import copy
 import re
 
 import numpy as np
@@ -142,25 +143,30 @@ def rel(a, b, floor=1e-30):
 
 # float32: a gradient that is itself a near-cancelling sum over T*B terms (~1e-5 when its terms
 # are ~1e-2) differs between any two summation orders by more than 1e-4 of itself; both backends
-# are then that far from the float64 value.  So float32 differences count relative to at least 1e-2.
+# are then that far from the float64 value.  So float32 differences count relative to at least 1e-2,
+# and where even that is exceeded (a saturated tanh: 1 - y*y from y = 0.99994) the numba value must
+# be within 4x the engine's float32 distance from the float64 value (plus TOL): the kernels' float32
+# tanh and sigmoid are a few ulps from libm's (rnn.kernels.helpers), and the cancellation scales that.
 FLOOR = {np.float64: 1e-30, np.float32: 1e-2}
 
 
-def run_both(cell, T, B, seed, dtype):
-    """Outputs, final state and every gradient (params, xs, state0, per-step states) from each backend."""
+def run_both(cell, T, B, seed, dtype, backends=("graph", "numba")):
+    """Outputs, final state and every gradient (params, xs, state0, per-step states) from each backend.
+    Inputs are drawn as float32 values whatever the dtype, so a float64 run of a float32 cell's
+    parameters is its exact twin."""
     rng = np.random.default_rng(seed)
-    xs = rng.standard_normal((T, B, cell.input_size)).astype(dtype)
-    s0 = [rng.standard_normal(s.shape).astype(dtype) for s in as_tuple(cell.initial_state(B))]
+    xs = rng.standard_normal((T, B, cell.input_size)).astype(np.float32).astype(dtype)
+    s0 = [rng.standard_normal(s.shape).astype(np.float32).astype(dtype) for s in as_tuple(cell.initial_state(B))]
     weights = None
     got = {}
-    for backend in ("graph", "numba"):
+    for backend in backends:
         cell.zero_grad()
         x = Tensor(xs, requires_grad=True)
         state0 = tuple(Tensor(s, requires_grad=True) for s in s0)
         r = rnn.run(cell, x, state0 if len(state0) > 1 else state0[0], backend=backend)
         assert r.backend == backend
         if weights is None:
-            weights = rng.standard_normal(r.outputs.shape).astype(dtype)
+            weights = rng.standard_normal(r.outputs.shape).astype(np.float32).astype(dtype)
         loss = (r.outputs * weights).sum() + sum((s * s).sum() for s in as_tuple(r.state))
         loss.backward()
         got[backend] = ([("outputs", r.outputs.data), ("xs", x.grad)]
@@ -172,10 +178,26 @@ def run_both(cell, T, B, seed, dtype):
 
 def assert_same(cell, T, B, seed, dtype):
     got = run_both(cell, T, B, seed, dtype)
-    for (name, a), (_, b) in zip(got["graph"], got["numba"]):
+    truth = None
+    for i, ((name, a), (_, b)) in enumerate(zip(got["graph"], got["numba"])):
         assert b is not None and a.shape == b.shape, name
         err = rel(a, b, FLOOR[dtype])
+        if err > TOL[dtype] and dtype == np.float32:
+            truth = truth or float64_twin_run(cell, T, B, seed)
+            t = truth[i][1]
+            err = float(np.abs(b - t).max() / (4 * np.abs(a - t).max() + TOL[dtype] * max(np.abs(t).max(), FLOOR[dtype])))
+            assert err <= 1, f"{type(cell).__name__} float32 {name}: {err:.2f} of the allowed distance from float64"
+            continue
         assert err <= TOL[dtype], f"{type(cell).__name__} {np.dtype(dtype).name} {name}: {err:.2e}"
+
+
+def float64_twin_run(cell, T, B, seed):
+    """The engine's values for float32 `cell` computed in float64 from the same (exactly widened) numbers."""
+    twin = copy.deepcopy(cell)
+    twin._dtype = np.dtype(np.float64)
+    for p in twin.parameters():
+        p.data = p.data.astype(np.float64)
+    return run_both(twin, T, B, seed, np.float64, backends=("graph",))["graph"]
 
 
 sizes = st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**16))
