@@ -341,13 +341,22 @@ def test_generated_matmul_matches_numpy(dtype, B, K, N, blas_rows):
 def test_transposed_weights_are_exact_copies(rows, cols, dtype, layout):
     """A recurrent weight W.T as the per-step products read it (C-contiguous), tiles of 16 cut at
     any edge; an F-contiguous W is already its transpose's C order and is not copied."""
-    from rnn.kernels.blas import transposed
+    from rnn.kernels.blas import _transpose, transposed
     a = np.random.default_rng(rows * 71 + cols).standard_normal((rows, 2 * cols)).astype(dtype)
     a = {"C": a[:, :cols].copy(), "F": np.asfortranarray(a[:, :cols]), "strided": a[:, ::2]}[layout]
     t = transposed(a)
     assert t.flags.c_contiguous and t.dtype == dtype
     np.testing.assert_array_equal(t, a.T)
     assert np.shares_memory(t, a) == a.flags.f_contiguous  # F, or a single row or column
+    tiled = np.full(a.shape[::-1], np.nan, dtype)  # the tiles, which `transposed` uses from 65536 elements
+    _transpose(np.ascontiguousarray(a), tiled)
+    np.testing.assert_array_equal(tiled, a.T)
+
+
+def test_large_weights_are_transposed_in_tiles():
+    from rnn.kernels.blas import transposed
+    a = np.random.default_rng(0).standard_normal((517, 259)).astype(np.float32)
+    np.testing.assert_array_equal(transposed(a), a.T)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
