@@ -44,6 +44,7 @@ from .directions import run_bidirectional, run_layers
 from .head import Head
 from .ir import KernelError, UnsupportedCellError
 from .passes import make_plan
+from .threads import run_kernel
 
 _PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(run key, fingerprint): (Prepared or the error, array copies)}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
@@ -313,7 +314,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
     consts = prep.kernel_consts(dtype)
-    prep.module.forward(T, B, dims, consts, *[arrays[n] for n in lay.forward_args])
+    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args])
 
     snames = prep.snames
     S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
@@ -467,7 +468,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
         for name, same in lay.same.items():  # gradients the kernel stores once for two inputs
             grads[name] = grads[same]
         allv = {**arrays, **grads}
-        prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
+        run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed)
         step_grads.add([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
         out = []
         for kind, name in which:

@@ -1,6 +1,7 @@
 """Python source of the fused forward and BPTT kernels, generated from a kernel plan.
 
-forward(T, B, dims, K, arrays...) runs the loop over time; per step and phase it
+forward(T, B, dims, K, arrays...) runs the loop over time (forward_rows over all batch rows; where no
+row reads another, rnn.kernels.threads may run blocks of rows on workers at once); per step and phase it
 computes the phase's recurrent products (helpers.matmul), then one loop over (batch, W)
 computes every element-wise op of the phase as scalar temporaries, writing out
 only the new states, the values later phases or the backward need, and the
@@ -50,8 +51,11 @@ LLVM_OPTIONS = ("-runtime-memory-check-threshold=512", "-vectorize-memory-check-
 
 # Part of every kernel's text, so of the hash that names its file: a new generator never
 # reads a file an older one wrote.  Bump it when the generated code changes meaning.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 HELPERS_HASH = hashlib.sha256((Path(__file__).parent / "helpers.py").read_bytes()).hexdigest()[:16]
+
+
+ROWS = "b0:b1"  # a step's rows of the batch block a kernel runs (all of them, or one worker's)
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Layout:
     same: dict = field(default_factory=dict)  # gradient array never written -> the array equal to it
     full: set = field(default_factory=set)    # engine arrays passed in their own shape (read by nd values)
     notes: dict = field(default_factory=dict)  # array name -> what it holds, in the step's names
+    summed: list = field(default_factory=list)  # backward_args indices of sums over the batch (engine gradients)
 
 
 class _Gen(NdEmitter):
@@ -337,7 +342,7 @@ class _Gen(NdEmitter):
     def wrap(self, ph, body):
         head = [f"c{k} = {k} * {self.wname} + j" for k in sorted(self.cols) if k]
         return [f"# phase {ph.index}: element-wise ops fused over (batch, {self.wname})",
-                Loop("for b in range(B)", [Loop(f"for j in range({self.wname})", head + body)])]
+                Loop("for b in range(b0, b1)", [Loop(f"for j in range({self.wname})", head + body)])]
 
     def needed(self, ph):
         """Forward values the derivatives in this phase use, closed over what computing them needs."""
@@ -458,7 +463,7 @@ class _Gen(NdEmitter):
         # A bias's gradient is summed from the step array the loop wrote anyway, in a plain pass over
         # this step's rows, not accumulated inside the fused loop (docs/performance.md).
         for a, step, nb in sums:
-            out += [Loop("for b in range(B)", [Loop(f"for j in range({nb} * {self.wname})",
+            out += [Loop("for b in range(b0, b1)", [Loop(f"for j in range({nb} * {self.wname})",
                                                     [f"{self.grad_ref(a, 'j')} += {self.grad_ref(step, 'j')}"])],
                          f"d {self.names.arg(a)} = sum over the batch of d({self.names.arg(step)})")]
         return out
@@ -514,7 +519,7 @@ class _Gen(NdEmitter):
                 body.append(f"{self.var(r, 0)} = {self.expr(n, 0, vals)}")
             self.defined.add((r, 0))
             body.append(f"{at(self.row_array(r), 't', 'b')} = {self.var(r, 0)}")
-        return [f"# row values of phase {ph.index}: one number per batch row", Loop("for b in range(B)", body)]
+        return [f"# row values of phase {ph.index}: one number per batch row", Loop("for b in range(b0, b1)", body)]
 
     def rows_backward(self, ph):
         """Per batch row, the row values in reverse: each gathers dL/d(itself) from the fused loops and
@@ -554,7 +559,7 @@ class _Gen(NdEmitter):
                     body.append(f"{at(self.row_grad(a), 't', 'b')} += {term}")
                 else:
                     body.append(f"{self.grad_ref(a, '0')} += {term}")
-        return [f"# row values of phase {ph.index}, in reverse", Loop("for b in range(B)", body)]
+        return [f"# row values of phase {ph.index}, in reverse", Loop("for b in range(b0, b1)", body)]
 
     # --- whole kernels ----------------------------------------------------------------
     def weight(self, r):
@@ -568,12 +573,12 @@ class _Gen(NdEmitter):
             n = self.nodes[r]
             left = n.args[0]
             if left in self.state_of_in:
-                lref = at(self.state_array(self.state_of_in[left][1]), "t")
+                lref = at(self.state_array(self.state_of_in[left][1]), "t", ROWS)
             else:
-                lref = at(*self.stored_array(left))
+                lref = at(*self.stored_array(left), ROWS)
             w = self.weight(r)
             a = self.array("rec", ident(r), r, ("T", "B", n.width), f"{self.names.arg(r)}, per step")
-            out.append(f"matmul({lref}, {w}, {at(a, 't')}, blas_rows)  # {self.names.line(r)}")
+            out.append(f"matmul({lref}, {w}, {at(a, 't', ROWS)}, blas_rows)  # {self.names.line(r)}")
         return out
 
     def products_backward(self, ph):
@@ -585,8 +590,8 @@ class _Gen(NdEmitter):
             right_t = transposed(self.names.arg(n.args[1]))
             wt = self.array("rec_weight_t", ident(r), r, self.nodes[n.args[1]].shape[::-1],
                             f"{right_t}, row-major", True)
-            target = at(buf, "p") if parity else buf
-            out.append(f"matmul({at(da, 't')}, {wt}, {target}, blas_rows)  "
+            target = at(buf, "p", ROWS) if parity else at(buf, ROWS)
+            out.append(f"matmul({at(da, 't', ROWS)}, {wt}, {target}, blas_rows)  "
                        f"# d {self.names.arg(n.args[0])} = d({self.names.arg(r)}) @ {right_t}")
         return out
 
@@ -616,21 +621,37 @@ class _Gen(NdEmitter):
         prelude += [f"W{ph.index} = dims[{ph.index}]" for ph in self.plan.phases if ph.nodes]
         prelude += [f"blas_rows = dims[{len(self.lay.dims) - 1}]"]
         offsets = [f"g{i} = dims[{len(self.plan.phases) + i}]" for i in range(len(self.plan.states))]
-        fargs = ", ".join(["T", "B", "dims", "K"] + self.lay.forward_args)
-        bargs = ", ".join(["T", "B", "dims", "K"] + self.lay.backward_args)
+        fargs, bargs = self.lay.forward_args, self.lay.backward_args
+        self.lay.summed = [i for i, a in enumerate(bargs) if self.lay.arrays[a][0] == "grad_engine"]
         tanh, sigmoid = self.scalar_helpers()
         header = HEADER.format(cell=self.plan.cell, version=GENERATOR_VERSION, helpers=HELPERS_HASH,
                                llvm=" ".join(LLVM_OPTIONS), tanh=tanh, sigmoid=sigmoid)
         if self.plan.nodes.get(self.plan.step) is not None:  # the step index, in the kernel's dtype
             step = [f"tval = np.{self.plan.dtype}(t)  # the step index t"]
             fwd, bwd = step + fwd, step + bwd
-        source = [header, "", "@jit", f"def forward({fargs}):"] + render(
-            self.legend(self.lay.forward_args) + prelude + [Loop("for t in range(T)", fwd)], 1)
-        source += ["", "", "@jit", f"def backward({bargs}):"] + render(
-            self.legend(self.lay.backward_args) + prelude + offsets
+        rows = "# batch rows b0..b1-1: {0}() runs them all" + (
+            "; rnn.kernels.threads may run blocks of rows on workers at once" if self.separable() else "")
+        split = ("# no value of a batch row reads another row: blocks of rows may run at once (rnn.kernels.threads)"
+                 if self.separable() else "# values of a batch row read other rows: the rows run together")
+        source = [header, "", split, f"ROWS_INDEPENDENT = {self.separable()}", "", "", "@jit"]
+        source += _call("def forward_rows(", ["T", "B", "b0", "b1", "dims", "K"] + fargs, "):")
+        source += render([rows.format("forward")] + self.legend(fargs) + prelude + [Loop("for t in range(T)", fwd)], 1)
+        source += ["", "", "@jit"] + _call("def backward_rows(", ["T", "B", "b0", "b1", "dims", "K"] + bargs, "):")
+        source += render(
+            [rows.format("backward")] + self.legend(bargs) + prelude + offsets
             + [Loop("for t in range(T - 1, -1, -1)", ["p = t & 1  # this step's state-input gradients",
                                                       "q = 1 - p  # the next step's, read as sources"] + bwd)], 1)
+        for name, args in (("forward", fargs), ("backward", bargs)):
+            source += ["", "", "@jit"] + _call(f"def {name}(", ["T", "B", "dims", "K"] + args, "):")
+            source += render(_call(f"{name}_rows(", ["T", "B", "0", "B", "dims", "K"] + args, ")"), 1)
         return "\n".join(source) + "\n", self.lay
+
+    def separable(self):
+        """Whether no value of a batch row reads another row, so that blocks of rows may run the whole
+        loop over time at once, on workers of their own (rnn.kernels.threads): no nd value (those may
+        reduce or mix over the batch) and no context (read whole)."""
+        return (not any(ph.nds for ph in self.plan.phases)
+                and not any(n.kind == "context" for n in self.nodes.values()))
 
     def scalar_helpers(self):
         """The names of the tanh and sigmoid this kernel's dtype uses (rnn.kernels.helpers)."""
@@ -653,6 +674,19 @@ import math  # noqa: F401  (scalar forms: math.exp, math.log)
 import numpy as np  # noqa: F401  (the step index in the kernel's dtype)
 
 from rnn.kernels.helpers import jit, matmul, {sigmoid} as _sigmoid, {tanh} as _tanh  # noqa: F401'''
+
+
+def _call(head, args, tail, width=110):
+    """`head` + the comma-separated `args` + `tail` as lines of at most about `width` characters, the
+    continuation lines aligned after `head` (a kernel's argument lists run to dozens of arrays)."""
+    lines, line = [], head
+    for i, a in enumerate(args):
+        piece = a + (", " if i < len(args) - 1 else tail)
+        if len(line) + len(piece.rstrip()) > width and line.strip() != head.strip():
+            lines.append(line.rstrip())
+            line = " " * len(head)
+        line += piece
+    return lines + [line]
 
 
 def generate(plan):

@@ -19,7 +19,8 @@ from numba import njit
 
 # "contract": a * b + c may become one fused multiply-add (one rounding instead of two, so
 # never less accurate); the products' inner loops and the gate math run on fma instructions.
-jit = njit(cache=True, error_model="numpy", fastmath={"contract"})
+# nogil: rnn.kernels.threads runs blocks of batch rows of one kernel call on two threads at once.
+jit = njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
 @jit

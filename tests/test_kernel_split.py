@@ -1,0 +1,170 @@
+"""The batch split between workers (rnn.kernels.threads): the kernels of a step whose batch rows never
+read each other may run as blocks of rows on threads of their own, each block the whole loop over
+time (forward_rows / backward_rows).  Forced on at every batch here, that must equal the explicit
+graph (outputs, states and every gradient, per-step states included) to 1e-10 in float64 and 1e-4
+in float32, and the serial kernels; a step whose rows meet (an nd value over the batch) never splits."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnn
+from minigrad.nn import Parameter
+from rnn import kernel_source
+from rnn.kernels import threads
+from rnn.kernels.binding import prepare
+from tests.test_codegen import CUSTOM, BatchMaxCell, TOL, assert_same, rel, run_both
+from tests.test_kernel_rows import Normed
+
+
+class PeepholeCell(rnn.Cell):
+    """h' = tanh(x W + h U + b + p * h) * s: p (H,) and s (a scalar) read element-wise, so their
+    gradients are sums over the batch accumulated inside the fused loop — each worker's into its own
+    copy."""
+
+    def __init__(self, input_size, hidden_size, rng=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, dtype)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.W, self.U, self.b = self._init(rng, (input_size, hidden_size), (hidden_size, hidden_size), (hidden_size,))
+        self.p = Parameter(rng.normal(0, 0.5, hidden_size).astype(dtype))
+        self.s = Parameter(np.asarray(rng.uniform(0.5, 1.5), dtype))
+
+    def step(self, x, h):
+        return (x @ self.W + h @ self.U + self.b + self.p * h).tanh() * self.s
+
+
+class Counted:
+    """A kernel function that counts its calls, and the blocks of rows they ran."""
+
+    def __init__(self, fn):
+        self.fn, self.calls, self.blocks = fn, 0, set()
+
+    def __call__(self, T, B, b0, b1, *args):
+        self.calls += 1
+        self.blocks.add((b0, b1))
+        return self.fn(T, B, b0, b1, *args)
+
+
+def forced(mp, n=3):
+    """The split kernels at every batch of 2 rows or more, in `n` blocks (3 by default: uneven ones,
+    and more blocks than a 2-core machine has threads)."""
+    mp.setattr(threads, "_threads", n)
+    mp.setattr(threads, "_min_batch", 2)
+
+
+def assert_split_same(cell, T, B, seed, dtype):
+    """Equal to the graph, and the kernels ran as blocks of rows (3, or one per row when fewer)."""
+    mod = prepare(cell, B).module
+    assert mod.ROWS_INDEPENDENT
+    fwd, bwd = Counted(mod.forward_rows), Counted(mod.backward_rows)
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis runs the body many times: patch per run
+        forced(mp)
+        mp.setattr(mod, "forward_rows", fwd)
+        mp.setattr(mod, "backward_rows", bwd)
+        assert_same(cell, T, B, seed, dtype)
+    blocks = sorted(fwd.blocks)
+    assert len(blocks) == min(3, B) and blocks[0][0] == 0 and blocks[-1][1] == B and bwd.blocks == fwd.blocks
+
+
+sizes = st.tuples(st.integers(1, 5), st.integers(2, 7), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**16))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls", [rnn.LSTMCell, PeepholeCell], ids=lambda c: c.__name__)
+@settings(max_examples=6)
+@given(sizes=sizes)
+def test_split_kernels_match_the_graph(cls, dtype, sizes):
+    T, B, I, H, seed = sizes
+    assert_split_same(cls(I, H, rng=np.random.default_rng(seed), dtype=dtype), T, B, seed, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=6)
+@given(sizes=sizes)
+def test_split_kernels_with_row_values_match_the_graph(dtype, sizes):
+    """A reduction over the features (layer norm's means) and a parameter read element-wise."""
+    T, B, I, H, seed = sizes
+    assert_split_same(Normed(I, H, "layer_norm", np.random.default_rng(seed), dtype), T, B, seed, dtype)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls", [rnn.ElmanCell, rnn.GRUCell] + [c for c in CUSTOM if c.__name__ != "OddOpsCell"],
+                         ids=lambda c: c.__name__)
+@settings(max_examples=4)
+@given(sizes=sizes)
+def test_every_separable_cell_split_matches_the_graph(cls, dtype, sizes):
+    T, B, I, H, seed = sizes
+    assert_split_same(cls(I, H, rng=np.random.default_rng(seed), dtype=dtype), T, B, seed, dtype)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_split_equals_the_serial_kernels(monkeypatch, dtype, n):
+    """Per row the same arithmetic: only the sums over the batch (b's gradient) are added in another order."""
+    cell = rnn.LSTMCell(4, 6, rng=np.random.default_rng(0), dtype=dtype)
+    forced(monkeypatch, n)
+    got = run_both(cell, 5, 7, 0, dtype)["numba"]
+    forced(monkeypatch, 1)
+    serial = run_both(cell, 5, 7, 0, dtype)["numba"]
+    for (name, a), (_, b) in zip(serial, got):
+        assert rel(a, b) <= TOL[dtype] / 100, name
+
+
+def test_split_only_where_rows_never_meet(monkeypatch):
+    assert "ROWS_INDEPENDENT = True" in kernel_source(rnn.LSTMCell(3, 4), batch=4)
+    assert "ROWS_INDEPENDENT = True" in kernel_source(PeepholeCell(3, 4), batch=4)
+    assert "ROWS_INDEPENDENT = False" in kernel_source(BatchMaxCell(3, 4), batch=4)  # a max over the batch
+    cell = BatchMaxCell(3, 4, rng=np.random.default_rng(0))
+    mod = prepare(cell, 4).module
+    forced(monkeypatch)
+    rows = Counted(mod.forward_rows)
+    monkeypatch.setattr(mod, "forward_rows", rows)
+    monkeypatch.setattr(mod, "forward", lambda *a: rows(a[0], a[1], 0, a[1], *a[2:]))
+    rnn.run(cell, np.ones((2, 4, 3)), backend="numba")
+    assert rows.blocks == {(0, 4)}
+
+
+def test_workers_follow_the_settings(monkeypatch):
+    monkeypatch.setattr(threads, "_threads", None)
+    monkeypatch.setattr(threads, "_min_batch", None)
+    monkeypatch.setenv("MINIGRAD_KERNEL_THREADS", "2")
+    monkeypatch.delenv("MINIGRAD_SPLIT_BATCH", raising=False)
+    assert threads.workers(threads.SPLIT_BATCH - 1) == 1 and threads.workers(threads.SPLIT_BATCH) == 2
+    monkeypatch.setenv("MINIGRAD_SPLIT_BATCH", "3")
+    assert threads.workers(2) == 1 and threads.workers(3) == 2
+    monkeypatch.setenv("MINIGRAD_KERNEL_THREADS", "1")  # never split
+    assert threads.workers(1000) == 1
+    threads.set_threads(4, min_batch=8)
+    assert threads.workers(7) == 1 and threads.workers(8) == 4 and threads.workers(3) == 1
+    monkeypatch.setenv("MINIGRAD_KERNEL_THREADS", "two")
+    monkeypatch.setattr(threads, "_threads", None)
+    with pytest.raises(ValueError, match="MINIGRAD_KERNEL_THREADS"):
+        threads.workers(1000)
+    with pytest.raises(ValueError):
+        threads.set_threads(0)
+
+
+def test_a_failing_block_raises_after_every_block_finished(monkeypatch):
+    class Module:
+        ROWS_INDEPENDENT = True
+
+        def forward_rows(self, T, B, b0, b1, dims, K, out):
+            out[b0:b1] = 1
+            if b0:
+                raise RuntimeError("block")
+    forced(monkeypatch, 2)
+    out = np.zeros(4)
+    with pytest.raises(RuntimeError, match="block"):
+        threads.run_kernel(Module(), "forward", 1, 4, None, None, [out])
+    assert (out == 1).all()
+
+
+def test_blas_runs_on_one_thread_inside_a_split_call_and_as_before_after():
+    lib = threads._blas_controller()
+    if lib is None:
+        pytest.skip("no OpenBLAS under Numba's np.dot")
+    before = lib.num_threads
+    with threads.one_blas_thread():
+        assert lib.num_threads == 1
+    assert lib.num_threads == before
