@@ -8,11 +8,14 @@ over the batch: each block adds into its own copy, summed after.  Plain threads,
 prange: those threads sleep between calls, where OpenMP's spin and took a core from the BLAS GEMMs
 around the kernels.
 
-That pays at large batches, where each step's product and element-wise loop are long enough to
-fill a core; at small ones, and on a machine whose cores are busy, a second worker only adds its
-start-up and competes for a core (docs/performance.md has the numbers).  So:
+It was meant to pay at large batches, where each step's product and element-wise loop are long
+enough to fill a core; on the 2-core machine it did not (not yet explained; most likely the per-step
+products, one OpenBLAS thread on half the rows each against two on all of them: docs/performance.md),
+so it is off unless asked for, and
+below a batch size even then (a second worker only adds its start-up, and competes for a core on a
+busy machine):
 
-    MINIGRAD_KERNEL_THREADS   blocks per kernel call (default: the cores Numba sees); 1 never splits
+    MINIGRAD_KERNEL_THREADS   blocks per kernel call (default 1: never split; see threads())
     MINIGRAD_SPLIT_BATCH      the smallest batch that is split (default 32)
     set_threads(n, min_batch) the same from Python, for this process
 
@@ -56,11 +59,12 @@ def set_threads(n=None, min_batch=None):
 
 
 def threads():
-    """The workers a split kernel call uses."""
+    """The workers a split kernel call uses: 1 (no split) unless asked for.  Measured on the 2-core
+    machine, two blocks of 16-32 rows made the float32 LSTM at B >= 32 1.2-1.4x slower than one
+    call whose per-step products OpenBLAS runs on both cores (docs/performance.md), so it is opt-in."""
     if _threads is not None:
         return _threads
-    import numba
-    return max(1, _env_int("MINIGRAD_KERNEL_THREADS", numba.config.NUMBA_NUM_THREADS))
+    return max(1, _env_int("MINIGRAD_KERNEL_THREADS", 1))
 
 
 def min_batch():
