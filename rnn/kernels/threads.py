@@ -21,7 +21,7 @@ busy machine):
 
 While the blocks run, the kernels' BLAS (the per-step products inside them) runs on one thread:
 each worker's product is its own, and two workers each asking OpenBLAS for every core ran 10-100x
-slower.
+slower (measured with another process busy).
 """
 from __future__ import annotations
 
