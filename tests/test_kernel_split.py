@@ -128,6 +128,11 @@ def test_split_only_where_rows_never_meet(monkeypatch):
 def test_workers_follow_the_settings(monkeypatch):
     monkeypatch.setattr(threads, "_threads", None)
     monkeypatch.setattr(threads, "_min_batch", None)
+    monkeypatch.delenv("MINIGRAD_KERNEL_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert threads.threads() == 2  # the default on two cores
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0})
+    assert threads.threads() == 1
     monkeypatch.setenv("MINIGRAD_KERNEL_THREADS", "2")
     monkeypatch.delenv("MINIGRAD_SPLIT_BATCH", raising=False)
     assert threads.workers(threads.SPLIT_BATCH - 1) == 1 and threads.workers(threads.SPLIT_BATCH) == 2
@@ -156,7 +161,7 @@ def test_a_failing_block_raises_after_every_block_finished(monkeypatch):
     forced(monkeypatch, 2)
     out = np.zeros(4)
     with pytest.raises(RuntimeError, match="block"):
-        threads.run_kernel(Module(), "forward", 1, 4, None, None, [out])
+        threads.run_kernel(Module(), "forward", 1, 4, np.zeros(1, np.int64), None, [out], split=True)
     assert (out == 1).all()
 
 
@@ -168,3 +173,34 @@ def test_blas_runs_on_one_thread_inside_a_split_call_and_as_before_after():
     with threads.one_blas_thread():
         assert lib.num_threads == 1
     assert lib.num_threads == before
+
+
+def test_split_only_where_the_per_step_products_run_in_loops(monkeypatch):
+    """A recurrent weight past L2_WEIGHT elements goes through BLAS, where two blocks of rows each on one
+    OpenBLAS thread were not faster than one call on two: such a cell's calls are not split."""
+    from rnn.kernels.helpers import L2_WEIGHT
+    monkeypatch.setattr(threads, "_threads", 2)
+    monkeypatch.setattr(threads, "_min_batch", 2)
+    fits = rnn.LSTMCell(3, 128, rng=np.random.default_rng(0), dtype=np.float32)  # W_hh.T: 128 x 512
+    big = rnn.LSTMCell(3, 129, rng=np.random.default_rng(0), dtype=np.float32)
+    assert 4 * 128 * 128 <= L2_WEIGHT < 4 * 129 * 129
+    assert threads.splits(prepare(fits, 4), 4) and not threads.splits(prepare(big, 4), 4)
+    assert not threads.splits(prepare(fits, 1), 1)  # one row: nothing to split
+
+
+@pytest.mark.parametrize("form", ["nn", "nt", "tn", "tt"])
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 40), dtype=st.sampled_from([np.float64, np.float32]))
+def test_split_gemms_equal_the_whole_ones(form, m, k, n, dtype):
+    """matmul2d(split=True): halves of a's rows, or of the inner dimension added (a transposed a), on two
+    threads, each on one OpenBLAS thread: the product, to rounding (the halves' sums are added in
+    another order)."""
+    from rnn.kernels import blas
+    rng = np.random.default_rng(m * 1681 + k * 41 + n)
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    a = np.asfortranarray(a) if form[0] == "t" else a  # as a.T of a C array reaches it
+    b = np.asfortranarray(b) if form[1] == "t" else b
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blas, "_SPLIT_WORK", 0)  # split at any size
+        got = blas.matmul2d(a, b, split=True)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)

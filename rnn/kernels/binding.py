@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,12 +40,13 @@ from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
 from .blas import blas_rows, carve, carve_plan, gather_rows, matmul2d, one_hot_rows, scatter_rows, staggered, transposed
 from .emit import generate, ident
+from .helpers import L2_WEIGHT
 from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
 from .head import Head
 from .ir import KernelError, UnsupportedCellError
 from .passes import make_plan
-from .threads import run_kernel
+from .threads import run_kernel, splits
 
 _PER_CELL = weakref.WeakKeyDictionary()   # cell -> {(run key, fingerprint): (Prepared or the error, array copies)}
 _BY_SIGNATURE: dict = {}                  # structure of a rolled graph -> (plan, layout, module)
@@ -74,6 +76,9 @@ class Prepared:
         self.pre = _pre_needed(plan, self.inputs, self.folded)
         self.heads = Heads(rolled)
         self.weight_arrays = {key: _weight_arrays(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
+        # every per-step product in the generated loops (its W in L2): what makes the batch split pay
+        self.loop_products = all(math.prod(plan.nodes[plan.nodes[key].args[1]].shape) <= L2_WEIGHT
+                                 for _, what, key in self.inputs if what == "rec_weight")
 
     def carved(self, T, B, dtype):
         """Per (T, B, dtype): the carve plans of the forward's own arrays and of the backward's."""
@@ -281,6 +286,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     state0 = as_tuple(state0)
     state_index = prep.state_index
 
+    split = splits(prep, B)
     fnames, fplan, bnames, bplan, bzero = prep.carved(T, B, dtype)
     arrays, parents, which = dict(zip(fnames, carve(fplan, dtype))), [], []  # which[i]: how parents[i]'s gradient is found
     for name, what, key in prep.inputs:
@@ -293,7 +299,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
             left, (right, folded) = env[plan.nodes[key].args[0]], _right(prep, env, named, key)
             L, R = left._data.reshape(T * B, -1), right._data.T if folded else right._data
             hot = None if left.requires_grad else one_hot_rows(L)  # one-hot x(t), a char model's: a gather
-            arrays[name] = (matmul2d(L, R) if hot is None else gather_rows(hot, R)).reshape(T, B, -1)
+            arrays[name] = (matmul2d(L, R, split) if hot is None else gather_rows(hot, R)).reshape(T, B, -1)
             parents.extend((left, right))
             # the arrays as the forward saw them: the vjp must not read a .data replaced since
             operands = (key, left._data, left.requires_grad, right._data, right.requires_grad, folded, hot)
@@ -314,7 +320,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
     consts = prep.kernel_consts(dtype)
-    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args])
+    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=split)
 
     snames = prep.snames
     S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
@@ -468,7 +474,9 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
         for name, same in lay.same.items():  # gradients the kernel stores once for two inputs
             grads[name] = grads[same]
         allv = {**arrays, **grads}
-        run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed)
+        split = splits(prep, B)
+        run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed,
+                   split=split)
         step_grads.add([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
         out = []
         for kind, name in which:
@@ -478,14 +486,14 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
                 key, left, left_grad, right, right_grad, folded, hot = name
                 dXA = grads[kinds.name("grad_hoist", ident(key))].reshape(T * B, -1)
                 if kind == "hoist_left":
-                    out.append(matmul2d(dXA, right if folded else right.T).reshape(left.shape)
+                    out.append(matmul2d(dXA, right if folded else right.T, split).reshape(left.shape)
                                if left_grad else None)
                 elif right_grad and hot is not None:  # onehot(hot).T @ dXA: dXA's rows added up by column
                     dR = scatter_rows(hot, dXA, left.shape[-1])
                     out.append(dR.T if folded else dR)
                 elif right_grad:
                     L = left.reshape(T * B, -1)
-                    out.append(matmul2d(dXA.T, L) if folded else matmul2d(L.T, dXA))
+                    out.append(matmul2d(dXA.T, L, split) if folded else matmul2d(L.T, dXA, split))
                 else:
                     out.append(None)
             elif kind == "engine":  # in the kernel's layout ((W,) for a (1, W) value): back to the value's shape
@@ -493,7 +501,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
                 out.append(None if got is None else got.reshape(prep.plan.nodes[name].shape))
             elif kind == "weight":
                 key, folded, learns = name
-                out.append(_weight_grad(prep, allv, key, folded, T, B) if learns else None)  # frozen: none
+                out.append(_weight_grad(prep, allv, key, folded, T, B, split) if learns else None)  # frozen: none
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in (kinds.name("grad_state_ew", sn), kinds.name("grad_state_mm", sn))
@@ -513,12 +521,12 @@ def _weight_arrays(plan, rid):
     return kinds.name("stored", ident(left)), None, grad
 
 
-def _weight_grad(prep, allv, rid, folded, T, B):
+def _weight_grad(prep, allv, rid, folded, T, B, split=False):
     """Sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM over all T*B rows."""
     name, offset, grad = prep.weight_arrays[rid]
     L = allv[name] if offset is None else allv[name][offset:offset + T]
     L, dA = L.reshape(T * B, -1), allv[grad].reshape(T * B, -1)
-    return matmul2d(dA.T, L) if folded else matmul2d(L.T, dA)
+    return matmul2d(dA.T, L, split) if folded else matmul2d(L.T, dA, split)
 
 
 def _right(prep, env, named, key):

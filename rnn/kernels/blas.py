@@ -16,22 +16,22 @@ from numba import njit
 from minigrad.buffers import carve, carve_plan, staggered  # noqa: F401  (the kernels' arrays)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nn(a, b, out):
     np.dot(a, b, out)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tn(a, b, out):
     np.dot(a.T, b, out)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nt(a, b, out):
     np.dot(a, b.T, out)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tt(a, b, out):
     np.dot(a.T, b.T, out)
 
@@ -99,13 +99,35 @@ def _transpose(a, out):
                     out[j, i] = a[i, j]
 
 
-def matmul2d(a, b):
-    """a @ b for 2-d float arrays of one dtype."""
+_SPLIT_WORK = 1 << 22  # multiply-adds: ~80 us on one thread
+
+
+def matmul2d(a, b, split=False):
+    """a @ b for 2-d float arrays of one dtype.  split: in two halves at once, on the caller's thread
+    and one worker (rnn.kernels.threads), each on one OpenBLAS thread: by rows of `a` where they are
+    rows in memory, else over the inner dimension, the two partial products added."""
     m, n = a.shape[0], b.shape[1]
     a, ta = _c_or_transposed(a)
     b, tb = _c_or_transposed(b)
     out = staggered((m, n), a.dtype, 0)
-    _PICK[ta, tb](a, b, out)
+    pick = _PICK[ta, tb]
+    if not split:
+        pick(a, b, out)
+        return out
+    from .threads import in_two, one_blas_thread
+    k = b.shape[1] if tb else b.shape[0]
+    with one_blas_thread():  # even unsplit: OpenBLAS's second thread would spin through the split kernels
+        if m * n * k < _SPLIT_WORK or min(m, k) < 2:  # a worker's hand-off costs ~70 us
+            pick(a, b, out)
+        elif not ta:  # a (m, k) row-major: halves of its rows make halves of out's rows
+            h = m // 2
+            in_two(lambda: pick(a[:h], b, out[:h]), lambda: pick(a[h:], b, out[h:]))
+        else:  # a holds the (k, m) transpose: halves of k, the two products added
+            h = k // 2
+            other = np.empty_like(out)
+            bh, bt = (np.ascontiguousarray(b[:, :h]), np.ascontiguousarray(b[:, h:])) if tb else (b[:h], b[h:])
+            in_two(lambda: pick(a[:h], bh, out), lambda: pick(a[h:], bt, other))
+            out += other
     return out
 
 

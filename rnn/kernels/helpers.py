@@ -152,11 +152,14 @@ def _rows2(ha, hb, W, oa, ob):
             ob[n] += c0 * w0[n]
 
 
+L2_WEIGHT = 65536  # elements of W up to which the loop product keeps it in L2 (256 KiB in float32)
+
+
 @jit
 def matmul(h, W, out, blas_rows):
     # out = h @ W; h (B, K), W (K, N) and out (B, N) C-contiguous
     B, K = h.shape
-    if B >= blas_rows or K * W.shape[1] > 65536:
+    if B >= blas_rows or K * W.shape[1] > L2_WEIGHT:
         np.dot(h, W, out)
         return
     for b in range(0, B - 1, 2):

@@ -5,23 +5,18 @@ says ROWS_INDEPENDENT) may run each kernel call as n blocks of rows, each block 
 time on a thread of its own (the kernels release the GIL), so the workers never wait for each
 other: forward_rows / backward_rows over rows b0..b1-1.  Only the engine values' gradients are sums
 over the batch: each block adds into its own copy, summed after.  Plain threads, not Numba's
-prange: those threads sleep between calls, where OpenMP's spin and took a core from the BLAS GEMMs
-around the kernels.
+prange: those threads sleep between calls, where OpenMP's spin.
 
-It was meant to pay at large batches, where each step's product and element-wise loop are long
-enough to fill a core; on the 2-core machine it did not (not yet explained; most likely the per-step
-products, one OpenBLAS thread on half the rows each against two on all of them: docs/performance.md),
-so it is off unless asked for, and
-below a batch size even then (a second worker only adds its start-up, and competes for a core on a
-busy machine):
+It pays where each block's per-step products run in the generated loops (every recurrent weight
+fits in L2: Prepared.loop_products) — two cores then do the products and the element-wise loops
+that OpenBLAS's two threads and one core did — and only if nothing else spins on the second core:
+OpenBLAS's worker, after a GEMM on two threads, spins for a while.  So during a split call the
+kernels' OpenBLAS runs on one thread and the GEMMs around the kernels are split in two as well
+(rnn.kernels.blas.matmul2d(split=True)).  docs/performance.md has the numbers.
 
-    MINIGRAD_KERNEL_THREADS   blocks per kernel call (default 1: never split; see threads())
+    MINIGRAD_KERNEL_THREADS   blocks per kernel call (default: 2 on a machine with 2 cores or more; 1 never splits)
     MINIGRAD_SPLIT_BATCH      the smallest batch that is split (default 32)
     set_threads(n, min_batch) the same from Python, for this process
-
-While the blocks run, the kernels' BLAS (the per-step products inside them) runs on one thread:
-each worker's product is its own, and two workers each asking OpenBLAS for every core ran 10-100x
-slower (measured with another process busy).
 """
 from __future__ import annotations
 
@@ -59,12 +54,10 @@ def set_threads(n=None, min_batch=None):
 
 
 def threads():
-    """The workers a split kernel call uses: 1 (no split) unless asked for.  Measured on the 2-core
-    machine, two blocks of 16-32 rows made the float32 LSTM at B >= 32 1.2-1.4x slower than one
-    call whose per-step products OpenBLAS runs on both cores (docs/performance.md), so it is opt-in."""
+    """The workers a split kernel call uses: the setting, else 2 where there are 2 cores or more."""
     if _threads is not None:
         return _threads
-    return max(1, _env_int("MINIGRAD_KERNEL_THREADS", 1))
+    return max(1, _env_int("MINIGRAD_KERNEL_THREADS", 2 if len(os.sched_getaffinity(0)) >= 2 else 1))
 
 
 def min_batch():
@@ -111,11 +104,16 @@ def _blas_controller():
     return _blas or None
 
 
-def run_kernel(module, name, T, B, dims, consts, args, summed=()):
-    """module.<name>(T, B, dims, consts, *args), or, where the module's rows are independent and
-    `workers(B)` > 1, <name>_rows over that many blocks of rows at once.  summed: the indices of
-    args that are sums over the batch (each block gets its own zeroed copy, added in after)."""
-    n = workers(B) if getattr(module, "ROWS_INDEPENDENT", False) else 1
+def splits(prep, B):
+    """Whether a call of prepared kernels over B rows splits them between workers."""
+    return prep.loop_products and workers(B) > 1 and getattr(prep.module, "ROWS_INDEPENDENT", False)
+
+
+def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):
+    """module.<name>(T, B, dims, consts, *args), or, `split` (see splits), <name>_rows over
+    workers(B) blocks of rows at once.  summed: the indices of args that are sums over the batch
+    (each block gets its own zeroed copy, added in after)."""
+    n = workers(B) if split else 1
     if n == 1:
         getattr(module, name)(T, B, dims, consts, *args)
         return
@@ -129,6 +127,8 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=()):
             own[i] = p[c]
         rows(T, B, bounds[c], bounds[c + 1], dims, consts, *own)
 
+    dims = dims.copy()
+    dims[-1] = 1 << 62  # each block's per-step products in the generated loops where W fits in L2
     with one_blas_thread():
         rest = [_workers(n - 1).submit(block, c) for c in range(1, n)]
         try:
@@ -138,6 +138,15 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=()):
                 f.result()
     for i, p in parts.items():
         args[i] += p.sum(axis=0)
+
+
+def in_two(first, second):
+    """first() on a worker and second() on this thread, at once; returns when both have."""
+    f = _workers(1).submit(first)
+    try:
+        second()
+    finally:
+        f.result()
 
 
 def _workers(k):
