@@ -320,7 +320,10 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
     consts = prep.kernel_consts(dtype)
-    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=split)
+    if split:
+        run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=True)
+    else:
+        prep.module.forward(T, B, dims, consts, *[arrays[n] for n in lay.forward_args])
 
     snames = prep.snames
     S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
@@ -475,8 +478,11 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
             grads[name] = grads[same]
         allv = {**arrays, **grads}
         split = splits(prep, B)
-        run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed,
-                   split=split)
+        if split:
+            run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed,
+                       split=True)
+        else:
+            prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
         step_grads.add([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
         out = []
         for kind, name in which:
