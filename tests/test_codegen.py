@@ -388,7 +388,7 @@ def test_blas_kernel_survives_a_failing_probe(monkeypatch):
 
     def broken():
         raise OSError("cannot read the loaded libraries")
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", broken)
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", broken)
     assert blas_kernel() is None
 
 

@@ -15,6 +15,8 @@ from numba import njit
 
 from minigrad.buffers import carve, carve_plan, staggered  # noqa: F401  (the kernels' arrays)
 
+from .threads import in_two, one_blas_thread
+
 
 @njit(cache=True, nogil=True)
 def _nn(a, b, out):
@@ -53,14 +55,21 @@ def blas_rows():
 
 def blas_kernel():
     """The name of the OpenBLAS kernel Numba's np.dot runs on (SciPy's BLAS), or None if not OpenBLAS."""
+    lib = kernels_openblas()
+    return lib.architecture if lib else None
+
+
+def kernels_openblas():
+    """threadpoolctl's controller of the OpenBLAS Numba's np.dot runs on (SciPy's), or None: not
+    OpenBLAS, or the loaded libraries could not be read (a run goes on with the safe defaults)."""
     import scipy.linalg.cython_blas  # noqa: F401  loaded before threadpoolctl looks
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import ThreadpoolController
     try:
-        libs = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-    except Exception:  # an introspection failure must not stop a run; the default cut-over is safe
+        libs = [c for c in ThreadpoolController().lib_controllers if c.internal_api == "openblas"]
+    except Exception:
         return None
-    mine = [i for i in libs if "scipy.libs" in i["filepath"] or "/scipy/" in i["filepath"]] or libs
-    return mine[0].get("architecture") if mine else None
+    mine = [c for c in libs if "scipy.libs" in c.filepath or "/scipy/" in c.filepath] or libs
+    return mine[0] if mine else None
 
 
 _PICK = {(False, False): _nn, (True, False): _tn, (False, True): _nt, (True, True): _tt}
@@ -114,7 +123,6 @@ def matmul2d(a, b, split=False):
     if not split:
         pick(a, b, out)
         return out
-    from .threads import in_two, one_blas_thread
     k = b.shape[1] if tb else b.shape[0]
     with one_blas_thread():  # even unsplit: OpenBLAS's second thread would spin through the split kernels
         if m * n * k < _SPLIT_WORK or min(m, k) < 2:  # a worker's hand-off costs ~70 us

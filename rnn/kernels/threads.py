@@ -89,18 +89,11 @@ class one_blas_thread:
 
 
 def _blas_controller():
-    """threadpoolctl's controller of the OpenBLAS Numba's np.dot runs on (SciPy's), or None."""
+    """The kernels' OpenBLAS (rnn.kernels.blas.kernels_openblas), looked up once; None if there is none."""
     global _blas
     if _blas is None:
-        _blas = False
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  loaded before threadpoolctl looks
-            from threadpoolctl import ThreadpoolController
-            libs = [c for c in ThreadpoolController().lib_controllers if c.internal_api == "openblas"]
-            mine = [c for c in libs if "scipy.libs" in c.filepath or "/scipy/" in c.filepath] or libs
-            _blas = mine[0] if mine else False
-        except Exception:  # no introspection: the split kernels still run, BLAS as it is
-            _blas = False
+        from .blas import kernels_openblas
+        _blas = kernels_openblas() or False
     return _blas or None
 
 
@@ -113,13 +106,15 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):
     """module.<name>(T, B, dims, consts, *args), or, `split` (see splits), <name>_rows over
     workers(B) blocks of rows at once.  summed: the indices of args that are sums over the batch
     (each block gets its own zeroed copy, added in after)."""
-    n = workers(B) if split else 1
-    if n == 1:
+    if not split:
         getattr(module, name)(T, B, dims, consts, *args)
         return
+    n = workers(B)
     rows = getattr(module, name + "_rows")
     bounds = [c * B // n for c in range(n + 1)]
     parts = {i: np.zeros((n,) + args[i].shape, args[i].dtype) for i in summed}
+    dims = dims.copy()
+    dims[-1] = 1 << 62  # each block's per-step products in the generated loops where W fits in L2
 
     def block(c):
         own = list(args)
@@ -127,8 +122,6 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):
             own[i] = p[c]
         rows(T, B, bounds[c], bounds[c + 1], dims, consts, *own)
 
-    dims = dims.copy()
-    dims[-1] = 1 << 62  # each block's per-step products in the generated loops where W fits in L2
     with one_blas_thread():
         rest = [_workers(n - 1).submit(block, c) for c in range(1, n)]
         try:
