@@ -320,10 +320,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
     consts = prep.kernel_consts(dtype)
-    if split:
-        run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=True)
-    else:
-        prep.module.forward(T, B, dims, consts, *[arrays[n] for n in lay.forward_args])
+    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=split)
 
     snames = prep.snames
     S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
@@ -336,7 +333,7 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     steps = StepStates(S, [])
     if is_grad_enabled() and any(p.requires_grad for p in parents):
         record(out, "rnn_kernel", parents, _make_vjp(prep, arrays, which, T, B, dims, consts, steps.grads,
-                                                     snames), {"cell": plan.cell, "T": T})
+                                                     snames, split), {"cell": plan.cell, "T": T})
 
     if len(S) == 1:
         per_state = [out]
@@ -458,7 +455,7 @@ def _sname(plan, name):
     return name if name.isidentifier() else f"s{i}"
 
 
-def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
+def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split):
     """The kernel node's vjp.  It holds the StepStates' StepGrads, which refers to no tensor strongly:
     holding the StepStates would close a cycle (out -> vjp -> steps -> per-state views -> out) that
     keeps every kernel array alive until the garbage collector runs, so their pooled buffers could not
@@ -477,12 +474,8 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames):
         for name, same in lay.same.items():  # gradients the kernel stores once for two inputs
             grads[name] = grads[same]
         allv = {**arrays, **grads}
-        split = splits(prep, B)
-        if split:
-            run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed,
-                       split=True)
-        else:
-            prep.module.backward(T, B, dims, consts, *[allv[n] for n in lay.backward_args])
+        run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed,
+                   split=split)
         step_grads.add([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
         out = []
         for kind, name in which:
