@@ -57,6 +57,7 @@ HELPERS_HASH = hashlib.sha256((Path(__file__).parent / "helpers.py").read_bytes(
 
 
 ROWS = "b0:b1"  # a step's rows of the batch block a kernel runs (all of them, or one worker's)
+ROW_LOOP = "for b in range(b0, b1)"
 
 
 @dataclass
@@ -343,7 +344,7 @@ class _Gen(NdEmitter):
     def wrap(self, ph, body):
         head = [f"c{k} = {k} * {self.wname} + j" for k in sorted(self.cols) if k]
         return [f"# phase {ph.index}: element-wise ops fused over (batch, {self.wname})",
-                Loop("for b in range(b0, b1)", [Loop(f"for j in range({self.wname})", head + body)])]
+                Loop(ROW_LOOP, [Loop(f"for j in range({self.wname})", head + body)])]
 
     def needed(self, ph):
         """Forward values the derivatives in this phase use, closed over what computing them needs."""
@@ -464,7 +465,7 @@ class _Gen(NdEmitter):
         # A bias's gradient is summed from the step array the loop wrote anyway, in a plain pass over
         # this step's rows, not accumulated inside the fused loop (docs/performance.md).
         for a, step, nb in sums:
-            out += [Loop("for b in range(b0, b1)", [Loop(f"for j in range({nb} * {self.wname})",
+            out += [Loop(ROW_LOOP, [Loop(f"for j in range({nb} * {self.wname})",
                                                     [f"{self.grad_ref(a, 'j')} += {self.grad_ref(step, 'j')}"])],
                          f"d {self.names.arg(a)} = sum over the batch of d({self.names.arg(step)})")]
         return out
@@ -520,7 +521,7 @@ class _Gen(NdEmitter):
                 body.append(f"{self.var(r, 0)} = {self.expr(n, 0, vals)}")
             self.defined.add((r, 0))
             body.append(f"{at(self.row_array(r), 't', 'b')} = {self.var(r, 0)}")
-        return [f"# row values of phase {ph.index}: one number per batch row", Loop("for b in range(b0, b1)", body)]
+        return [f"# row values of phase {ph.index}: one number per batch row", Loop(ROW_LOOP, body)]
 
     def rows_backward(self, ph):
         """Per batch row, the row values in reverse: each gathers dL/d(itself) from the fused loops and
@@ -560,7 +561,7 @@ class _Gen(NdEmitter):
                     body.append(f"{at(self.row_grad(a), 't', 'b')} += {term}")
                 else:
                     body.append(f"{self.grad_ref(a, '0')} += {term}")
-        return [f"# row values of phase {ph.index}, in reverse", Loop("for b in range(b0, b1)", body)]
+        return [f"# row values of phase {ph.index}, in reverse", Loop(ROW_LOOP, body)]
 
     # --- whole kernels ----------------------------------------------------------------
     def weight(self, r):
@@ -681,9 +682,9 @@ from rnn.kernels.helpers import jit, matmul, {sigmoid} as _sigmoid, {tanh} as _t
 
 def _whole_batch(lines):
     """A kernel body over rows b0..b1-1 as the body over all B rows: no slicing of the rows."""
-    out = [line.replace("range(b0, b1)", "range(B)").replace(", b0:b1]", "]").replace("[b0:b1]", "")
+    out = [line.replace(ROW_LOOP, "for b in range(B)").replace(f", {ROWS}]", "]").replace(f"[{ROWS}]", "")
            for line in lines]
-    assert not any("b0:b1" in line or "b0, b1" in line for line in out), "a row bound left in a whole-batch kernel"
+    assert not any(ROWS in line or "range(b0" in line for line in out), "a row bound left in a whole-batch kernel"
     return out
 
 
