@@ -4,15 +4,15 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-fast dot browser
-demo: $(VENV)/.installed dot
+.PHONY: demo test test-fast dot browser onednn
+demo: $(VENV)/.installed dot onednn
 	$(VENV)/bin/minigrad demo
 
-test: $(VENV)/.installed dot browser
+test: $(VENV)/.installed dot browser onednn
 	$(PY) -m pytest -q
 
 # Everything but the tests marked slow (fresh kernel compiles, subprocesses): for the edit-test loop.
-test-fast: $(VENV)/.installed dot
+test-fast: $(VENV)/.installed dot onednn
 	$(PY) -m pytest -q -m "not slow"
 
 $(VENV)/.installed: pyproject.toml
@@ -38,4 +38,15 @@ browser:
 	      || echo "could not install chromium: the browser tests will be skipped" >&2; \
 	  else \
 	    echo "chromium and chromedriver are missing: the browser tests will be skipped (apt-get install chromium chromium-driver)" >&2; \
+	  fi; }
+
+# oneDNN (Debian's libdnnl2, one 38 MB library): float32 products run 13-25% faster through its sgemm
+# than through OpenBLAS here (rnn.kernels.onednn). Optional: without it float32 runs on OpenBLAS.
+onednn:
+	@ldconfig -p 2>/dev/null | grep -q 'libdnnl\.so' || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q libdnnl2 >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libdnnl2; }) \
+	      || echo "could not install libdnnl2: float32 products run on OpenBLAS" >&2; \
+	  else \
+	    echo "oneDNN (libdnnl) is missing: float32 products run on OpenBLAS (apt-get install libdnnl2 for ~15% more speed)" >&2; \
 	  fi; }

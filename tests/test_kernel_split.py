@@ -181,8 +181,8 @@ def test_split_only_where_the_per_step_products_run_in_loops(monkeypatch):
     from rnn.kernels.helpers import L2_WEIGHT
     monkeypatch.setattr(threads, "_threads", 2)
     monkeypatch.setattr(threads, "_min_batch", 2)
-    fits = rnn.LSTMCell(3, 128, rng=np.random.default_rng(0), dtype=np.float32)  # W_hh.T: 128 x 512
-    big = rnn.LSTMCell(3, 129, rng=np.random.default_rng(0), dtype=np.float32)
+    fits = rnn.LSTMCell(3, 128, rng=np.random.default_rng(0), dtype=np.float64)  # W_hh.T: 128 x 512 (float32: oneDNN, unsplit)
+    big = rnn.LSTMCell(3, 129, rng=np.random.default_rng(0), dtype=np.float64)
     assert 4 * 128 * 128 <= L2_WEIGHT < 4 * 129 * 129
     assert threads.splits(prepare(fits, 4), 4) and not threads.splits(prepare(big, 4), 4)
     assert not threads.splits(prepare(fits, 1), 1)  # one row: nothing to split

@@ -15,6 +15,7 @@ from numba import njit
 
 from minigrad.buffers import carve, carve_plan, staggered  # noqa: F401  (the kernels' arrays)
 
+from . import onednn
 from .threads import in_two, one_blas_thread
 
 
@@ -109,21 +110,26 @@ def _transpose(a, out):
 
 
 _SPLIT_WORK = 1 << 22  # multiply-adds: ~80 us on one thread
+_ONEDNN_WORK = 1 << 20  # below, OpenBLAS on the calling thread: oneDNN's call cost more (its OpenMP threads)
 
 
 def matmul2d(a, b, split=False):
     """a @ b for 2-d float arrays of one dtype.  split: in two halves at once, on the caller's thread
     and one worker (rnn.kernels.threads), each on one OpenBLAS thread: by rows of `a` where they are
-    rows in memory, else over the inner dimension, the two partial products added."""
+    rows in memory, else over the inner dimension, the two partial products added.  float32 goes
+    through oneDNN's sgemm where the kernels' products do (rnn.kernels.onednn), never split."""
     m, n = a.shape[0], b.shape[1]
     a, ta = _c_or_transposed(a)
     b, tb = _c_or_transposed(b)
     out = staggered((m, n), a.dtype, 0)
     pick = _PICK[ta, tb]
+    k = b.shape[1] if tb else b.shape[0]
+    if a.dtype == np.float32 and m * n * k >= _ONEDNN_WORK and onednn.available():
+        onednn.sgemm(a, b, out, ta, tb)
+        return out
     if not split:
         pick(a, b, out)
         return out
-    k = b.shape[1] if tb else b.shape[0]
     with one_blas_thread():  # even unsplit: OpenBLAS's second thread would spin through the split kernels
         if m * n * k < _SPLIT_WORK or min(m, k) < 2:  # a worker's hand-off costs ~70 us
             pick(a, b, out)

@@ -36,8 +36,9 @@ from pathlib import Path
 from minigrad.op import PRIMITIVES
 from minigrad.walk import toposort
 
-from . import arrays
+from . import arrays, onednn
 from .describe import Names
+from .helpers import ONEDNN_PRODUCT
 from .ir import ALIASES as ALIAS, access, engine_value, last_axis_slice, row_value, uses
 from .nd import NdEmitter
 from .statements import Loop, at, ident, render, transposed
@@ -73,6 +74,7 @@ class Layout:
     full: set = field(default_factory=set)    # engine arrays passed in their own shape (read by nd values)
     notes: dict = field(default_factory=dict)  # array name -> what it holds, in the step's names
     summed: list = field(default_factory=list)  # backward_args indices of sums over the batch (engine gradients)
+    onednn: bool = False  # float32 products through oneDNN (rnn.kernels.onednn): the GEMMs around the kernels too
 
 
 class _Gen(NdEmitter):
@@ -626,8 +628,10 @@ class _Gen(NdEmitter):
         fargs, bargs = self.lay.forward_args, self.lay.backward_args
         self.lay.summed = [i for i, a in enumerate(bargs) if self.lay.arrays[a][0] == "grad_engine"]
         tanh, sigmoid = self.scalar_helpers()
+        self.lay.onednn = self.onednn_products()
         header = HEADER.format(cell=self.plan.cell, version=GENERATOR_VERSION, helpers=HELPERS_HASH,
-                               llvm=" ".join(LLVM_OPTIONS), tanh=tanh, sigmoid=sigmoid)
+                               llvm=" ".join(LLVM_OPTIONS), tanh=tanh, sigmoid=sigmoid,
+                               matmul="matmul_onednn as matmul" if self.lay.onednn else "matmul")
         if self.plan.nodes.get(self.plan.step) is not None:  # the step index, in the kernel's dtype
             step = [f"tval = np.{self.plan.dtype}(t)  # the step index t"]
             fwd, bwd = step + fwd, step + bwd
@@ -649,6 +653,13 @@ class _Gen(NdEmitter):
             source += ["", "", "@jit"] + _call(f"def {name}_rows(", ["T", "B", "b0", "b1", "dims", "K"] + args, "):")
             source += ["    " + rows.format(name)] + body
         return "\n".join(source) + "\n", self.lay
+
+    def onednn_products(self):
+        """Whether the per-step products go through oneDNN (rnn.kernels.onednn): float32, the library
+        there, and a product large enough for its call to pay (one that is not runs as it would without)."""
+        sizes = [self.nodes[r].shape[0] * math.prod(self.nodes[self.nodes[r].args[1]].shape)
+                 for ph in self.plan.phases for r in ph.matmuls]
+        return self.plan.dtype == "float32" and max(sizes, default=0) >= ONEDNN_PRODUCT and onednn.available()
 
     def separable(self):
         """Whether no value of a batch row reads another row, so that blocks of rows may run the whole
@@ -677,7 +688,7 @@ import math  # noqa: F401  (scalar forms: math.exp, math.log)
 
 import numpy as np  # noqa: F401  (the step index in the kernel's dtype)
 
-from rnn.kernels.helpers import jit, matmul, {sigmoid} as _sigmoid, {tanh} as _tanh  # noqa: F401'''
+from rnn.kernels.helpers import jit, {matmul}, {sigmoid} as _sigmoid, {tanh} as _tanh  # noqa: F401'''
 
 
 def _whole_batch(lines):

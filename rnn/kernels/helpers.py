@@ -7,6 +7,7 @@ kernels, never stale cached code (Numba's cache does not follow calls into other
     tanh_f32, sigmoid_f32       float32: a rational approximation within a few ulps, no call
     tanh_f64, sigmoid_f64       float64: call-free exp within ~5e-16 of libm, no call
     matmul(h, W, out, rows)     out = h @ W for one step: loops over W while it fits in L2, else BLAS
+    matmul_onednn               the same, float32 BLAS products through oneDNN (rnn.kernels.onednn)
     fill, copy, add             a[:] = v, a[:] = b, a += b over 1-d views, for a whole training step
                                 (rnn.kernels.training): an array assignment takes Numba seconds to compile
 
@@ -15,7 +16,7 @@ Why the call-free forms and the loop product: see docs/performance.md.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 # "contract": a * b + c may become one fused multiply-add (one rounding instead of two, so
 # never less accurate); the products' inner loops and the gate math run on fma instructions.
@@ -166,6 +167,32 @@ def matmul(h, W, out, blas_rows):
         _rows2(h[b], h[b + 1], W, out[b], out[b + 1])
     if B % 2:
         _rows1(h[B - 1], W, out[B - 1])
+
+
+# dnnl_sgemm(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), row-major; pointers passed
+# as integers.  Linked by name: rnn.kernels.onednn loads the library before a kernel calls it.
+_i64 = types.int64
+_dnnl_sgemm = types.ExternalFunction("dnnl_sgemm", types.int32(types.int8, types.int8, _i64, _i64, _i64, types.float32,
+                                                               _i64, _i64, _i64, _i64, types.float32, _i64, _i64))
+
+
+ONEDNN_PRODUCT = 1 << 18  # multiply-adds from which oneDNN's call pays (OpenBLAS's small-matrix kernels below)
+
+
+@jit
+def matmul_onednn(h, W, out, blas_rows):
+    # matmul for float32 kernels when oneDNN is there: its sgemm for the products matmul would give
+    # OpenBLAS, from ONEDNN_PRODUCT multiply-adds
+    B, K = h.shape
+    N = W.shape[1]
+    if B * K * N >= ONEDNN_PRODUCT and (B >= blas_rows or K * N > L2_WEIGHT):
+        no = np.int8(78)  # 'N': no transpose
+        status = _dnnl_sgemm(no, no, B, N, K, np.float32(1), h.ctypes.data, h.strides[0] // 4, W.ctypes.data,
+                             N, np.float32(0), out.ctypes.data, out.strides[0] // 4)
+        if status != 0:
+            raise RuntimeError("oneDNN's dnnl_sgemm failed in a kernel's per-step product")
+    else:
+        matmul(h, W, out, blas_rows)
 
 
 @jit

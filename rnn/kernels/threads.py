@@ -99,7 +99,8 @@ def _blas_controller():
 
 def splits(prep, B):
     """Whether a call of prepared kernels over B rows splits them between workers."""
-    return B > 1 and prep.loop_products and workers(B) > 1 and getattr(prep.module, "ROWS_INDEPENDENT", False)
+    return (B > 1 and prep.loop_products and not prep.layout.onednn and workers(B) > 1
+            and getattr(prep.module, "ROWS_INDEPENDENT", False))
 
 
 def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):

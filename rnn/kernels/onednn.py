@@ -1,0 +1,59 @@
+"""oneDNN's float32 GEMM, `dnnl_sgemm`, where the system has the library (Debian: libdnnl2).
+
+On this project's machines it runs an LSTM's six float32 products 13–25% faster than OpenBLAS
+(docs/performance.md, "oneDNN's GEMM"), and it is what PyTorch's fused float32 LSTM runs on.  Every
+float32 product of a run then goes through it — the kernels' per-step products (rnn.kernels.helpers
+.matmul_onednn, a call Numba links by name) and the GEMMs around them (rnn.kernels.blas) — because
+oneDNN's OpenMP threads and OpenBLAS's beside them in one run made it 1.5–2× slower.  Without the
+library, or with MINIGRAD_ONEDNN=0, float32 goes through OpenBLAS as float64 always does.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_NAMES = ("libdnnl.so.3", "libdnnl.so.2")
+_loaded = None  # the library's name and its dnnl_sgemm through ctypes, or False
+
+
+def available():
+    """Whether float32 products go through oneDNN in this process (looked up once)."""
+    return bool(_load())
+
+
+def _load():
+    global _loaded
+    if _loaded is None:
+        _loaded = _find() or False
+    return _loaded
+
+
+def _find():
+    if os.environ.get("MINIGRAD_ONEDNN", "1") == "0":
+        return None
+    found = ctypes.util.find_library("dnnl")
+    for name in _NAMES + ((found,) if found else ()):
+        try:
+            fn = ctypes.CDLL(name).dnnl_sgemm
+        except (OSError, AttributeError):
+            continue
+        import llvmlite.binding as llvm
+        llvm.load_library_permanently(name)  # the kernels' calls to dnnl_sgemm resolve by name, cached code too
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        fn.argtypes = [ctypes.c_char, ctypes.c_char, i64, i64, i64, ctypes.c_float, ptr, i64, ptr, i64,
+                       ctypes.c_float, ptr, i64]
+        fn.restype = ctypes.c_int
+        return name, fn
+    return None
+
+
+def sgemm(a, b, out, ta, tb):
+    """out = op(a) @ op(b) for C-contiguous float32 arrays, op a transpose where ta / tb."""
+    M, N = out.shape
+    K = a.shape[0] if ta else a.shape[1]
+    status = _load()[1](b"T" if ta else b"N", b"T" if tb else b"N", M, N, K, 1.0, a.ctypes.data, a.shape[1],
+                        b.ctypes.data, b.shape[1], 0.0, out.ctypes.data, N)
+    if status != 0:
+        raise RuntimeError(f"oneDNN's dnnl_sgemm failed (status {status}) on ({M}, {K}) @ ({K}, {N}); "
+                           "MINIGRAD_ONEDNN=0 runs float32 on OpenBLAS")

@@ -1,0 +1,86 @@
+"""Float32 products through oneDNN's sgemm (rnn.kernels.onednn), where the system has libdnnl: the
+kernels' per-step products (helpers.matmul_onednn, linked by name) and the GEMMs around them
+(blas.matmul2d) must give what OpenBLAS and the explicit graph give; without the library, or with
+MINIGRAD_ONEDNN=0, float32 runs as before.  CI installs Debian's libdnnl2, so these run there."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnn
+from rnn.kernels import blas, onednn, threads
+from rnn.kernels.binding import prepare
+from rnn.kernels.emit import generate
+from rnn.kernels.helpers import ONEDNN_PRODUCT
+from rnn.kernels.passes import make_plan
+from tests.test_codegen import assert_same
+
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason="no libdnnl on this machine (Debian: libdnnl2)")
+
+
+@needs_onednn
+@pytest.mark.parametrize("form", ["nn", "tn", "nt", "tt"])
+@settings(max_examples=10)
+@given(m=st.integers(1, 300), k=st.integers(1, 300), n=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_gemms_through_onednn_equal_numpy(form, m, k, n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if form[0] == "t" else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if form[1] == "t" else (k, n)).astype(np.float32)
+    a, b = (a.T if form[0] == "t" else a), (b.T if form[1] == "t" else b)
+    (ca, ta), (cb, tb) = blas._c_or_transposed(a), blas._c_or_transposed(b)  # as matmul2d hands them over
+    out = np.empty((m, n), np.float32)
+    onednn.sgemm(ca, cb, out, ta, tb)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@needs_onednn
+def test_large_float32_gemms_go_to_onednn_small_ones_and_float64_do_not(monkeypatch):
+    calls = []
+    monkeypatch.setattr(onednn, "sgemm", lambda *a: calls.append(a[2].shape) or np.dot(
+        a[0].T if a[3] else a[0], a[1].T if a[4] else a[1], out=a[2]))
+    big = np.ones((256, 128), np.float32), np.ones((128, 64), np.float32)  # 2**21 multiply-adds
+    blas.matmul2d(*big)
+    blas.matmul2d(np.ones((8, 8), np.float32), np.ones((8, 8), np.float32))
+    blas.matmul2d(*(x.astype(np.float64) for x in big))
+    assert calls == [(256, 64)]
+
+
+@needs_onednn
+@pytest.mark.parametrize("cls", [rnn.LSTMCell, rnn.GRUCell, rnn.ElmanCell], ids=lambda c: c.__name__)
+def test_kernels_with_onednn_products_match_the_graph(cls, monkeypatch):
+    """B = 32, H = 128: every per-step product is past ONEDNN_PRODUCT, so each step's go to oneDNN (the
+    calls counted), the call is not split, and outputs, states and every gradient equal the graph's."""
+    cell = cls(16, 128, rng=np.random.default_rng(0), dtype=np.float32)
+    prep = prepare(cell, 32)
+    assert prep.layout.onednn and not threads.splits(prep, 32)
+    assert "import jit, matmul_onednn as matmul," in open(prep.module.__file__).read()
+    assert 32 * 128 * 128 >= ONEDNN_PRODUCT
+    assert_same(cell, 3, 32, 0, np.float32)
+
+
+def test_float64_and_small_float32_products_stay_on_openblas():
+    small = make_plan(rnn.LSTMCell(8, 16, rng=np.random.default_rng(0), dtype=np.float32).rolled(4))
+    wide = make_plan(rnn.LSTMCell(8, 128, rng=np.random.default_rng(0), dtype=np.float64).rolled(32))
+    for plan in (small, wide):
+        source, layout = generate(plan)
+        assert not layout.onednn and "import jit, matmul," in source
+
+
+def test_without_the_library_float32_runs_on_openblas(monkeypatch):
+    monkeypatch.setattr(onednn, "_loaded", False)
+    assert not onednn.available()
+    source, layout = generate(make_plan(rnn.LSTMCell(8, 128, rng=np.random.default_rng(0),
+                                                     dtype=np.float32).rolled(32)))
+    assert not layout.onednn and "matmul_onednn" not in source
+
+
+def test_minigrad_onednn_0_turns_it_off():
+    env = {**os.environ, "MINIGRAD_ONEDNN": "0"}
+    out = subprocess.run([sys.executable, "-c", "from rnn.kernels import onednn; print(onednn.available())"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
