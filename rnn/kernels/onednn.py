@@ -22,6 +22,11 @@ def available():
     return bool(_load())
 
 
+def library():
+    """The name of the oneDNN library float32 products go through, or None."""
+    return _load()[0] if _load() else None
+
+
 def _load():
     global _loaded
     if _loaded is None:
