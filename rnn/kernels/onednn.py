@@ -37,8 +37,7 @@ def _load():
 def _find():
     if os.environ.get("MINIGRAD_ONEDNN", "1") == "0":
         return None
-    found = ctypes.util.find_library("dnnl")
-    for name in _NAMES + ((found,) if found else ()):
+    for name in _candidates():
         try:
             fn = ctypes.CDLL(name).dnnl_sgemm
         except (OSError, AttributeError):
@@ -51,6 +50,13 @@ def _find():
         fn.restype = ctypes.c_int
         return name, fn
     return None
+
+
+def _candidates():
+    yield from _NAMES
+    found = ctypes.util.find_library("dnnl")  # runs ldconfig: only when the usual names are not there
+    if found:
+        yield found
 
 
 def sgemm(a, b, out, ta, tb):
