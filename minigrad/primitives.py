@@ -384,10 +384,20 @@ def _(g, out, a, dtype):
     return (ops.astype(g, dtype=a.dtype.name),)
 
 
+# A package may route large float32 matrix products elsewhere: rnn sets this to oneDNN's sgemm where
+# the system has it (rnn.kernels.onednn), so that every large float32 product of a process runs on one
+# thread pool (two pools spinning beside each other made runs 1.5-2x slower).  (a, b) -> a new array.
+large_float32_matmul = None
+_LARGE = 1 << 20  # multiply-adds
+
+
 @primitive("matmul")
 def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul needs at least 1-d operands; use * for scalars")
+    if (large_float32_matmul is not None and a.ndim == 2 == b.ndim and a.dtype == np.float32 == b.dtype
+            and a.shape[0] * a.shape[1] * b.shape[-1] >= _LARGE and a.shape[1] == b.shape[0]):
+        return large_float32_matmul(a, b)
     return np.matmul(a, b)
 
 

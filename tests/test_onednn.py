@@ -31,7 +31,7 @@ def test_gemms_through_onednn_equal_numpy(form, m, k, n, seed):
     a = rng.standard_normal((k, m) if form[0] == "t" else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if form[1] == "t" else (k, n)).astype(np.float32)
     a, b = (a.T if form[0] == "t" else a), (b.T if form[1] == "t" else b)
-    (ca, ta), (cb, tb) = blas._c_or_transposed(a), blas._c_or_transposed(b)  # as matmul2d hands them over
+    (ca, ta), (cb, tb) = blas.c_or_transposed(a), blas.c_or_transposed(b)  # as matmul2d hands them over
     out = np.empty((m, n), np.float32)
     onednn.sgemm(ca, cb, out, ta, tb)
     want = a.astype(np.float64) @ b.astype(np.float64)
@@ -72,7 +72,9 @@ def test_float64_and_small_float32_products_stay_on_openblas():
 
 
 def test_without_the_library_float32_runs_on_openblas(monkeypatch):
+    from minigrad import primitives
     monkeypatch.setattr(onednn, "_loaded", False)
+    monkeypatch.setattr(primitives, "large_float32_matmul", None)  # as in a process that never found it
     assert not onednn.available()
     source, layout = generate(make_plan(rnn.LSTMCell(8, 128, rng=np.random.default_rng(0),
                                                      dtype=np.float32).rolled(32)))
@@ -84,3 +86,32 @@ def test_minigrad_onednn_0_turns_it_off():
     out = subprocess.run([sys.executable, "-c", "from rnn.kernels import onednn; print(onednn.available())"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@needs_onednn
+def test_the_engines_large_float32_products_go_to_onednn_too(monkeypatch):
+    """Once oneDNN is loaded, minigrad's own matmul sends large float32 products there (one thread pool
+    for the process), into arrays of their own, with the same values and gradients."""
+    import minigrad as mg
+    from minigrad import primitives
+    assert primitives.large_float32_matmul is onednn._engine_matmul
+    calls = []
+    real = onednn.sgemm
+    monkeypatch.setattr(onednn, "sgemm", lambda *a: calls.append(a[2].shape) or real(*a))
+    rng = np.random.default_rng(0)
+    a64, b64 = rng.standard_normal((256, 96)), rng.standard_normal((96, 64))
+    a = mg.Tensor(a64.astype(np.float32), requires_grad=True)
+    b = mg.Tensor(b64.astype(np.float32), requires_grad=True)
+    y = a @ b                                   # 256 * 96 * 64 >= 2**20: oneDNN
+    (y * y).sum().backward()                    # dA = g @ b.T (b transposed), dB = a.T @ g (a transposed)
+    assert calls == [(256, 64), (256, 96), (96, 64)]
+    y64 = a64.astype(np.float32).astype(np.float64) @ b64.astype(np.float32)
+    np.testing.assert_allclose(y.data, y64, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(a.grad, 2 * y64 @ b64.astype(np.float32).T, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(b.grad, 2 * a64.astype(np.float32).T @ y64, rtol=1e-4, atol=1e-3)
+    again = a @ b
+    assert not np.shares_memory(again.data, y.data)
+    calls.clear()
+    mg.Tensor(a64) @ mg.Tensor(b64)             # float64
+    mg.Tensor(a64[:8].astype(np.float32)) @ b   # 8 * 96 * 64: small
+    assert calls == []

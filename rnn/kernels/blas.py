@@ -76,7 +76,7 @@ def kernels_openblas():
 _PICK = {(False, False): _nn, (True, False): _tn, (False, True): _nt, (True, True): _tt}
 
 
-def _c_or_transposed(m):
+def c_or_transposed(m):
     """(C-contiguous array, whether it is the transpose of `m`)."""
     if m.flags.c_contiguous:
         return m, False
@@ -119,8 +119,8 @@ def matmul2d(a, b, split=False):
     rows in memory, else over the inner dimension, the two partial products added.  float32 goes
     through oneDNN's sgemm where the kernels' products do (rnn.kernels.onednn), never split."""
     m, n = a.shape[0], b.shape[1]
-    a, ta = _c_or_transposed(a)
-    b, tb = _c_or_transposed(b)
+    a, ta = c_or_transposed(a)
+    b, tb = c_or_transposed(b)
     out = staggered((m, n), a.dtype, 0)
     pick = _PICK[ta, tb]
     k = b.shape[1] if tb else b.shape[0]

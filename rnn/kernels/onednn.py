@@ -2,9 +2,10 @@
 
 On this project's machines it runs an LSTM's six float32 products 13–25% faster than OpenBLAS
 (docs/performance.md, "oneDNN's GEMM"), and it is what PyTorch's fused float32 LSTM runs on.  Every
-float32 product of a run then goes through it — the kernels' per-step products (rnn.kernels.helpers
-.matmul_onednn, a call Numba links by name) and the GEMMs around them (rnn.kernels.blas) — because
-oneDNN's OpenMP threads and OpenBLAS's beside them in one run made it 1.5–2× slower.  Without the
+large float32 product of the process then goes through it — the kernels' per-step products
+(rnn.kernels.helpers.matmul_onednn, a call Numba links by name), the GEMMs around them
+(rnn.kernels.blas) and the engine's own matmuls (minigrad.primitives.large_float32_matmul, set when
+the library loads) — because oneDNN's OpenMP threads and OpenBLAS's beside them made a run 1.5–2× slower.  Without the
 library, or with MINIGRAD_ONEDNN=0, float32 goes through OpenBLAS as float64 always does.
 """
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+
+import numpy as np
+
+from minigrad import primitives
 
 _NAMES = ("libdnnl.so.3", "libdnnl.so.2")
 _loaded = None  # the library's name and its dnnl_sgemm through ctypes, or False
@@ -48,6 +53,7 @@ def _find():
         fn.argtypes = [ctypes.c_char, ctypes.c_char, i64, i64, i64, ctypes.c_float, ptr, i64, ptr, i64,
                        ctypes.c_float, ptr, i64]
         fn.restype = ctypes.c_int
+        primitives.large_float32_matmul = _engine_matmul  # the engine's large float32 products too
         return name, fn
     return None
 
@@ -68,3 +74,12 @@ def sgemm(a, b, out, ta, tb):
     if status != 0:
         raise RuntimeError(f"oneDNN's dnnl_sgemm failed (status {status}) on ({M}, {K}) @ ({K}, {N}); "
                            "MINIGRAD_ONEDNN=0 runs float32 on OpenBLAS")
+
+
+def _engine_matmul(a, b):
+    """a @ b for 2-d float32 arrays into a new array (the engine keeps it as an op's output)."""
+    from .blas import c_or_transposed
+    (a, ta), (b, tb) = c_or_transposed(a), c_or_transposed(b)
+    out = np.empty((a.shape[1] if ta else a.shape[0], b.shape[0] if tb else b.shape[1]), np.float32)
+    sgemm(a, b, out, ta, tb)
+    return out
