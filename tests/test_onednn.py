@@ -115,3 +115,16 @@ def test_the_engines_large_float32_products_go_to_onednn_too(monkeypatch):
     mg.Tensor(a64) @ mg.Tensor(b64)             # float64
     mg.Tensor(a64[:8].astype(np.float32)) @ b   # 8 * 96 * 64: small
     assert calls == []
+
+
+def test_a_library_llvm_cannot_load_leaves_float32_on_openblas(monkeypatch):
+    import llvmlite.binding as llvm
+    from minigrad import primitives
+
+    def refuse(name):
+        raise RuntimeError(f"cannot load {name}")
+    monkeypatch.setattr(onednn, "_loaded", None)
+    monkeypatch.setattr(primitives, "large_float32_matmul", None)
+    monkeypatch.setattr(llvm, "load_library_permanently", refuse)
+    assert not onednn.available() and onednn.library() is None
+    assert primitives.large_float32_matmul is None

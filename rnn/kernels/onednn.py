@@ -42,13 +42,13 @@ def _load():
 def _find():
     if os.environ.get("MINIGRAD_ONEDNN", "1") == "0":
         return None
+    import llvmlite.binding as llvm
     for name in _candidates():
         try:
             fn = ctypes.CDLL(name).dnnl_sgemm
-        except (OSError, AttributeError):
+            llvm.load_library_permanently(name)  # the kernels' calls to dnnl_sgemm resolve by name, cached code too
+        except (OSError, AttributeError, RuntimeError):  # not there, no such symbol, LLVM could not load it
             continue
-        import llvmlite.binding as llvm
-        llvm.load_library_permanently(name)  # the kernels' calls to dnnl_sgemm resolve by name, cached code too
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         fn.argtypes = [ctypes.c_char, ctypes.c_char, i64, i64, i64, ctypes.c_float, ptr, i64, ptr, i64,
                        ctypes.c_float, ptr, i64]
