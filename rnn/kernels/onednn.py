@@ -5,8 +5,9 @@ On this project's machines it runs an LSTM's six float32 products 13–25% faste
 large float32 product of the process then goes through it — the kernels' per-step products
 (rnn.kernels.helpers.matmul_onednn, a call Numba links by name), the GEMMs around them
 (rnn.kernels.blas) and the engine's own matmuls (minigrad.primitives.large_float32_matmul, set when
-the library loads) — because oneDNN's OpenMP threads and OpenBLAS's beside them made a run 1.5–2× slower.  Without the
-library, or with MINIGRAD_ONEDNN=0, float32 goes through OpenBLAS as float64 always does.
+the library loads) — because oneDNN's OpenMP threads and OpenBLAS's beside them made a run 1.5–2×
+slower.  Without the library, or with MINIGRAD_ONEDNN=0, float32 goes through OpenBLAS as float64
+always does.
 """
 from __future__ import annotations
 
