@@ -388,7 +388,7 @@ def _(g, out, a, dtype):
 # the system has it (rnn.kernels.onednn), so that every large float32 product of a process runs on one
 # thread pool (two pools spinning beside each other made runs 1.5-2x slower).  (a, b) -> a new array.
 large_float32_matmul = None
-_LARGE = 1 << 20  # multiply-adds
+LARGE_FLOAT32_WORK = 1 << 20  # multiply-adds from which a 2-d float32 product counts as large
 
 
 @primitive("matmul")
@@ -396,7 +396,7 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul needs at least 1-d operands; use * for scalars")
     if (large_float32_matmul is not None and a.ndim == 2 == b.ndim and a.dtype == np.float32 == b.dtype
-            and a.shape[0] * a.shape[1] * b.shape[-1] >= _LARGE and a.shape[1] == b.shape[0]):
+            and a.shape[0] * a.shape[1] * b.shape[-1] >= LARGE_FLOAT32_WORK and a.shape[1] == b.shape[0]):
         return large_float32_matmul(a, b)
     return np.matmul(a, b)
 

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from minigrad.buffers import carve, carve_plan, staggered  # noqa: F401  (the kernels' arrays)
+from minigrad.primitives import LARGE_FLOAT32_WORK
 
 from . import onednn
 from .threads import in_two, one_blas_thread
@@ -110,23 +111,25 @@ def _transpose(a, out):
 
 
 _SPLIT_WORK = 1 << 22  # multiply-adds: ~80 us on one thread
-_ONEDNN_WORK = 1 << 20  # below, OpenBLAS on the calling thread: oneDNN's call cost more (its OpenMP threads)
 
 
-def matmul2d(a, b, split=False):
+def matmul2d(a, b, split=False, pooled=True):
     """a @ b for 2-d float arrays of one dtype.  split: in two halves at once, on the caller's thread
     and one worker (rnn.kernels.threads), each on one OpenBLAS thread: by rows of `a` where they are
-    rows in memory, else over the inner dimension, the two partial products added.  float32 goes
-    through oneDNN's sgemm where the kernels' products do (rnn.kernels.onednn), never split."""
+    rows in memory, else over the inner dimension, the two partial products added.  float32 products
+    from LARGE_FLOAT32_WORK multiply-adds go through oneDNN's sgemm where the process has it
+    (rnn.kernels.onednn), never split; below that OpenBLAS runs them on the calling thread, where
+    oneDNN's call cost more.  pooled: the result is a pooled scratch array (minigrad.buffers), else
+    a new one (the engine's, which it keeps as an op's output)."""
     m, n = a.shape[0], b.shape[1]
     a, ta = c_or_transposed(a)
     b, tb = c_or_transposed(b)
-    out = staggered((m, n), a.dtype, 0)
-    pick = _PICK[ta, tb]
+    out = staggered((m, n), a.dtype, 0) if pooled else np.empty((m, n), a.dtype)
     k = b.shape[1] if tb else b.shape[0]
-    if a.dtype == np.float32 and m * n * k >= _ONEDNN_WORK and onednn.available():
+    if a.dtype == np.float32 and m * n * k >= LARGE_FLOAT32_WORK and onednn.available():
         onednn.sgemm(a, b, out, ta, tb)
         return out
+    pick = _PICK[ta, tb]
     if not split:
         pick(a, b, out)
         return out

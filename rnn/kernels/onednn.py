@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
-
-import numpy as np
 
 from minigrad import primitives
 
@@ -54,7 +53,8 @@ def _find():
         fn.argtypes = [ctypes.c_char, ctypes.c_char, i64, i64, i64, ctypes.c_float, ptr, i64, ptr, i64,
                        ctypes.c_float, ptr, i64]
         fn.restype = ctypes.c_int
-        primitives.large_float32_matmul = _engine_matmul  # the engine's large float32 products too
+        from .blas import matmul2d
+        primitives.large_float32_matmul = functools.partial(matmul2d, pooled=False)  # the engine's products too
         return name, fn
     return None
 
@@ -76,11 +76,3 @@ def sgemm(a, b, out, ta, tb):
         raise RuntimeError(f"oneDNN's dnnl_sgemm failed (status {status}) on ({M}, {K}) @ ({K}, {N}); "
                            "MINIGRAD_ONEDNN=0 runs float32 on OpenBLAS")
 
-
-def _engine_matmul(a, b):
-    """a @ b for 2-d float32 arrays into a new array (the engine keeps it as an op's output)."""
-    from .blas import c_or_transposed
-    (a, ta), (b, tb) = c_or_transposed(a), c_or_transposed(b)
-    out = np.empty((a.shape[1] if ta else a.shape[0], b.shape[0] if tb else b.shape[1]), np.float32)
-    sgemm(a, b, out, ta, tb)
-    return out
