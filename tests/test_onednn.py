@@ -51,16 +51,121 @@ def test_large_float32_gemms_go_to_onednn_small_ones_and_float64_do_not(monkeypa
 
 
 @needs_onednn
+@pytest.mark.parametrize("blocks", [1, 2])
 @pytest.mark.parametrize("cls", [rnn.LSTMCell, rnn.GRUCell, rnn.ElmanCell], ids=lambda c: c.__name__)
-def test_kernels_with_onednn_products_match_the_graph(cls, monkeypatch):
-    """B = 32, H = 128: every per-step product is past ONEDNN_PRODUCT, so each step's go to oneDNN (the
-    calls counted), the call is not split, and outputs, states and every gradient equal the graph's."""
+def test_kernels_with_onednn_products_match_the_graph(cls, blocks, monkeypatch):
+    """B = 32, H = 128: every per-step product is past ONEDNN_PRODUCT, a half batch's too, so each step's
+    go to oneDNN — in one call over the batch, or split in two blocks of rows, each calling oneDNN on
+    its own thread — and outputs, states and every gradient equal the graph's."""
+    monkeypatch.setattr(threads, "_threads", blocks)
+    monkeypatch.setattr(threads, "_min_batch", 32)
     cell = cls(16, 128, rng=np.random.default_rng(0), dtype=np.float32)
     prep = prepare(cell, 32)
-    assert prep.layout.onednn and not threads.splits(prep, 32)
+    assert prep.layout.onednn and threads.splits(prep, 32) == (blocks == 2)
     assert "import jit, matmul_onednn as matmul," in open(prep.module.__file__).read()
-    assert 32 * 128 * 128 >= ONEDNN_PRODUCT
+    assert 16 * 128 * 128 >= ONEDNN_PRODUCT
     assert_same(cell, 3, 32, 0, np.float32)
+
+
+@needs_onednn
+def test_one_thread_keeps_only_the_calling_threads_onednn_on_it():
+    import threading
+    get = onednn._load()[2][1]
+    seen = {}
+
+    def worker():
+        with onednn.one_thread():
+            seen["inside"] = get()
+            main_done.wait()
+        seen["after"] = get()
+    main_done = threading.Event()
+    before = get()
+    t = threading.Thread(target=worker)
+    t.start()
+    while "inside" not in seen:
+        pass
+    seen["main meanwhile"] = get()
+    main_done.set()
+    t.join()
+    assert before > 1 or os.cpu_count() == 1
+    assert seen == {"inside": 1, "main meanwhile": before, "after": before}
+
+
+@needs_onednn
+@pytest.mark.parametrize("form", ["nn", "tn", "nt", "tt"])
+def test_split_large_float32_gemms_run_each_half_on_one_thread(form, monkeypatch):
+    """matmul2d(split=True) on oneDNN: halves of rows, or of the inner dimension added, each call with
+    oneDNN's thread count at 1 on its thread — the product, to float32 rounding."""
+    get, counts, real = onednn._load()[2][1], [], onednn.sgemm
+    monkeypatch.setattr(onednn, "sgemm", lambda *a: counts.append(get()) or real(*a))
+    rng = np.random.default_rng(len(form) + ord(form[0]) + 2 * ord(form[1]))
+    m, k, n = 700, 600, 90  # 3.8e7 multiply-adds: past the split's bound
+    a = rng.standard_normal((k, m)).astype(np.float32).T if form[0] == "t" else rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T if form[1] == "t" else rng.standard_normal((k, n)).astype(np.float32)
+    got = blas.matmul2d(a, b, split=True)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    assert counts == [1, 1]
+    counts.clear()
+    blas.matmul2d(a, b)  # unsplit: oneDNN's own threads
+    assert counts == [get()] and get() > 1 or os.cpu_count() == 1
+
+
+_THREADS = """
+import threading, numpy as np
+import rnn
+from minigrad import Tensor
+from rnn.kernels import blas, onednn, threads
+def os_threads():  # threads the OS has that Python did not start: BLAS and OpenMP workers
+    import os
+    return len(os.listdir("/proc/self/task")) - threading.active_count()
+threads.set_threads(2, min_batch=32)
+cell = rnn.LSTMCell(16, 128, rng=np.random.default_rng(0), dtype=np.float32)
+xs = Tensor(np.random.default_rng(1).standard_normal((5, 32, 16)).astype(np.float32), requires_grad=True)
+from rnn.kernels.binding import prepare
+prepare(cell, 32)  # compiling or loading the kernels starts a thread of its own
+before = os_threads()
+rnn.run(cell, xs, backend="numba").outputs.sum().backward()
+split = os_threads()
+a = np.ones((512, 512), np.float32)
+blas.matmul2d(a, a)
+print(before, split, os_threads())
+"""
+
+
+@needs_onednn
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or len(os.sched_getaffinity(0)) < 2, reason="Linux, 2 cores")
+def test_a_split_run_starts_no_openmp_thread_a_plain_onednn_gemm_does():
+    """Two blocks each calling oneDNN on two threads would be four threads on two cores: a split call
+    (its kernels' products, the GEMMs around them) starts none of OpenMP's; a plain large GEMM does."""
+    out = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True, check=True).stdout
+    before, split, after = map(int, out.split())
+    assert split == before < after
+
+
+def test_loading_sets_a_short_spin_only_while_libgomp_reads_it(monkeypatch):
+    """GOMP_SPINCOUNT is set while the library loads (libgomp reads it then), the environment left as it
+    was after; a user's GOMP_SPINCOUNT or OMP_WAIT_POLICY is theirs."""
+    from minigrad import primitives
+    seen = []
+
+    def load(name):
+        seen.append(os.environ.get("GOMP_SPINCOUNT"))
+        raise OSError(name)
+    monkeypatch.setattr(onednn.ctypes, "CDLL", load)
+    monkeypatch.setattr(onednn.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(primitives, "large_float32_matmul", None)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(onednn, "_loaded", None)
+    assert not onednn.available()
+    assert seen and set(seen) == {onednn.SPINCOUNT} and "GOMP_SPINCOUNT" not in os.environ
+    for name, value in (("GOMP_SPINCOUNT", "123"), ("OMP_WAIT_POLICY", "passive")):
+        seen.clear()
+        monkeypatch.setenv(name, value)
+        monkeypatch.setattr(onednn, "_loaded", None)
+        assert not onednn.available()
+        assert set(seen) == ({"123"} if name == "GOMP_SPINCOUNT" else {None}) and os.environ[name] == value
+        monkeypatch.delenv(name)
 
 
 def test_float64_and_small_float32_products_stay_on_openblas():

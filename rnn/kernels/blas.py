@@ -10,6 +10,8 @@ helper compiles once per dtype.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -118,18 +120,19 @@ def matmul2d(a, b, split=False, pooled=True):
     and one worker (rnn.kernels.threads), each on one OpenBLAS thread: by rows of `a` where they are
     rows in memory, else over the inner dimension, the two partial products added.  float32 products
     from LARGE_FLOAT32_WORK multiply-adds go through oneDNN's sgemm where the process has it
-    (rnn.kernels.onednn), never split; below that OpenBLAS runs them on the calling thread, where
-    oneDNN's call cost more.  pooled: the result is a pooled scratch array (minigrad.buffers), else
-    a new one (the engine's, which it keeps as an op's output)."""
+    (rnn.kernels.onednn), split the same way with each half's call on its thread alone; below that
+    OpenBLAS runs them, where oneDNN's call cost more.  pooled: the result is a pooled scratch array
+    (minigrad.buffers), else a new one (the engine's, which it keeps as an op's output)."""
     m, n = a.shape[0], b.shape[1]
     a, ta = c_or_transposed(a)
     b, tb = c_or_transposed(b)
     out = staggered((m, n), a.dtype, 0) if pooled else np.empty((m, n), a.dtype)
     k = b.shape[1] if tb else b.shape[0]
     if a.dtype == np.float32 and m * n * k >= LARGE_FLOAT32_WORK and onednn.available():
-        onednn.sgemm(a, b, out, ta, tb)
-        return out
-    pick = _PICK[ta, tb]
+        split = split and onednn.limits_threads()
+        pick = functools.partial(_onednn, ta=ta, tb=tb, alone=split)
+    else:
+        pick = _PICK[ta, tb]
     if not split:
         pick(a, b, out)
         return out
@@ -146,6 +149,14 @@ def matmul2d(a, b, split=False, pooled=True):
             in_two(lambda: pick(a[:h], bh, out), lambda: pick(a[h:], bt, other))
             out += other
     return out
+
+
+def _onednn(a, b, out, ta, tb, alone):
+    if not alone:
+        onednn.sgemm(a, b, out, ta, tb)
+        return
+    with onednn.one_thread():
+        onednn.sgemm(a, b, out, ta, tb)
 
 
 def one_hot_rows(a):

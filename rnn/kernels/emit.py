@@ -74,7 +74,7 @@ class Layout:
     full: set = field(default_factory=set)    # engine arrays passed in their own shape (read by nd values)
     notes: dict = field(default_factory=dict)  # array name -> what it holds, in the step's names
     summed: list = field(default_factory=list)  # backward_args indices of sums over the batch (engine gradients)
-    onednn: bool = False  # the per-step products call oneDNN (rnn.kernels.onednn): such calls are not split
+    onednn: bool = False  # the per-step products call oneDNN (rnn.kernels.onednn)
 
 
 class _Gen(NdEmitter):

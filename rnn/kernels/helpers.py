@@ -177,15 +177,17 @@ _dnnl_sgemm = types.ExternalFunction("dnnl_sgemm", types.int32(types.int8, types
 
 
 ONEDNN_PRODUCT = 1 << 18  # multiply-adds from which oneDNN's call pays (OpenBLAS's small-matrix kernels below)
+SPLIT_BLOCK = 1 << 62  # blas_rows in a block of a split call (rnn.kernels.threads): matmul's products in loops
 
 
 @jit
 def matmul_onednn(h, W, out, blas_rows):
-    # matmul for float32 kernels when oneDNN is there: its sgemm for the products matmul would give
-    # OpenBLAS, from ONEDNN_PRODUCT multiply-adds
+    # matmul for float32 kernels when oneDNN is there: its sgemm, from ONEDNN_PRODUCT multiply-adds, for
+    # the products matmul would give OpenBLAS and, in a split call's block (oneDNN there on the block's
+    # thread alone), those it would run in the loops
     B, K = h.shape
     N = W.shape[1]
-    if B * K * N >= ONEDNN_PRODUCT and (B >= blas_rows or K * N > L2_WEIGHT):
+    if B * K * N >= ONEDNN_PRODUCT and (blas_rows == SPLIT_BLOCK or B >= blas_rows or K * N > L2_WEIGHT):
         no = np.int8(78)  # 'N': no transpose
         status = _dnnl_sgemm(no, no, B, N, K, np.float32(1), h.ctypes.data, h.strides[0] // 4, W.ctypes.data,
                              N, np.float32(0), out.ctypes.data, out.strides[0] // 4)

@@ -8,9 +8,17 @@ large float32 product of the process then goes through it — the kernels' per-s
 the library loads) — because oneDNN's OpenMP threads and OpenBLAS's beside them made a run 1.5–2×
 slower.  Without the library, or with MINIGRAD_ONEDNN=0, float32 goes through OpenBLAS as float64
 always does.
+
+A split call (rnn.kernels.threads) runs each block's oneDNN products on the block's own thread
+(one_thread), so that two blocks never start four threads on two cores.  And GNU OpenMP's idle
+threads, which by default spin ~9 ms after every parallel GEMM (measured here), taking the core a
+block runs on, spin at most ~1 ms in a process that loads oneDNN through this module: GOMP_SPINCOUNT
+is set to SPINCOUNT while the library (and with it libgomp, which reads it once) loads — unless the
+environment sets GOMP_SPINCOUNT or OMP_WAIT_POLICY, or libgomp was loaded before.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -19,7 +27,8 @@ import os
 from minigrad import primitives
 
 _NAMES = ("libdnnl.so.3", "libdnnl.so.2")
-_loaded = None  # the library's name and its dnnl_sgemm through ctypes, or False
+_loaded = None  # the library's name, its dnnl_sgemm and its OpenMP's (set, get) thread count, or False
+SPINCOUNT = "10000"  # GNU OpenMP's spins before an idle thread sleeps: through a kernel's steps, ~0.1–1.5 ms
 
 
 def available():
@@ -45,7 +54,9 @@ def _find():
     import llvmlite.binding as llvm
     for name in _candidates():
         try:
-            fn = ctypes.CDLL(name).dnnl_sgemm
+            with _short_spin():
+                lib = ctypes.CDLL(name)
+            fn = lib.dnnl_sgemm
             llvm.load_library_permanently(name)  # the kernels' calls to dnnl_sgemm resolve by name, cached code too
         except (OSError, AttributeError, RuntimeError):  # not there, no such symbol, LLVM could not load it
             continue
@@ -55,8 +66,53 @@ def _find():
         fn.restype = ctypes.c_int
         from .blas import matmul2d
         primitives.large_float32_matmul = functools.partial(matmul2d, pooled=False)  # the engine's products too
-        return name, fn
+        return name, fn, _openmp(lib)
     return None
+
+
+@contextlib.contextmanager
+def _short_spin():
+    ours = "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+    if ours:
+        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+    try:
+        yield
+    finally:
+        if ours:  # only libgomp's reading of it was meant: the process's environment is left as it was
+            os.environ.pop("GOMP_SPINCOUNT", None)
+
+
+def _openmp(lib):
+    """The (set, get) of the thread count of the OpenMP runtime `lib` runs on, or None (a build on
+    another runtime): found through the library's own handle, which searches what it links."""
+    try:
+        set_, get = lib.omp_set_num_threads, lib.omp_get_max_threads
+    except AttributeError:
+        return None
+    set_.argtypes, set_.restype, get.argtypes, get.restype = [ctypes.c_int], None, [], ctypes.c_int
+    return set_, get
+
+
+def limits_threads():
+    """Whether one_thread can keep oneDNN's calls from a thread on that thread."""
+    return bool(_load()) and _load()[2] is not None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """oneDNN's calls from this thread on this thread alone for the duration.  OpenMP's thread count
+    is a setting of each thread: other threads' calls keep theirs."""
+    omp = _load()[2] if _load() else None
+    if omp is None:
+        yield
+        return
+    set_, get = omp
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 def _candidates():

@@ -7,12 +7,13 @@ other: forward_rows / backward_rows over rows b0..b1-1.  Only the engine values'
 over the batch: each block adds into its own copy, summed after.  Plain threads, not Numba's
 prange: those threads sleep between calls, where OpenMP's spin.
 
-It pays where each block's per-step products run in the generated loops (every recurrent weight
-fits in L2: Prepared.loop_products) — two cores then do the products and the element-wise loops
-that OpenBLAS's two threads and one core did — and only if nothing else spins on the second core:
-OpenBLAS's worker, after a GEMM on two threads, spins for a while.  So during a split call the
-kernels' OpenBLAS runs on one thread and the GEMMs around the kernels are split in two as well
-(rnn.kernels.blas.matmul2d(split=True)).  docs/performance.md has the numbers.
+It pays where each block's per-step products run on the block's thread (every recurrent weight
+fits in L2: Prepared.loop_products): in the generated loops, or in float32 kernels on oneDNN
+(rnn.kernels.onednn) called on that thread alone — two cores then do the products and the
+element-wise loops that the BLAS's two threads and one core did — and only if nothing else spins on
+the second core: a BLAS's idle worker, after a GEMM on two threads, spins for a while.  So during a
+split call the kernels' OpenBLAS runs on one thread and the GEMMs around the kernels are split in two
+as well (rnn.kernels.blas.matmul2d(split=True)).  docs/performance.md has the numbers.
 
     MINIGRAD_KERNEL_THREADS   blocks per kernel call (default: 2 on a machine with 2 cores or more; 1 never splits)
     MINIGRAD_SPLIT_BATCH      the smallest batch that is split (default 32)
@@ -24,6 +25,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from . import onednn
+from .helpers import SPLIT_BLOCK
 
 SPLIT_BATCH = 32
 _threads, _min_batch = None, None
@@ -99,7 +103,7 @@ def _blas_controller():
 
 def splits(prep, B):
     """Whether a call of prepared kernels over B rows splits them between workers."""
-    return (B > 1 and prep.loop_products and not prep.layout.onednn and workers(B) > 1
+    return (B > 1 and prep.loop_products and (not prep.layout.onednn or onednn.limits_threads()) and workers(B) > 1
             and getattr(prep.module, "ROWS_INDEPENDENT", False))
 
 
@@ -115,13 +119,14 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):
     bounds = [c * B // n for c in range(n + 1)]
     parts = {i: np.zeros((n,) + args[i].shape, args[i].dtype) for i in summed}
     dims = dims.copy()
-    dims[-1] = 1 << 62  # each block's per-step products in the generated loops where W fits in L2
+    dims[-1] = SPLIT_BLOCK  # each block's per-step products in the generated loops where W fits in L2, or oneDNN's
 
     def block(c):
         own = list(args)
         for i, p in parts.items():
             own[i] = p[c]
-        rows(T, B, bounds[c], bounds[c + 1], dims, consts, *own)
+        with onednn.one_thread():
+            rows(T, B, bounds[c], bounds[c + 1], dims, consts, *own)
 
     with one_blas_thread():
         rest = [_workers(n - 1).submit(block, c) for c in range(1, n)]
