@@ -14,7 +14,8 @@ A split call (rnn.kernels.threads) runs each block's oneDNN products on the bloc
 threads, which by default spin ~9 ms after every parallel GEMM (measured here), taking the core a
 block runs on, spin at most ~1 ms in a process that loads oneDNN through this module: GOMP_SPINCOUNT
 is set to SPINCOUNT while the library (and with it libgomp, which reads it once) loads — unless the
-environment sets GOMP_SPINCOUNT or OMP_WAIT_POLICY, or libgomp was loaded before.
+environment sets GOMP_SPINCOUNT or OMP_WAIT_POLICY, or libgomp was loaded before (PyTorch brings its
+own copy under the same name: after `import torch` oneDNN runs on it, with PyTorch's spin).
 """
 from __future__ import annotations
 
