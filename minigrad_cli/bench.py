@@ -396,7 +396,7 @@ def machine():
           f"{' (forced: ' + ', '.join(f'{k}={v}' for k, v in forced.items()) + ')' if forced else ''}, "
           f"per-step products through BLAS from {blas_rows()} batch rows; "
           f"large float32 products through {'oneDNN (' + onednn.library() + ')' if onednn.available() else 'OpenBLAS (no oneDNN)'}; "
-          f"{f'kernels split batches of {min_batch()}+ rows between {threads()} threads where every recurrent weight fits in L2 (not on oneDNN)' if threads() > 1 else 'kernels on one thread'}; "
+          f"{f'kernels split batches of {min_batch()}+ rows between {threads()} threads where every recurrent weight fits in L2' if threads() > 1 else 'kernels on one thread'}; "
           f"torch {torch.__version__ + ', ' + str(torch.get_num_threads()) + ' threads' if torch else 'not installed'}; "
           f"jax {importlib.metadata.version('jax') + ' (own process)' if HAVE_JAX else 'not installed'}")
 
