@@ -142,6 +142,25 @@ def test_a_split_run_starts_no_openmp_thread_a_plain_onednn_gemm_does():
     assert split == before < after
 
 
+def test_a_float64_split_run_does_not_load_onednn():
+    """one_thread around each block loads nothing: a process that only runs float64 never loads libdnnl
+    (nor sets the engine's float32 hook)."""
+    code = """
+import numpy as np
+import rnn
+from minigrad import Tensor, primitives
+from rnn.kernels import onednn, threads
+threads.set_threads(2, min_batch=4)
+cell = rnn.LSTMCell(3, 8, rng=np.random.default_rng(0))
+xs = Tensor(np.random.default_rng(1).standard_normal((4, 8, 3)), requires_grad=True)
+rnn.run(cell, xs, backend="numba").outputs.sum().backward()
+from rnn.kernels.binding import prepare
+print(threads.splits(prepare(cell, 8), 8), onednn._loaded is None, primitives.large_float32_matmul is None)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True"]
+
+
 def test_loading_sets_a_short_spin_only_while_libgomp_reads_it(monkeypatch):
     """GOMP_SPINCOUNT is set while the library loads (libgomp reads it then), the environment left as it
     was after; a user's GOMP_SPINCOUNT or OMP_WAIT_POLICY is theirs."""

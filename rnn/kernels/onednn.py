@@ -102,8 +102,9 @@ def limits_threads():
 @contextlib.contextmanager
 def one_thread():
     """oneDNN's calls from this thread on this thread alone for the duration.  OpenMP's thread count
-    is a setting of each thread: other threads' calls keep theirs."""
-    omp = _load()[2] if _load() else None
+    is a setting of each thread: other threads' calls keep theirs.  Loads nothing: where the library
+    is not loaded yet, nothing of oneDNN's runs (a float64 split call)."""
+    omp = _loaded[2] if _loaded else None
     if omp is None:
         yield
         return
