@@ -1,6 +1,8 @@
 """Wrong use gets a clear error that names the op, the shapes or the dtype."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 
@@ -108,3 +110,19 @@ def test_joining_nothing_is_refused(fn):
 def test_item_on_non_scalar_is_refused():
     with pytest.raises(ValueError, match=r"\(2,\)"):
         t(2).item()
+
+
+@pytest.mark.parametrize("make", [mg.zeros, mg.ones, mg.randn], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("bad", [(2, -1), (2.0, 3), (True, 3), (np.bool_(True),), ("2",), (2, None)])
+def test_a_bad_shape_for_a_new_tensor_names_the_function(make, bad):
+    with pytest.raises((TypeError, ValueError), match=rf"^{make.__name__}: shape must"):
+        make(*bad)
+    with pytest.raises((TypeError, ValueError), match=rf"^{make.__name__}: shape must"):
+        make(bad)
+
+
+@given(shape=st.lists(st.one_of(st.integers(0, 4), st.integers(0, 4).map(np.int64)), max_size=4))
+def test_a_new_tensor_has_the_shape_given_as_ints_or_one_sequence(shape):
+    for got in (mg.zeros(*shape), mg.ones(*shape), mg.zeros(shape), mg.randn(tuple(shape))):
+        assert got.shape == tuple(int(n) for n in shape)
+        assert all(type(n) is int for n in got.shape)
