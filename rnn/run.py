@@ -58,6 +58,7 @@ from minigrad.errors import ShapeError
 from minigrad.tensor import RECORDING_ADVICE
 
 from .cell import Cell
+from .kernels.ir import KernelError, UnsupportedCellError  # plain Python: importable without numba
 from .rolled import Context, Targets, as_tuple, check_state, has_loss
 from .unfold import unfold
 
@@ -319,11 +320,9 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     if create_graph and backend == "auto":
         reason = CREATE_GRAPH_FALLBACK
     elif backend != "graph":
-        from .kernels.ir import KernelError, UnsupportedCellError  # plain Python: importable without numba
         try:
-            from .kernels.binding import run_numba
-            result = run_numba(cell, xs, state0, sup, given)
-        except (ImportError, UnsupportedCellError, KernelError) as e:
+            result = _numba_backend()(cell, xs, state0, sup, given)
+        except (ImportError, *_KERNEL_ERRORS) as e:
             if backend == "numba":
                 raise
             reason = str(e)
@@ -335,6 +334,18 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     if batch_first:
         result.outputs = result.outputs.transpose(1, 0, *range(2, result.outputs.ndim))
     return result
+
+
+_KERNEL_ERRORS = (UnsupportedCellError, KernelError)
+_BINDING = []  # rnn.kernels.binding.run_numba once imported: an import statement per call cost ~4 us of a 180 us run
+
+
+def _numba_backend():
+    """rnn.kernels.binding.run_numba, imported on first use (rnn imports without Numba)."""
+    if not _BINDING:
+        from .kernels.binding import run_numba
+        _BINDING.append(run_numba)
+    return _BINDING[0]
 
 
 _WARNED = weakref.WeakSet()  # cells already told that "auto" runs them on the graph
