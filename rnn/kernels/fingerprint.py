@@ -29,11 +29,12 @@ import numpy as np
 from minigrad import Tensor
 from minigrad.nn import Module, Parameter
 
+from ..cell import Cell
+
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), np.generic, np.dtype, range, slice, type(Ellipsis))
 
 
 def fingerprint(cell):
-    from ..cell import Cell
     arrays, seen = [], set()
     own = []
     for cls in type(cell).__mro__:
@@ -46,7 +47,9 @@ def fingerprint(cell):
 def kept_while_unchanged(store, cell, key, make, keep=8):
     """make() for `cell` under `key`, kept in `store` (a WeakKeyDictionary: cell -> its entries) and
     reused until the cell's fingerprint changes; the `keep` latest entries per cell."""
-    per = store.setdefault(cell, OrderedDict())
+    per = store.get(cell)
+    if per is None:  # not setdefault: that makes an OrderedDict and a weak reference on every call
+        per = store[cell] = OrderedDict()
     fkey, arrays = fingerprint(cell)
     got = per.get((key, fkey))
     if got is None or not same_arrays(arrays, got[1]):
@@ -73,6 +76,10 @@ def _key(v, arrays, seen):
         return v
     if t is Parameter:
         return ("parameter", v._data.shape, v._data.dtype, v.requires_grad)
+    if t is dict and id(v) not in seen:  # a cell's own attributes: their plain values without a call each
+        seen.add(id(v))
+        return ("dict", tuple((k, x if type(x) in _EXACT_PLAIN else _key(x, arrays, seen)) for k, x in v.items()
+                              if not (isinstance(k, str) and k.startswith("__"))))
     if isinstance(v, _PLAIN):
         return v
     if isinstance(v, Tensor):
