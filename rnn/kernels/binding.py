@@ -15,6 +15,7 @@ engine as usual:
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 import weakref
@@ -483,7 +484,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split
                 out.append(grads[kinds.name("grad_x")])
             elif kind in ("hoist_left", "hoist_right"):
                 key, left, left_grad, right, right_grad, folded, hot = name
-                dXA = grads[kinds.name("grad_hoist", ident(key))].reshape(T * B, -1)
+                dXA = grads[_node_array("grad_hoist", key)].reshape(T * B, -1)
                 if kind == "hoist_left":
                     out.append(matmul2d(dXA, right if folded else right.T, split).reshape(left.shape)
                                if left_grad else None)
@@ -496,7 +497,7 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split
                 else:
                     out.append(None)
             elif kind == "engine":  # in the kernel's layout ((W,) for a (1, W) value): back to the value's shape
-                got = grads.get(kinds.name("grad_engine", ident(name)))  # none: only comparisons read it
+                got = grads.get(_node_array("grad_engine", name))  # none: only comparisons read it
                 out.append(None if got is None else got.reshape(prep.plan.nodes[name].shape))
             elif kind == "weight":
                 key, folded, learns = name
@@ -508,6 +509,12 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split
                 out.append(sum(parts[1:], parts[0].copy()) if parts else None)
         return out
     return vjp
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _node_array(kind, nid):
+    """The name of node `nid`'s array of `kind`: the vjp asks on every call, and building it cost ~3 us of 180."""
+    return kinds.name(kind, ident(nid))
 
 
 def _weight_arrays(plan, rid):
