@@ -245,13 +245,12 @@ def _(g, out, *args, **attrs):
 # --- reductions and broadcasting ----------------------------------------------------------
 
 def _expand(g, shape, axis, keepdims):
-    """Put the reduced axes back so `g` broadcasts against the input."""
-    if axis is None:
-        kept = (1,) * len(shape)
-    else:
+    """Put the reduced axes back so `g` broadcasts against the input (a total's g, of shape () or
+    all ones, and a keepdims g broadcast as they are)."""
+    if axis is not None and not keepdims:
         axes = {ax % len(shape) for ax in np.atleast_1d(axis)}
-        kept = tuple(1 if i in axes else s for i, s in enumerate(shape))
-    return ops.broadcast_to(ops.reshape(g, shape=kept), shape=tuple(shape))
+        g = ops.reshape(g, shape=tuple(1 if i in axes else s for i, s in enumerate(shape)))
+    return ops.broadcast_to(g, shape=tuple(shape))
 
 
 @primitive("sum")
@@ -276,8 +275,15 @@ def _(g, out, a, axis=None, keepdims=False):
     return (_expand(g, a.shape, axis, keepdims) * share,)
 
 
+_FILLED = 1 << 12  # elements: up to here one value is filled into a new array, cheaper than NumPy's view (1 against 2.6 us)
+
+
 @primitive("broadcast_to")
 def broadcast_to(a, shape):
+    if a.size == 1 and type(shape) is tuple and a.ndim <= len(shape) and math.prod(shape) <= _FILLED:
+        out = np.empty(shape, a.dtype)  # a total's gradient, spread back over a small input
+        out[...] = a
+        return out
     return np.broadcast_to(a, shape)
 
 

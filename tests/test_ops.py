@@ -183,6 +183,17 @@ def less_args(draw):
 
 
 @st.composite
+def broadcast_to_args(draw):
+    a, b = draw(broadcastable_shapes())
+    if draw(st.booleans()):  # one value spread out (a total's gradient): filled, not a NumPy view, when small
+        a = (1,) * draw(st.integers(0, len(b)))
+    shape = np.broadcast_shapes(a, b)
+    if draw(st.booleans()):  # past the size up to which one value is filled
+        shape = (draw(st.integers(70, 90)), 70) + shape
+    return (draw(arrays(a)),), {"shape": shape}
+
+
+@st.composite
 def mse_args(draw):
     s = draw(shapes())
     return (draw(arrays(s)), draw(arrays(s))), {}
@@ -234,6 +245,8 @@ OPS = [
     ("sum",             reduction(),                         lambda a, **k: a.sum(**k),                     np.sum),
     ("mean",            reduction(),                         lambda a, **k: a.mean(**k),                    np.mean),
     ("max",             reduction(unique=True),              lambda a, **k: a.max(**k),                     np.max),
+    ("broadcast_to",    broadcast_to_args(),                 lambda a, shape: mg.broadcast_to(a, shape=shape),
+                                                                                           np.broadcast_to),
     ("reshape",         reshape_args(),                      lambda a, shape: a.reshape(shape),             np.reshape),
     ("transpose",       transpose_args(),                    lambda a, axes: a.transpose(*axes),            np.transpose),
     (".T",              one(),                               lambda a: a.T,                                 lambda a: a.T),
