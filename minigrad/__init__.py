@@ -30,6 +30,11 @@ def _shape(fn, shape):
     """`shape` as NumPy takes it: zeros(2, 3) or zeros((2, 3)); non-negative integers, else an error naming `fn`."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for n in shape:  # plain non-negative ints, the common case (a model's zero state, every run), in one pass
+        if type(n) is not int or n < 0:
+            break
+    else:
+        return shape
     if not all(isinstance(n, (int, _np.integer)) and not isinstance(n, (bool, _np.bool_)) for n in shape):
         raise TypeError(f"{fn}: shape must be integers, got {shape!r}")
     if any(n < 0 for n in shape):

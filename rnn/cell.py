@@ -77,8 +77,8 @@ class Cell(Module, metaclass=ABCMeta):
 
     def initial_state(self, batch):
         dtype = self.dtype
-        zeros = tuple(mg.zeros(*shape, dtype=dtype) for shape in self._zero_shapes(batch))
-        return zeros[0] if len(zeros) == 1 else zeros
+        zeros = [mg.zeros(shape, dtype=dtype) for shape in self._zero_shapes(batch)]
+        return zeros[0] if len(zeros) == 1 else tuple(zeros)
 
     def _zero_shapes(self, batch):
         """The shapes of Cell.initial_state's zeros: one (batch, hidden_size) per state name (rnn.run
