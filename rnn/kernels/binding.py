@@ -321,15 +321,17 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
         parents.append(s), which.append(("state0", plan.states[i][0]))
     dims = prep.dims
     consts = prep.kernel_consts(dtype)
-    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=split)
-
     snames = prep.snames
     S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
     if len(S) == 1:
-        data = S[0][1:]
-    else:  # into a pooled buffer: a fresh one is fresh pages, and faulting them in cost more than the copy
-        data = np.concatenate([s[1:] for s in S], axis=-1,
-                              out=staggered((T, B, sum(s.shape[-1] for s in S)), dtype, 1))
+        data, side_by_side = S[0][1:], None
+    else:  # all states side by side, into a pooled buffer: a fresh one is fresh pages, which cost more than the copy
+        data = staggered((T, B, sum(s.shape[-1] for s in S)), dtype, 1)
+
+        def side_by_side(b0, b1):  # by each block of a split call, on the rows it has just computed
+            np.concatenate([s[1:, b0:b1] for s in S], axis=-1, out=data[:, b0:b1])
+    run_kernel(prep.module, "forward", T, B, dims, consts, [arrays[n] for n in lay.forward_args], split=split,
+               then=side_by_side)
     out = Tensor(data)
     steps = StepStates(S, [])
     if is_grad_enabled() and any(p.requires_grad for p in parents):

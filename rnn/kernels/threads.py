@@ -107,12 +107,15 @@ def splits(prep, B):
             and getattr(prep.module, "ROWS_INDEPENDENT", False))
 
 
-def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):
+def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False, then=None):
     """module.<name>(T, B, dims, consts, *args), or, `split` (see splits), <name>_rows over
     workers(B) blocks of rows at once.  summed: the indices of args that are sums over the batch
-    (each block gets its own zeroed copy, added in after)."""
+    (each block gets its own zeroed copy, added in after).  then(b0, b1): run after the kernel on
+    rows b0..b1 — in a split call by each block on its own rows, while they are in its core's cache."""
     if not split:
         getattr(module, name)(T, B, dims, consts, *args)
+        if then is not None:
+            then(0, B)
         return
     n = workers(B)
     rows = getattr(module, name + "_rows")
@@ -127,6 +130,8 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False):
             own[i] = p[c]
         with onednn.one_thread():
             rows(T, B, bounds[c], bounds[c + 1], dims, consts, *own)
+        if then is not None:
+            then(bounds[c], bounds[c + 1])
 
     with one_blas_thread():
         rest = [_workers(n - 1).submit(block, c) for c in range(1, n)]
