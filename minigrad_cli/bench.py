@@ -390,13 +390,13 @@ def machine():
     """What the figures depend on: cores, the BLAS kernel under our products, PyTorch's threads."""
     from rnn.kernels import onednn
     from rnn.kernels.blas import blas_kernel, blas_rows
-    from rnn.kernels.threads import min_batch, threads
+    from rnn.kernels.threads import SPLIT_WEIGHT_BYTES, min_batch, threads
     forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     print(f"cpus {os.cpu_count()}; OpenBLAS kernel {blas_kernel()}"
           f"{' (forced: ' + ', '.join(f'{k}={v}' for k, v in forced.items()) + ')' if forced else ''}, "
           f"per-step products through BLAS from {blas_rows()} batch rows; "
           f"large float32 products through {'oneDNN (' + onednn.library() + ')' if onednn.available() else 'OpenBLAS (no oneDNN)'}; "
-          f"{f'kernels split batches of {min_batch()}+ rows between {threads()} threads where every recurrent weight fits in L2' if threads() > 1 else 'kernels on one thread'}; "
+          f"{f'kernels split batches of {min_batch()}+ rows between {threads()} threads where every recurrent weight is at most {SPLIT_WEIGHT_BYTES >> 20} MiB' if threads() > 1 else 'kernels on one thread'}; "
           f"torch {torch.__version__ + ', ' + str(torch.get_num_threads()) + ' threads' if torch else 'not installed'}; "
           f"jax {importlib.metadata.version('jax') + ' (own process)' if HAVE_JAX else 'not installed'}")
 

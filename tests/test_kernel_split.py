@@ -175,17 +175,31 @@ def test_blas_runs_on_one_thread_inside_a_split_call_and_as_before_after():
     assert lib.num_threads == before
 
 
-def test_split_only_where_the_per_step_products_run_in_loops(monkeypatch):
-    """A recurrent weight past L2_WEIGHT elements goes through BLAS, where two blocks of rows each on one
-    OpenBLAS thread were not faster than one call on two: such a cell's calls are not split."""
-    from rnn.kernels.helpers import L2_WEIGHT
+def test_split_only_while_every_recurrent_weight_is_within_the_bound(monkeypatch):
+    """Each block of a split call reads every recurrent weight whole at every step, from L3: past
+    SPLIT_WEIGHT_BYTES a call is not split (LSTM float32 at H = 1024 was slower split, at H = 512 faster)."""
+    assert 4 * 512 * 512 * 8 <= threads.SPLIT_WEIGHT_BYTES < 4 * 1024 * 1024 * 4
     monkeypatch.setattr(threads, "_threads", 2)
     monkeypatch.setattr(threads, "_min_batch", 2)
-    fits = rnn.LSTMCell(3, 128, rng=np.random.default_rng(0), dtype=np.float64)  # W_hh.T: 128 x 512 (float32: oneDNN, unsplit)
-    big = rnn.LSTMCell(3, 129, rng=np.random.default_rng(0), dtype=np.float64)
-    assert 4 * 128 * 128 <= L2_WEIGHT < 4 * 129 * 129
-    assert threads.splits(prepare(fits, 4), 4) and not threads.splits(prepare(big, 4), 4)
-    assert not threads.splits(prepare(fits, 1), 1)  # one row: nothing to split
+    cell = rnn.LSTMCell(3, 6, rng=np.random.default_rng(0), dtype=np.float64)
+    prep = prepare(cell, 4)
+    assert prep.weight_bytes == 6 * 24 * 8  # W_hh.T, 6 x 24 doubles
+    monkeypatch.setattr(threads, "SPLIT_WEIGHT_BYTES", 6 * 24 * 8)
+    assert threads.splits(prep, 4)
+    monkeypatch.setattr(threads, "SPLIT_WEIGHT_BYTES", 6 * 24 * 8 - 1)
+    assert not threads.splits(prep, 4)
+    assert not threads.splits(prepare(cell, 1), 1)  # one row: nothing to split
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cls, H", [(rnn.LSTMCell, 129), (rnn.ElmanCell, 257)], ids=["LSTM", "Elman"])
+def test_split_with_a_weight_past_l2_matches_the_graph(cls, H, dtype):
+    """W past L2_WEIGHT: each block's per-step products go through BLAS (oneDNN in float32 where the
+    system has it, else OpenBLAS on the block's one thread), not the generated loops."""
+    from rnn.kernels.helpers import L2_WEIGHT
+    cell = cls(3, H, rng=np.random.default_rng(1), dtype=dtype)
+    assert cell.weight_hh.size > L2_WEIGHT
+    assert_split_same(cell, 3, 5, 1, dtype)
 
 
 @pytest.mark.parametrize("form", ["nn", "nt", "tn", "tt"])

@@ -41,7 +41,6 @@ from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
 from .blas import blas_rows, carve, carve_plan, gather_rows, matmul2d, one_hot_rows, scatter_rows, staggered, transposed
 from .emit import generate, ident
-from .helpers import L2_WEIGHT
 from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
 from .head import Head
@@ -77,9 +76,10 @@ class Prepared:
         self.pre = _pre_needed(plan, self.inputs, self.folded)
         self.heads = Heads(rolled)
         self.weight_arrays = {key: _weight_arrays(plan, key) for _, what, key in self.inputs if what == "rec_weight"}
-        # every per-step product in the generated loops (its W in L2): what makes the batch split pay
-        self.loop_products = all(math.prod(plan.nodes[plan.nodes[key].args[1]].shape) <= L2_WEIGHT
-                                 for _, what, key in self.inputs if what == "rec_weight")
+        # the largest recurrent weight, in bytes: each block of a split call reads it whole at every step
+        self.weight_bytes = max((math.prod(plan.nodes[plan.nodes[key].args[1]].shape)
+                                 for _, what, key in self.inputs if what == "rec_weight"),
+                                default=0) * np.dtype(plan.dtype).itemsize
 
     def carved(self, T, B, dtype):
         """Per (T, B, dtype): the carve plans of the forward's own arrays and of the backward's."""

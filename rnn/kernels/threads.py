@@ -7,10 +7,11 @@ other: forward_rows / backward_rows over rows b0..b1-1.  Only the engine values'
 over the batch: each block adds into its own copy, summed after.  Plain threads, not Numba's
 prange: those threads sleep between calls, where OpenMP's spin.
 
-It pays where each block's per-step products run on the block's thread (every recurrent weight
-fits in L2: Prepared.loop_products): in the generated loops, or in float32 kernels on oneDNN
-(rnn.kernels.onednn) called on that thread alone — two cores then do the products and the
-element-wise loops that the BLAS's two threads and one core did — and only if nothing else spins on
+It pays where each block's per-step products run on the block's thread — in the generated loops (W
+in L2), on OpenBLAS, or in float32 kernels on oneDNN (rnn.kernels.onednn) called on that thread alone:
+two cores then do the products and the element-wise loops that the BLAS's two threads and one core
+did — while every recurrent weight is small enough for both blocks to read it from L3 at every step
+(SPLIT_WEIGHT_BYTES, Prepared.weight_bytes), and only if nothing else spins on
 the second core: a BLAS's idle worker, after a GEMM on two threads, spins for a while.  So during a
 split call the kernels' OpenBLAS runs on one thread and the GEMMs around the kernels are split in two
 as well (rnn.kernels.blas.matmul2d(split=True)).  docs/performance.md has the numbers.
@@ -101,10 +102,16 @@ def _blas_controller():
     return _blas or None
 
 
+# Each block of a split call reads every recurrent weight whole at every step, from the shared L3;
+# past 8 MiB (a quarter of this machine's) the blocks wait on it: LSTM float32 at H = 1024 (16 MiB)
+# split was 5% slower, at H = 768 (9.4 MiB) 3% faster, at H = 512 (4 MiB) 2.5% (docs/performance.md).
+SPLIT_WEIGHT_BYTES = 8 << 20
+
+
 def splits(prep, B):
     """Whether a call of prepared kernels over B rows splits them between workers."""
-    return (B > 1 and prep.loop_products and (not prep.layout.onednn or onednn.limits_threads()) and workers(B) > 1
-            and getattr(prep.module, "ROWS_INDEPENDENT", False))
+    return (B > 1 and prep.weight_bytes <= SPLIT_WEIGHT_BYTES and (not prep.layout.onednn or onednn.limits_threads())
+            and workers(B) > 1 and getattr(prep.module, "ROWS_INDEPENDENT", False))
 
 
 def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False, then=None):
@@ -122,7 +129,7 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False, t
     bounds = [c * B // n for c in range(n + 1)]
     parts = {i: np.zeros((n,) + args[i].shape, args[i].dtype) for i in summed}
     dims = dims.copy()
-    dims[-1] = SPLIT_BLOCK  # each block's per-step products in the generated loops where W fits in L2, or oneDNN's
+    dims[-1] = SPLIT_BLOCK  # a block's per-step products: the generated loops where W fits in L2, else BLAS, on its thread
 
     def block(c):
         own = list(args)
