@@ -4,8 +4,9 @@ A cell whose batch rows never read each other (rnn.kernels.emit: no nd value, no
 says ROWS_INDEPENDENT) may run each kernel call as n blocks of rows, each block the whole loop over
 time on a thread of its own (the kernels release the GIL), so the workers never wait for each
 other: forward_rows / backward_rows over rows b0..b1-1.  Only the engine values' gradients are sums
-over the batch: each block adds into its own copy, summed after.  Plain threads, not Numba's
-prange: those threads sleep between calls, where OpenMP's spin.
+over the batch: each block adds into its own copy, summed after.  Plain threads (rnn.kernels.handoff),
+not Numba's prange: they watch for the next task for ~2 ms, yielding their core, then sleep, where
+OpenMP's spin.
 
 It pays where each block's per-step products run on the block's thread — in the generated loops (W
 in L2), on OpenBLAS, or in float32 kernels on oneDNN (rnn.kernels.onednn) called on that thread alone:
@@ -23,17 +24,15 @@ as well (rnn.kernels.blas.matmul2d(split=True)).  docs/performance.md has the nu
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import onednn
+from . import handoff, onednn
 from .helpers import SPLIT_BLOCK
 
 SPLIT_BATCH = 32
 _threads, _min_batch = None, None
 _blas = None  # threadpoolctl's controller of the kernels' OpenBLAS, False when there is none
-_pool = None  # the worker threads of blocks 1..n-1 (block 0 runs on the caller's)
 
 
 def _env_int(name, default):
@@ -161,7 +160,4 @@ def in_two(first, second):
 
 
 def _workers(k):
-    global _pool
-    if _pool is None or _pool._max_workers < k:
-        _pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="minigrad-kernel")
-    return _pool
+    return handoff.crew(k)
