@@ -51,8 +51,8 @@ HAVE_JAX = importlib.util.find_spec("jax") is not None  # imported only in the p
 
 def median_times(fns, min_reps=3, budget=1.0, blocks=4):
     """Median time of each function, timed in alternating blocks (a a a, b b b, a a a, ...) so that a
-    slow spell of a shared machine falls on all of them alike.  Blocks, not single calls: the first
-    call after a switch finds the other library's threads still spinning, so it is not counted.  A
+    slow spell of a shared machine falls on all of them alike.  Blocks, not single calls: the calls
+    right after a switch find the other library's threads still spinning, so they are not counted.  A
     `Remote` is a function timed in a process of its own, a block at a time when its turn comes."""
     times = [[] for _ in fns]
     for fn in fns:
@@ -65,10 +65,17 @@ def median_times(fns, min_reps=3, budget=1.0, blocks=4):
     return [statistics.median(ts) for ts in times]
 
 
+SETTLE = 0.01  # seconds of calls not counted at a block's start: GNU OpenMP's idle threads spin ~9 ms
+
+
 def timed_block(fn, reps, budget):
-    """One block: a call not counted, then at least `reps` timed calls, more while within `budget`
-    seconds (at most 50)."""
+    """One block: calls not counted for SETTLE seconds (one at least) — the library timed before may
+    still have threads spinning on the cores, in this process or its own — then at least `reps` timed
+    calls, more while within `budget` seconds (at most 50)."""
+    start = time.perf_counter()
     fn()
+    while time.perf_counter() - start < SETTLE:
+        fn()
     ts, start = [], time.perf_counter()
     while len(ts) < reps or (time.perf_counter() - start < budget and len(ts) < 50):
         t0 = time.perf_counter()

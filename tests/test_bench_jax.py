@@ -1,4 +1,6 @@
 """The JAX column of `minigrad bench` times the computation ours does: the same loss and gradients."""
+import time
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,19 @@ def test_without_jax_its_columns_are_blank(capsys, monkeypatch):
     machine, column = _table(capsys, ["--cells", "elman", "--sizes", "3,1,2,2", "--dtypes", "float64", "--no-graph"])
     assert "jax not installed" in machine
     assert float(column("numba ms")) > 0 and column("jax ms") == column("jax/numba") == ""
+
+
+def test_a_block_does_not_count_the_calls_of_its_first_moments():
+    """The library timed before may still spin on the cores: a block's calls in its first SETTLE
+    seconds are made but not timed, then at least `reps` are."""
+    calls = []
+
+    def fn():
+        calls.append(time.perf_counter())
+        time.sleep(0.002)
+
+    start = time.perf_counter()
+    ts = bench.timed_block(fn, reps=3, budget=0.0)
+    assert len(ts) == 3
+    untimed = calls[:len(calls) - len(ts)]
+    assert len(untimed) >= 2 and untimed[-1] - start < bench.SETTLE <= calls[-len(ts)] - start
