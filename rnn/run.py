@@ -322,7 +322,7 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     elif backend != "graph":
         try:
             result = _numba_backend()(cell, xs, state0, sup, given)
-        except (ImportError, *_KERNEL_ERRORS) as e:
+        except (ImportError, UnsupportedCellError, KernelError) as e:
             if backend == "numba":
                 raise
             reason = str(e)
@@ -336,16 +336,15 @@ def run(cell, xs, state0=None, *, targets=None, loss_steps=None, reduction="sum"
     return result
 
 
-_KERNEL_ERRORS = (UnsupportedCellError, KernelError)
-_BINDING = []  # rnn.kernels.binding.run_numba once imported: an import statement per call cost ~4 us of a 180 us run
+_run_numba = None  # rnn.kernels.binding.run_numba once imported: an import statement per call cost ~4 us of a 180 us run
 
 
 def _numba_backend():
     """rnn.kernels.binding.run_numba, imported on first use (rnn imports without Numba)."""
-    if not _BINDING:
-        from .kernels.binding import run_numba
-        _BINDING.append(run_numba)
-    return _BINDING[0]
+    global _run_numba
+    if _run_numba is None:
+        from .kernels.binding import run_numba as _run_numba
+    return _run_numba
 
 
 _WARNED = weakref.WeakSet()  # cells already told that "auto" runs them on the graph

@@ -39,7 +39,7 @@ def crew(k):
     """The process's workers, at least k of them (made again in a forked child, which has no threads)."""
     global _crew
     if _crew is None or _crew.k < k or _crew.pid != os.getpid():
-        _crew = Crew(max(k, _crew.k if _crew is not None and _crew.pid == os.getpid() else 0))
+        _crew = Crew(k)
     return _crew
 
 

@@ -133,4 +133,3 @@ def sgemm(a, b, out, ta, tb):
     if status != 0:
         raise RuntimeError(f"oneDNN's dnnl_sgemm failed (status {status}) on ({M}, {K}) @ ({K}, {N}); "
                            "MINIGRAD_ONEDNN=0 runs float32 on OpenBLAS")
-

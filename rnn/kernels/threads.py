@@ -140,7 +140,7 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False, t
             then(bounds[c], bounds[c + 1])
 
     with one_blas_thread():
-        rest = [_workers(n - 1).submit(block, c) for c in range(1, n)]
+        rest = [handoff.crew(n - 1).submit(block, c) for c in range(1, n)]
         try:
             block(0)
         finally:
@@ -152,12 +152,8 @@ def run_kernel(module, name, T, B, dims, consts, args, summed=(), split=False, t
 
 def in_two(first, second):
     """first() on a worker and second() on this thread, at once; returns when both have."""
-    f = _workers(1).submit(first)
+    f = handoff.crew(1).submit(first)
     try:
         second()
     finally:
         f.result()
-
-
-def _workers(k):
-    return handoff.crew(k)
