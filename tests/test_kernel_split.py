@@ -218,3 +218,27 @@ def test_split_gemms_equal_the_whole_ones(form, m, k, n, dtype):
         got = blas.matmul2d(a, b, split=True)
     np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@given(shapes=st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30), st.integers(1, 30), st.booleans()),
+                       min_size=1, max_size=4),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_split_gemms_in_one_hand_off(shapes, dtype):
+    """matmuls2d(split=True): every product equals its own, to rounding, and all of them cost a single
+    hand-off to the worker (each a hand-off of its own had cost ~70 us apiece)."""
+    from rnn.kernels import blas
+    rng = np.random.default_rng(len(shapes))
+    pairs = []
+    for m, k, n, transposed in shapes:
+        a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        pairs.append((np.asfortranarray(a) if transposed else a, b))
+    hand_offs = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blas, "_SPLIT_WORK", 0)
+        mp.setattr(blas, "in_two", lambda first, second: (hand_offs.append(1), threads.in_two(first, second)))
+        got = blas.matmuls2d(pairs, split=True)
+    splittable = [p for p in pairs if min(p[0].shape[0], p[0].shape[1]) >= 2]
+    assert len(hand_offs) == (1 if splittable else 0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for (a, b), g in zip(pairs, got):
+        np.testing.assert_allclose(g, a.astype(np.float64) @ b, rtol=tol, atol=tol)

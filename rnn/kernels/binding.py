@@ -39,7 +39,8 @@ from ..run import RunResult, total
 from ..unfold import unfold
 from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
-from .blas import blas_rows, carve, carve_plan, gather_rows, matmul2d, one_hot_rows, scatter_rows, staggered, transposed
+from .blas import (blas_rows, carve, carve_plan, gather_rows, matmul2d, matmuls2d, one_hot_rows, scatter_rows, staggered,
+                   transposed)
 from .emit import generate, ident
 from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
@@ -480,7 +481,11 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split
         run_kernel(prep.module, "backward", T, B, dims, consts, [allv[n] for n in lay.backward_args], lay.summed,
                    split=split)
         step_grads.add([grads.get(kinds.name("grad_states", prep.sname[n])) for n in snames])
-        out = []
+        out, products = [], []  # products: (index in out, a, b, then), all computed in one hand-off
+
+        def product(a, b, then=None):
+            products.append((len(out), a, b, then))
+            out.append(None)
         for kind, name in which:
             if kind == "x":
                 out.append(grads[kinds.name("grad_x")])
@@ -488,14 +493,16 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split
                 key, left, left_grad, right, right_grad, folded, hot = name
                 dXA = grads[_node_array("grad_hoist", key)].reshape(T * B, -1)
                 if kind == "hoist_left":
-                    out.append(matmul2d(dXA, right if folded else right.T, split).reshape(left.shape)
-                               if left_grad else None)
+                    if left_grad:
+                        product(dXA, right if folded else right.T, lambda r, s=left.shape: r.reshape(s))
+                    else:
+                        out.append(None)
                 elif right_grad and hot is not None:  # onehot(hot).T @ dXA: dXA's rows added up by column
                     dR = scatter_rows(hot, dXA, left.shape[-1])
                     out.append(dR.T if folded else dR)
                 elif right_grad:
                     L = left.reshape(T * B, -1)
-                    out.append(matmul2d(dXA.T, L, split) if folded else matmul2d(L.T, dXA, split))
+                    product(*((dXA.T, L) if folded else (L.T, dXA)))
                 else:
                     out.append(None)
             elif kind == "engine":  # in the kernel's layout ((W,) for a (1, W) value): back to the value's shape
@@ -503,12 +510,18 @@ def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split
                 out.append(None if got is None else got.reshape(prep.plan.nodes[name].shape))
             elif kind == "weight":
                 key, folded, learns = name
-                out.append(_weight_grad(prep, allv, key, folded, T, B, split) if learns else None)  # frozen: none
+                if learns:
+                    product(*_weight_grad_operands(prep, allv, key, folded, T, B))
+                else:  # frozen: none
+                    out.append(None)
             else:
                 sn = prep.sname[name]
                 parts = [grads[b][0] for b in (kinds.name("grad_state_ew", sn), kinds.name("grad_state_mm", sn))
                          if b in grads]
                 out.append(sum(parts[1:], parts[0].copy()) if parts else None)
+        done = matmuls2d([(a, b) for _, a, b, _ in products], split)
+        for (i, _, _, then), r in zip(products, done):
+            out[i] = r if then is None else then(r)
         return out
     return vjp
 
@@ -529,12 +542,13 @@ def _weight_arrays(plan, rid):
     return kinds.name("stored", ident(left)), None, grad
 
 
-def _weight_grad(prep, allv, rid, folded, T, B, split=False):
-    """Sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM over all T*B rows."""
+def _weight_grad_operands(prep, allv, rid, folded, T, B):
+    """(a, b) with a @ b the sum over steps of left(t)^T dA(t) (its transpose when `folded`): one GEMM
+    over all T*B rows."""
     name, offset, grad = prep.weight_arrays[rid]
     L = allv[name] if offset is None else allv[name][offset:offset + T]
     L, dA = L.reshape(T * B, -1), allv[grad].reshape(T * B, -1)
-    return matmul2d(dA.T, L, split) if folded else matmul2d(L.T, dA, split)
+    return (dA.T, L) if folded else (L.T, dA)
 
 
 def _right(prep, env, named, key):

@@ -123,32 +123,67 @@ def matmul2d(a, b, split=False, pooled=True):
     (rnn.kernels.onednn), split the same way with each half's call on its thread alone; below that
     OpenBLAS runs them, where oneDNN's call cost more.  pooled: the result is a pooled scratch array
     (minigrad.buffers), else a new one (the engine's, which it keeps as an op's output)."""
-    m, n = a.shape[0], b.shape[1]
-    a, ta = c_or_transposed(a)
-    b, tb = c_or_transposed(b)
-    out = staggered((m, n), a.dtype, 0) if pooled else np.empty((m, n), a.dtype)
-    k = b.shape[1] if tb else b.shape[0]
-    if a.dtype == np.float32 and m * n * k >= LARGE_FLOAT32_WORK and onednn.available():
-        split = split and onednn.limits_threads()
-        pick = functools.partial(_onednn, ta=ta, tb=tb, alone=split)
-    else:
-        pick = _PICK[ta, tb]
-    if not split:
-        pick(a, b, out)
-        return out
-    with one_blas_thread():  # even unsplit: OpenBLAS's second thread would spin through the split kernels
-        if m * n * k < _SPLIT_WORK or min(m, k) < 2:  # a worker's hand-off costs ~70 us
-            pick(a, b, out)
-        elif not ta:  # a (m, k) row-major: halves of its rows make halves of out's rows
+    return matmuls2d([(a, b)], split, pooled)[0]
+
+
+def matmuls2d(pairs, split=False, pooled=True):
+    """[a @ b for a, b in pairs], as matmul2d computes each; split: all of them in one hand-off, the
+    worker taking every product's first half and the caller every second half (a hand-off costs
+    ~70 us: a kernel's backward has three products, its input's and its two weights' gradients)."""
+    products = [_Product(a, b, split, pooled) for a, b in pairs]
+    for p in products:
+        if p.alone:
+            p.whole()
+    rest = [p for p in products if not p.alone]
+    if rest:
+        with one_blas_thread():  # even unsplit: OpenBLAS's second thread would spin through the split kernels
+            firsts = [p.first for p in rest if p.first is not None]
+            seconds = [p.second or p.whole for p in rest]
+            if firsts:
+                in_two(lambda: _each(firsts), lambda: _each(seconds))
+            else:
+                _each(seconds)
+        for p in rest:
+            if p.other is not None:
+                p.out += p.other
+    return [p.out for p in products]
+
+
+def _each(calls):
+    for c in calls:
+        c()
+
+
+class _Product:
+    """One product of matmuls2d: its result array and how it is computed — whole (`alone`: on the
+    caller with the library's own threads), or `first` and `second` halves (out, or out and `other`
+    to add), or, below a hand-off's worth, whole among the halves."""
+
+    def __init__(self, a, b, split, pooled):
+        m, n = a.shape[0], b.shape[1]
+        a, ta = c_or_transposed(a)
+        b, tb = c_or_transposed(b)
+        out = self.out = staggered((m, n), a.dtype, 0) if pooled else np.empty((m, n), a.dtype)
+        k = b.shape[1] if tb else b.shape[0]
+        if a.dtype == np.float32 and m * n * k >= LARGE_FLOAT32_WORK and onednn.available():
+            split = split and onednn.limits_threads()
+            pick = functools.partial(_onednn, ta=ta, tb=tb, alone=split)
+        else:
+            pick = _PICK[ta, tb]
+        self.whole = functools.partial(pick, a, b, out)
+        self.alone, self.first, self.second, self.other = not split, None, None, None
+        if not split or m * n * k < _SPLIT_WORK or min(m, k) < 2:  # a worker's hand-off costs ~70 us
+            return
+        if not ta:  # a (m, k) row-major: halves of its rows make halves of out's rows
             h = m // 2
-            in_two(lambda: pick(a[:h], b, out[:h]), lambda: pick(a[h:], b, out[h:]))
+            self.first = functools.partial(pick, a[:h], b, out[:h])
+            self.second = functools.partial(pick, a[h:], b, out[h:])
         else:  # a holds the (k, m) transpose: halves of k, the two products added
             h = k // 2
-            other = np.empty_like(out)
+            other = self.other = np.empty_like(out)
             bh, bt = (np.ascontiguousarray(b[:, :h]), np.ascontiguousarray(b[:, h:])) if tb else (b[:h], b[h:])
-            in_two(lambda: pick(a[:h], bh, out), lambda: pick(a[h:], bt, other))
-            out += other
-    return out
+            self.first = functools.partial(pick, a[:h], bh, out)
+            self.second = functools.partial(pick, a[h:], bt, other)
 
 
 def _onednn(a, b, out, ta, tb, alone):
