@@ -423,6 +423,20 @@ def test_equal_gradient_arrays_are_stored_once():
     assert prepare(rnn.GRUCell(3, 4), 2).layout.same == {}
 
 
+def test_products_the_backward_does_not_read_keep_one_step():
+    """h W_hh in Elman and the LSTM feeds only a sum whose derivative needs no value: the kernel keeps
+    one step of it (rewritten in cache every step) instead of every step's; the GRU's candidate gate
+    multiplies h W_hn + b_hn by r, so its backward reads the product and every step's stays."""
+    for cls, rows in ((rnn.ElmanCell, 1), (rnn.LSTMCell, 1), (rnn.GRUCell, "T")):
+        prep = prepare(cls(3, 4), 2)
+        products = {name: spec for name, (kind, _, spec) in prep.layout.arrays.items() if kind == "rec"}
+        assert products and all(spec[0] == rows for spec in products.values()), (cls.__name__, products)
+        src = kernel_source(cls(3, 4), batch=2)
+        for name in products:
+            every, one = re.search(rf"\b{name}\[t", src), re.search(rf"\b{name}\[0", src)
+            assert bool(every) == (rows == "T") and bool(one) == (rows == 1), (cls.__name__, name)
+
+
 def test_weights_reach_the_kernel_node_without_transpose_nodes():
     """x @ W.T reads W itself: the engine records the kernel node with the parameters as parents,
     and no transpose (or matmul) node around it; LeakyCell's x @ W has nothing to fold."""

@@ -8,7 +8,8 @@ written with 'T', 'T+1', 'B', '2' (double-buffered by step parity) and integer w
     x                xs      the step inputs x(t)                                   (T, B, I)    the call
     state            S_      a state at every step, S[0] the initial one            (T+1, B, w)  the call, forward
     hoist            XA_     a hoisted product x(t) @ W for every step              (T, B, w)    the call (one GEMM)
-    rec              A_      an in-loop product, per step                           (T, B, w)    forward
+    rec              A_      an in-loop product, per step; one step's where the     (T, B, w)    forward
+                             backward does not read it                              (1, B, w)
     rec_weight       W_      the right operand of an in-loop product                (K, N)       the call
     rec_weight_t     WT_     its transpose, row-major, for the backward's products  (N, K)       the call
     engine           P_      a parameter, constant or parameter-only value          its own      the call
