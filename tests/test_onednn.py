@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnn
+from minigrad import Tensor
 from rnn.kernels import blas, onednn, threads
 from rnn.kernels.binding import prepare
 from rnn.kernels.emit import generate
@@ -65,6 +66,35 @@ def test_kernels_with_onednn_products_match_the_graph(cls, blocks, monkeypatch):
     assert "import jit, matmul_onednn as matmul," in open(prep.module.__file__).read()
     assert 16 * 128 * 128 >= ONEDNN_PRODUCT
     assert_same(cell, 3, 32, 0, np.float32)
+
+
+@needs_onednn
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_split_blocks_compute_their_rows_of_the_hoisted_product(one_hot, monkeypatch):
+    """A split call's blocks compute their rows of x(t) @ W_ih.T at the top of each step (the kernel's
+    dims flag set, no GEMM over all steps before the loop), and everything equals the graph.  A one-hot
+    x(t) that needs no gradient stays a gather of W_ih's rows before the loop (the flag unset)."""
+    from rnn.kernels import binding
+    monkeypatch.setattr(threads, "_threads", 2)
+    monkeypatch.setattr(threads, "_min_batch", 32)
+    cell = rnn.LSTMCell(128, 128, rng=np.random.default_rng(0), dtype=np.float32)
+    prep = prepare(cell, 32)
+    assert prep.layout.hoisted_in_blocks == ["XA_n3"] and threads.splits(prep, 32)
+    seen, gemms = [], []
+    kernel, gemm = binding.run_kernel, binding.matmul2d
+    monkeypatch.setattr(binding, "run_kernel", lambda m, name, T, B, dims, *a, **k: (
+        seen.append((name, int(dims[-2]))), kernel(m, name, T, B, dims, *a, **k))[1])
+    monkeypatch.setattr(binding, "matmul2d", lambda a, b, *r: (gemms.append(a.shape), gemm(a, b, *r))[1])
+    if one_hot:
+        rng = np.random.default_rng(1)
+        x = np.eye(128, dtype=np.float32)[rng.integers(0, 128, (3, 32))]
+        fused, graph = (rnn.run(cell, Tensor(x), backend=b) for b in ("numba", "graph"))
+        np.testing.assert_allclose(fused.outputs.data, graph.outputs.data, rtol=1e-5, atol=1e-6)
+    else:
+        assert_same(cell, 3, 32, 0, np.float32)
+    forward = [flag for name, flag in seen if name == "forward"]
+    assert forward and all(flag == int(not one_hot) for flag in forward)
+    assert (3 * 32, 128) not in gemms  # the hoisted product: by the blocks, or a gather
 
 
 @needs_onednn

@@ -7,7 +7,11 @@ written with 'T', 'T+1', 'B', '2' (double-buffered by step parity) and integer w
     kind             prefix  holds                                                  shape        made by
     x                xs      the step inputs x(t)                                   (T, B, I)    the call
     state            S_      a state at every step, S[0] the initial one            (T+1, B, w)  the call, forward
-    hoist            XA_     a hoisted product x(t) @ W for every step              (T, B, w)    the call (one GEMM)
+    hoist            XA_     a hoisted product x(t) @ W for every step              (T, B, w)    the call (one GEMM),
+                                                                                                 or a split call's
+                                                                                                 blocks, per step
+    hoist_left       XL_     its left operand, for those blocks                     (T, B, K)    the call
+    hoist_weight     WX_     its right operand, row-major, for those blocks         (K, w)       the call
     rec              A_      an in-loop product, per step; one step's where the     (T, B, w)    forward
                              backward does not read it                              (1, B, w)
     rec_weight       W_      the right operand of an in-loop product                (K, N)       the call
@@ -59,7 +63,8 @@ class Kind:
 
 
 KINDS = {k.name: k for k in (
-    Kind("x", "xs"), Kind("state", "S_"), Kind("hoist", "XA_"), Kind("rec", "A_"),
+    Kind("x", "xs"), Kind("state", "S_"), Kind("hoist", "XA_"), Kind("hoist_left", "XL_"),
+    Kind("hoist_weight", "WX_"), Kind("rec", "A_"),
     Kind("rec_weight", "W_"), Kind("rec_weight_t", "WT_"), Kind("engine", "P_"), Kind("stored", "V_"),
     Kind("grad_out", "G"), Kind("grad_x", "dxs"), Kind("grad_hoist", "dXA_"), Kind("grad_rec", "dA_"),
     Kind("grad_engine", "dP_", zeroed=True), Kind("grad_states", "DS_"),

@@ -39,8 +39,8 @@ from ..run import RunResult, total
 from ..unfold import unfold
 from . import arrays as kinds, cache as kernel_cache
 from .arrays import KINDS
-from .blas import (blas_rows, carve, carve_plan, gather_rows, matmul2d, matmuls2d, one_hot_rows, scatter_rows, staggered,
-                   transposed)
+from .blas import (blas_rows, carve, carve_plan, gather_rows, matmul2d, matmuls2d, one_hot_rows, scatter_rows,
+                   staggered, transposed)
 from .emit import generate, ident
 from .fingerprint import kept_while_unchanged
 from .directions import run_bidirectional, run_layers
@@ -289,6 +289,8 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     state_index = prep.state_index
 
     split = splits(prep, B)
+    in_blocks = lay.hoisted_in_blocks if split else ()  # hoisted products the blocks may compute, per step
+    dims, blocks = prep.dims, []
     fnames, fplan, bnames, bplan, bzero = prep.carved(T, B, dtype)
     arrays, parents, which = dict(zip(fnames, carve(fplan, dtype))), [], []  # which[i]: how parents[i]'s gradient is found
     for name, what, key in prep.inputs:
@@ -301,11 +303,16 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
             left, (right, folded) = env[plan.nodes[key].args[0]], _right(prep, env, named, key)
             L, R = left._data.reshape(T * B, -1), right._data.T if folded else right._data
             hot = None if left.requires_grad else one_hot_rows(L)  # one-hot x(t), a char model's: a gather
-            arrays[name] = (matmul2d(L, R, split) if hot is None else gather_rows(hot, R)).reshape(T, B, -1)
+            if name in in_blocks and hot is None:  # maybe by the blocks, below
+                blocks.append((name, key, L, R, right, folded))
+            else:
+                arrays[name] = (matmul2d(L, R, split) if hot is None else gather_rows(hot, R)).reshape(T, B, -1)
             parents.extend((left, right))
             # the arrays as the forward saw them: the vjp must not read a .data replaced since
             operands = (key, left._data, left.requires_grad, right._data, right.requires_grad, folded, hot)
             which.extend((("hoist_left", operands), ("hoist_right", operands)))
+        elif what in ("hoist_left", "hoist_weight"):  # read only where the blocks compute the product: below
+            arrays[name] = _UNUSED_2D[dtype] if what == "hoist_weight" else _UNUSED_3D[dtype]
         elif what == "rec_weight":
             right, folded = _right(prep, env, named, key)
             arrays[name] = transposed(right._data) if folded else np.ascontiguousarray(right._data)
@@ -318,9 +325,19 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
             arrays[name] = np.ascontiguousarray(t._data if engine_whole(lay, name, t.shape) else t._data.reshape(-1))
             if plan.nodes[key].grad:
                 parents.append(t), which.append(("engine", key))
+    if blocks and len(blocks) == len(in_blocks):  # each block its rows at each step (emit.hoisted_in_block)
+        dims = dims.copy()
+        dims[-2] = 1
+    for name, key, L, R, right, folded in blocks:
+        if dims[-2]:
+            arrays[name] = staggered((T, B, R.shape[1]), dtype, 4)
+            arrays[kinds.name("hoist_left", ident(key))] = np.ascontiguousarray(L).reshape(T, B, -1)
+            W = transposed(right._data, 5) if folded else np.ascontiguousarray(R)
+            arrays[kinds.name("hoist_weight", ident(key))] = W
+        else:  # one of them is a gather: the kernel reads them all from the call
+            arrays[name] = matmul2d(L, R, split).reshape(T, B, -1)
     for i, s in enumerate(state0):
         parents.append(s), which.append(("state0", plan.states[i][0]))
-    dims = prep.dims
     consts = prep.kernel_consts(dtype)
     snames = prep.snames
     S = [arrays[kinds.name("state", prep.sname[n])] for n in snames]
@@ -457,6 +474,11 @@ def _view(t, index):
 def _sname(plan, name):
     i = [n for n, _, _ in plan.states].index(name)
     return name if name.isidentifier() else f"s{i}"
+
+
+# what a kernel gets for the hoisted products' operands in a call whose blocks do not compute them
+_UNUSED_2D = {np.dtype(d): np.zeros((0, 0), d) for d in (np.float32, np.float64)}
+_UNUSED_3D = {np.dtype(d): np.zeros((0, 0, 0), d) for d in (np.float32, np.float64)}
 
 
 def _make_vjp(prep, arrays, which, T, B, dims, consts, step_grads, snames, split):

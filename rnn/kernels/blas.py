@@ -88,14 +88,16 @@ def c_or_transposed(m):
     return np.ascontiguousarray(m), False
 
 
-def transposed(a):
+def transposed(a, k=None):
     """a.T, C-contiguous, for 2-d `a` (a recurrent weight as the per-step products read it): in tiles
-    of 16 x 16, 4x faster than NumPy's copy of a 2048 x 512 a.T (0.8 against 3.3 ms in float32)."""
+    of 16 x 16, 4x faster than NumPy's copy of a 2048 x 512 a.T (0.8 against 3.3 ms in float32).
+    k: where in a page it starts (minigrad.buffers.staggered), at any size: a second weight that each
+    step reads beside the first must not share the first's cache sets."""
     if a.flags.f_contiguous:  # a.T is already C-contiguous
         return a.T
-    if a.size < 1 << 16:  # NumPy's copy is as fast there, without the pool lookup and the dispatch
+    if k is None and a.size < 1 << 16:  # NumPy's copy is as fast there, without the pool lookup and the dispatch
         return np.ascontiguousarray(a.T)
-    out = staggered(a.shape[::-1], a.dtype, 3)
+    out = staggered(a.shape[::-1], a.dtype, 3 if k is None else k)
     _transpose(np.ascontiguousarray(a), out)
     return out
 
