@@ -334,7 +334,7 @@ def check_saved(order, create_graph=False, who="backward"):
                 continue
             seen.add(id(copy))
             replaced = create_graph and leaf._data is not arr
-            if replaced or not _same_bits(arr, copy):
+            if replaced or not same_bits(arr, copy):
                 tensor = f"the tensor {leaf.name!r}" if leaf.name else "a tensor"
                 how = "given new values (.data = ...)" if replaced else "changed in place"
                 i = node._parents.index(leaf)  # by identity: a Tensor has no __eq__
@@ -347,7 +347,13 @@ def check_saved(order, create_graph=False, who="backward"):
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def _same_bits(arr, copy):
+def recorded_copy(leaf):
+    """The copy of leaf tensor `leaf`'s values that its last recording kept (check_saved compares the
+    leaf against it; it is never written to), or None."""
+    return leaf._copy
+
+
+def same_bits(arr, copy):
     """Whether `arr` still holds `copy`'s values bit for bit (a NaN that stays a NaN is unchanged).  Up to
     tens of kB as bytes: two short copies and a memcmp (0.1 us at 64 B, where a ufunc and a reduction
     take 1.8); above, as unsigned integers of their width in one compiled loop (minigrad.fused: a

@@ -137,6 +137,29 @@ def test_editing_the_inputs_of_a_recurrent_run_before_backward_is_refused(backen
         res.outputs.sum().backward()
 
 
+def test_a_weight_transpose_kept_between_kernel_calls_is_never_stale():
+    """The kernels read W_hh.T; it is kept from call to call while W_hh holds the bits of the engine's
+    recorded copy of it.  A write through an array held from before, which no version count sees,
+    makes the next forward transpose again; so does undoing it (the kept one was made from other bits)."""
+    cell = rnn.ElmanCell(3, 4, rng=np.random.default_rng(0))
+    xs = mg.tensor(np.random.default_rng(1).normal(size=(5, 2, 3)))
+    held = cell.weight_hh.data
+    prep = fused.prepare(cell, 2)
+
+    def agree():
+        out = rnn.run(cell, xs, backend="numba").outputs.data
+        np.testing.assert_allclose(out, rnn.run(cell, xs, backend="graph").outputs.data, rtol=1e-12, atol=1e-14)
+        return out, {name: id(t) for name, (_, t) in prep.transposes.items()}
+    agree()
+    first, kept = agree()
+    assert kept and agree()[1] == kept  # unchanged weights: the same transpose, not a new one
+    held *= 2.0
+    doubled, _ = agree()
+    assert not np.allclose(doubled, first)
+    held /= 2.0
+    np.testing.assert_array_equal(agree()[0], first)
+
+
 # --- what a step reads from its cell, changed between two runs --------------------------------
 
 class Reader(rnn.Cell):
