@@ -467,6 +467,34 @@ def test_final_state_is_the_last_step_state_with_its_gradient(cls):
         assert g is not None and rel(g, n) < 1e-12
 
 
+def test_states_of_one_width_come_out_of_the_kernels_buffer_without_a_copy():
+    """An LSTM's h and c: the kernel node's output is (T, B, 2, H) and each state is its [..., i, :],
+    a contiguous view of the memory the kernel wrote, with no copy putting them side by side; a loss on
+    c (the second state) gets the graph's gradients through it.  States of two widths (an LSTM under a
+    GRU of H + 1) are put side by side, (T, B, H + H + H + 1)."""
+    from minigrad.walk import toposort
+    rng = np.random.default_rng(0)
+    xs = Tensor(rng.standard_normal((5, 2, 3)))
+    cell = rnn.LSTMCell(3, 4, rng=rng)
+    r = rnn.run(cell, xs, backend="numba")
+    h, c = r.per_state
+    kernel = next(t for t in toposort([h], lambda t: t._parents) if t.op == "rnn_kernel")
+    assert kernel.shape == (5, 2, 2, 4) and h.shape == c.shape == (5, 2, 4)
+    assert h.data.flags.c_contiguous and c.data.flags.c_contiguous
+    assert np.shares_memory(h.data, kernel.data) and np.shares_memory(c.data, kernel.data)
+    grads = {}
+    for backend in ("numba", "graph"):
+        cell.zero_grad()
+        r = rnn.run(cell, xs, backend=backend)
+        (r.states[-1][1] * r.states[-1][1]).sum().backward()
+        grads[backend] = [p.grad.copy() for p in cell.parameters()]
+    assert all(rel(a, b) < 1e-12 for a, b in zip(grads["numba"], grads["graph"]))
+    deep = rnn.Stacked([rnn.LSTMCell(3, 4, rng=rng), rnn.GRUCell(4, 5, rng=rng)])
+    r = rnn.run(deep, xs, backend="numba")
+    kernel = next(t for t in toposort([r.outputs], lambda t: t._parents) if t.op == "rnn_kernel")
+    assert kernel.shape == (5, 2, 4 + 4 + 5)
+
+
 def test_bias_gradients_are_summed_outside_the_fused_loop():
     """x W + b: db is the batch sum of d(x W), which the fused loop writes anyway; accumulating it
     inside that loop cost a quarter of the LSTM backward at B = 1.  Every built-in cell's biases
