@@ -64,7 +64,7 @@ class Prepared:
         self.sname = {name: _sname(plan, name) for name in self.snames}
         self.dims = np.asarray(layout.dims[:-1] + [blas_rows()], dtype=np.int64)
         widths = {layout.arrays[kinds.name("state", self.sname[n])][2][-1] for n in self.snames}
-        # several states of one width: one buffer, each state's steps contiguous (_stacked_states)
+        # several states of one width: one buffer, each state's steps contiguous (_run)
         self.stacked_states = len(self.snames) > 1 and len(widths) == 1
         self._kconsts, self._carved = {}, {}
         self.transposes = {}  # kernel array name -> (the weight's recorded copy, its transpose): _transposed_weight
@@ -297,10 +297,11 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     dims, blocks = prep.dims, []
     fnames, fplan, bnames, bplan, bzero = prep.carved(T, B, dtype)
     arrays, parents, which = dict(zip(fnames, carve(fplan, dtype))), [], []  # which[i]: how parents[i]'s gradient is found
-    if prep.stacked_states:
+    stacked = None
+    if prep.stacked_states:  # several states of one width: one buffer, (n, T+1, B, w)
         names = [kinds.name("state", prep.sname[n]) for n in prep.snames]
-        stacked_S, data = _stacked_states(len(names), T, B, lay.arrays[names[0]][2][-1], dtype)
-        arrays.update(zip(names, stacked_S))
+        stacked = staggered((len(names), T + 1, B, lay.arrays[names[0]][2][-1]), dtype, 1)
+        arrays.update(zip(names, stacked))
     for name, what, key in prep.inputs:
         if what == "x":
             arrays[name] = np.ascontiguousarray(xs._data)
@@ -339,8 +340,8 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     for name, key, L, R, right, folded in blocks:
         if dims[-2]:
             arrays[name] = staggered((T, B, R.shape[1]), dtype, 4)
-            arrays[kinds.name("hoist_left", ident(key))] = np.ascontiguousarray(L).reshape(T, B, -1)
-            weight = kinds.name("hoist_weight", ident(key))
+            arrays[_node_array("hoist_left", key)] = np.ascontiguousarray(L).reshape(T, B, -1)
+            weight = _node_array("hoist_weight", key)  # its transpose at its own offset in a page (blas.transposed)
             arrays[weight] = _transposed_weight(prep, weight, right, 5) if folded else np.ascontiguousarray(R)
         else:  # one of them is a gather: the kernel reads them all from the call
             arrays[name] = matmul2d(L, R, split).reshape(T, B, -1)
@@ -352,8 +353,12 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     side_by_side = None
     if len(S) == 1:
         data = S[0][1:]
-    elif not prep.stacked_states:  # all states side by side, into a pooled buffer: a fresh one is fresh pages,
-        # which cost more than the copy
+    elif stacked is not None:
+        # the kernel node's output (T, B, n, w), each state its [..., i, :], a contiguous view: no copy puts
+        # the states side by side (0.27 ms of an LSTM's call at (100,32,128,128)), and a loss over h reads
+        # contiguous memory
+        data = stacked[:, 1:].transpose(1, 2, 0, 3)
+    else:  # all states side by side, into a pooled buffer: a fresh one is fresh pages, which cost more than the copy
         data = staggered((T, B, sum(s.shape[-1] for s in S)), dtype, 1)
 
         def side_by_side(b0, b1):  # by each block of a split call, on the rows it has just computed
@@ -395,15 +400,6 @@ def _run(cell, prep, xs, state0, context=(), context_given=None, head_xs=None):
     result.per_step_outputs, result.per_state = per_step, per_state
     result.stacked = {**stacked, prep.rolled.output: outputs}
     return result
-
-
-def _stacked_states(n, T, B, w, dtype):
-    """n states of width w in one pooled buffer: (each state's (T+1, B, w) array for the kernels, all
-    of them from step 1 on as one (T, B, n, w) array).  The kernel node's output is that array, and
-    each state is its [..., i, :], a contiguous view: no copy puts the states side by side (0.27 ms of
-    an LSTM's call at (100,32,128,128)), and a loss over h reads contiguous memory."""
-    whole = staggered((n, T + 1, B, w), dtype, 1)
-    return list(whole), whole[:, 1:].transpose(1, 2, 0, 3)
 
 
 def _transposed_weight(prep, name, weight, k=None):

@@ -676,7 +676,7 @@ class _Gen(NdEmitter):
         """The lines by which a block of a split call computes its rows of each hoisted product x(t) @ W
         at the top of step t, where the call asks it to (dims): the rows are then in its core's cache
         when the fused loop reads them, where the product over all steps before the loop left them
-        in memory (LSTM float32 (100,32,128,128): 0.39 ms a call).  Only where the per-step products
+        in memory (LSTM float32 (100,32,128,128): 0.25-0.30 ms a call).  Only where the per-step products
         go through oneDNN: its calls are as fast per flop at a block's 16-32 rows as the whole GEMM."""
         hoists = [(name, key) for name, (kind, key, _) in self.lay.arrays.items() if kind == "hoist"]
         if not self.lay.onednn or not hoists:

@@ -2,11 +2,12 @@
 
 A thread asleep on a condition variable (as ThreadPoolExecutor's workers wait) started 50-80 µs after
 it was handed work on this VM, and the caller, asleep at the join, woke as late: a split call hands
-work over six times (rnn.kernels.threads), about 0.5 ms of a 16 ms LSTM call and of a 4.5 ms Elman
-call at (100,32,128,128).  Here a worker, once its task is done, watches a counter in shared memory
-for a while (`WATCH` looks, ~2 ms) in compiled code that has released the GIL and yields its core at
-every look, and sleeps on the condition only after that; the caller waits for the task's end the
-same way.  So the hand-offs within a call, and from one call to the next, cost a look or two.
+work over at each kernel and at the split GEMMs (rnn.kernels.threads) — six times a call when this was
+written, about 0.5 ms of a 16 ms LSTM call and of a 4.5 ms Elman call at (100,32,128,128); three now.
+Here a worker, once its task is done, watches a counter in shared memory for a while (`WATCH` looks,
+~2 ms) in compiled code that has released the GIL and yields its core at every look, and sleeps on
+the condition only after that; the caller waits for the task's end the same way.  So the hand-offs
+within a call, and from one call to the next, cost a look or two.
 
     crew(k).submit(fn, *args) -> handle;  handle.result()  (fn's exception, if any, raised there)
 """
